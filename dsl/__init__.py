@@ -1,0 +1,18 @@
+"""The rule language of neural optimizer search.
+
+A rule is the direction d of an update ``w <- w - lr * d``, written as text such as
+``exp(sign(g) * sign(m)) * g`` (PowerSign) or built from the controller's groups of tokens. This package
+parses, prints, checks and compares rules, exports them as sympy/LaTeX formulas, and runs them as
+PyTorch optimizers. It imports no other package of this project.
+"""
+
+from dsl.errors import RuleError, RuleSyntaxError
+from dsl.expr import Call, Const, Expr, Rule, Var
+from dsl.groups import GroupVocabulary, nos_vocabulary, rule_from_groups
+from dsl.known import KNOWN_RULE_TEXT, known_rules
+from dsl.text import parse
+
+__all__ = [
+    "Call", "Const", "Expr", "GroupVocabulary", "KNOWN_RULE_TEXT", "Rule", "RuleError", "RuleSyntaxError",
+    "Var", "known_rules", "nos_vocabulary", "parse", "rule_from_groups",
+]

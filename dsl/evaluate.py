@@ -1,0 +1,136 @@
+"""Evaluating a rule elementwise on tensors: the language's one numeric meaning.
+
+`evaluate` walks the tree once per distinct sub-expression (a repeated sub-tree is computed once and
+reused, so a random operand used twice is one draw). Every value is a tensor; step quantities and
+hyper-constants are 0-d tensors, so the same code is traced by torch.compile for the fused optimizer
+path and run eagerly for probes. `step_quantities` gives the per-step scalars (t, decays, bias
+corrections, AdaBound's bounds) for either Python floats or 0-d tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from dsl.expr import Call, Const, Expr, Var
+from dsl.vocabulary import HYPERS
+
+
+def _drop(x: torch.Tensor, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return x * (rand(x) >= p).to(x.dtype) / (1.0 - p)
+
+
+# name -> f(args, params, ctx); ctx holds the random source and AdaBound's bounds.
+_TORCH_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "neg": lambda a, p, c: torch.neg(a[0]),
+    "exp": lambda a, p, c: torch.exp(a[0]),
+    "log": lambda a, p, c: torch.log(a[0]),
+    "abs": lambda a, p, c: torch.abs(a[0]),
+    "sqrt": lambda a, p, c: torch.sqrt(a[0]),
+    "sign": lambda a, p, c: torch.sign(a[0]),
+    "clip": lambda a, p, c: torch.clamp(a[0], -p[0], p[0]),
+    "drop": lambda a, p, c: _drop(a[0], p[0], c["rand"]),
+    "bound": lambda a, p, c: torch.minimum(torch.maximum(a[0], c["bound_low"]), c["bound_high"]),
+    "add": lambda a, p, c: torch.add(a[0], a[1]),
+    "sub": lambda a, p, c: torch.sub(a[0], a[1]),
+    "mul": lambda a, p, c: torch.mul(a[0], a[1]),
+    "div": lambda a, p, c: torch.div(a[0], a[1]),
+    "pow": lambda a, p, c: torch.pow(a[0], a[1]),
+    "max": lambda a, p, c: torch.maximum(a[0], a[1]),
+    "min": lambda a, p, c: torch.minimum(a[0], a[1]),
+    "clamp": lambda a, p, c: torch.minimum(torch.maximum(a[0], a[1]), a[2]),
+}
+
+
+def evaluate(expr: Expr, values: Mapping[str, torch.Tensor], rand: Callable[[torch.Tensor], torch.Tensor]
+             | None = None) -> torch.Tensor:
+    """The value of ``expr`` given a tensor (or 0-d tensor) for every name it reads.
+
+    ``values`` also holds ``bound_low`` and ``bound_high`` when the rule uses ``bound``; ``rand(x)``
+    gives uniform [0, 1) numbers shaped like x for ``drop`` (default: torch.rand_like).
+    """
+    ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
+    memo: dict[Expr, torch.Tensor] = {}
+
+    def walk(node: Expr) -> torch.Tensor:
+        if node in memo:
+            return memo[node]
+        if isinstance(node, Const):
+            ref = next(iter(values.values()))
+            out = torch.tensor(node.value, dtype=ref.dtype, device=ref.device)
+        elif isinstance(node, Var):
+            out = values[node.name]
+        else:
+            out = _TORCH_FUNCTIONS[node.fn]([walk(a) for a in node.args], node.params, ctx)
+        memo[node] = out
+        return out
+
+    return walk(expr)
+
+
+class _MathOps:
+    cos = staticmethod(math.cos)
+    clamp_min = staticmethod(max)
+
+    @staticmethod
+    def min(x: float, y: float) -> float:
+        return min(x, y)
+
+    @staticmethod
+    def fmod(x: float, y: float) -> float:
+        return math.fmod(x, y)
+
+
+class _TorchOps:
+    cos = staticmethod(torch.cos)
+    clamp_min = staticmethod(torch.clamp_min)
+    min = staticmethod(torch.clamp_max)
+    fmod = staticmethod(torch.fmod)
+
+
+def step_quantities(t: Any, hyper: Mapping[str, Any], eta_ratio: Any) -> dict[str, Any]:
+    """Per-step scalars, for a Python float t (foreach path) or a 0-d tensor t (compiled path).
+
+    ``eta_ratio`` is AdaBound's final step size in units of the current lr (final_lr / initial_lr).
+    Bias corrections are given as their reciprocals, the form the evaluators multiply by.
+    """
+    ops = _TorchOps if isinstance(t, torch.Tensor) else _MathOps
+    T = hyper["T"]
+    frac = ops.min(t / T, 1.0)  # the decays end at T, as TF's sign_decay schedules do
+    return {
+        "t": t,
+        "ld": 1.0 - frac,
+        "cd": 0.5 * (1.0 + ops.cos(2.0 * math.pi * hyper["cd_periods"] * frac)),
+        "rd": 0.5 * (1.0 + ops.cos(math.pi * ops.fmod(hyper["rd_periods"] * t, T) / T)),
+        "inv_bc1": 1.0 / (1.0 - hyper["beta1"] ** t),
+        "inv_bc2": 1.0 / (1.0 - hyper["beta2"] ** t),
+        "inv_bc3": 1.0 / (1.0 - hyper["beta3"] ** t),
+        "bound_low": eta_ratio * (1.0 - 1.0 / (hyper["gamma"] * t + 1.0)),
+        "bound_high": eta_ratio * (1.0 + 1.0 / (hyper["gamma"] * t)),
+    }
+
+
+def leaf_values(tensors: Mapping[str, torch.Tensor], steps: Mapping[str, Any],
+                hyper: Mapping[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
+    """The value of each name a rule reads, from state tensors, step quantities and hyper-constants.
+
+    ``tensors`` holds g, w, m, v, m3, vmax, noise as needed; the bias-corrected operands are derived.
+    """
+    out: dict[str, Any] = {}
+    derived = {"mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3")}
+    for name in names:
+        if name in derived:
+            base, scale = derived[name]
+            out[name] = tensors[base] * steps[scale]
+        elif name in tensors:
+            out[name] = tensors[name]
+        elif name in steps:
+            out[name] = steps[name]
+        elif name in HYPERS:
+            out[name] = hyper[name]
+        else:
+            raise KeyError(f"no value for {name!r}")
+    return out

@@ -1,0 +1,119 @@
+"""The tree of a rule: constants, names and function calls, and the `Rule` that wraps one.
+
+Nodes are frozen dataclasses, so two rules written the same way are equal and hashable (the evaluators
+use that to compute a repeated sub-expression once). Literal function parameters (``clip(x, 1e-4)``)
+are kept on the call node, apart from its expression arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from dsl.errors import RuleError
+from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
+
+MAX_NODES = 256
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float
+
+    def __post_init__(self) -> None:
+        value = float(self.value)
+        if not math.isfinite(value) or value < 0:
+            # Negative numbers are written neg(Const): one tree per text, so parse(str(r)) == r.
+            raise RuleError(f"a constant must be finite and non-negative, got {self.value!r}")
+        object.__setattr__(self, "value", value + 0.0)  # -0.0 -> 0.0
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in OPERANDS and self.name not in HYPERS:
+            raise RuleError(f"unknown name {self.name!r}")
+
+
+@dataclass(frozen=True)
+class Call:
+    fn: str
+    args: tuple[Expr, ...]
+    params: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        spec = FUNCTIONS.get(self.fn)
+        if spec is None:
+            raise RuleError(f"unknown function {self.fn!r}")
+        object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "params", tuple(float(p) for p in self.params))
+        if len(self.args) != spec.arity or len(self.params) != len(spec.params):
+            raise RuleError(f"{self.fn} takes {spec.arity} argument(s) and {len(spec.params)} "
+                            f"parameter(s), got {len(self.args)} and {len(self.params)}")
+        for value, (pname, low, high) in zip(self.params, spec.params):
+            if not (low < value < high and math.isfinite(value)):
+                raise RuleError(f"{self.fn}: parameter {pname} must be in ({low:g}, {high:g}), "
+                                f"got {value!r}")
+
+
+Expr = Const | Var | Call
+
+
+def nodes(expr: Expr) -> Iterator[Expr]:
+    """All nodes of the tree, parents before children (a shared sub-tree is visited at each use)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, Call):
+            stack.extend(reversed(node.args))
+
+
+def depth(expr: Expr) -> int:
+    if isinstance(expr, Call):
+        return 1 + max(depth(a) for a in expr.args)
+    return 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule: the direction d of ``w <- w - lr * d``, as an expression tree."""
+
+    expr: Expr
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        size = sum(1 for _ in nodes(self.expr))
+        if size > MAX_NODES:
+            raise RuleError(f"rule has {size} nodes, more than the limit of {MAX_NODES}")
+        if depth(self.expr) > MAX_DEPTH:
+            raise RuleError(f"rule is nested deeper than the limit of {MAX_DEPTH}")
+        names = frozenset(n.name for n in nodes(self.expr) if isinstance(n, Var))
+        object.__setattr__(self, "_names", names)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Operands and hyper-constants the rule reads."""
+        return self._names
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        """Optimizer state buffers the rule needs, in a fixed order (m, v, m3, vmax)."""
+        needed = {s for n in self._names if n in OPERANDS for s in OPERANDS[n].state}
+        return tuple(s for s in ("m", "v", "m3", "vmax") if s in needed)
+
+    @property
+    def tensor_operands(self) -> frozenset[str]:
+        return frozenset(n for n in self._names if n in OPERANDS and OPERANDS[n].kind is Kind.TENSOR)
+
+    def size(self) -> int:
+        return sum(1 for _ in nodes(self.expr))
+
+    def __str__(self) -> str:
+        from dsl.text import format_expr  # text depends on expr, not the other way round
+
+        return format_expr(self.expr)

@@ -1,0 +1,228 @@
+"""Rule text: `parse` reads infix text into a `Rule`, `format_expr` writes it back.
+
+Grammar (usual precedence; ``^`` binds tighter than unary minus and is right-associative)::
+
+    expr  := term (('+' | '-') term)*
+    term  := unary (('*' | '/') unary)*
+    unary := '-' unary | power
+    power := atom (('^' | '**') unary)?
+    atom  := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
+
+Text is only ever parsed by this module; nothing is evaluated. The writer puts the fewest parentheses
+the grammar needs (and a few for readability), and numbers as Python's shortest round-tripping repr,
+so ``parse(str(rule)) == rule`` for every rule.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from dsl.errors import RuleError, RuleSyntaxError
+from dsl.expr import MAX_DEPTH, Call, Const, Expr, Rule, Var
+from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_names
+
+MAX_TEXT = 10_000
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
+    r"|(?P<op>\*\*|[-+*/^(),]))"
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, position) for each token, ending with ('end', '', len(text))."""
+    out, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return out + [("end", "", pos)]
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise RuleSyntaxError(text, pos, repr(text[pos]), "a number, a name, an operator or a "
+                                  "parenthesis")
+        kind = match.lastgroup
+        out.append((kind, match.group(kind), match.start(kind)))
+        pos = match.end()
+
+
+def _describe(token: tuple[str, str, int]) -> str:
+    kind, value, _ = token
+    return "the end of the text" if kind == "end" else f"{kind} {value!r}"
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.i = 0
+        self.nesting = 0
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def fail(self, expected: str, hint: str = "", token: tuple[str, str, int] | None = None):
+        token = token or self.peek()
+        raise RuleSyntaxError(self.text, token[2], _describe(token), expected, hint)
+
+    def expect(self, op: str) -> None:
+        if self.peek()[1] != op or self.peek()[0] != "op":
+            self.fail(repr(op))
+        self.take()
+
+    def nest(self) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            self.fail("a shallower expression", f"nesting deeper than the limit of {MAX_DEPTH}")
+
+    def expr(self) -> Expr:
+        self.nest()
+        left = self.term()
+        while self.peek()[0] == "op" and self.peek()[1] in "+-":
+            op = self.take()[1]
+            left = Call(BINARY_OPERATORS[op], (left, self.term()))
+        self.nesting -= 1
+        return left
+
+    def term(self) -> Expr:
+        left = self.unary()
+        while self.peek()[0] == "op" and self.peek()[1] in "*/":
+            op = self.take()[1]
+            left = Call(BINARY_OPERATORS[op], (left, self.unary()))
+        return left
+
+    def unary(self) -> Expr:
+        if self.peek() == ("op", "-", self.peek()[2]):
+            self.take()
+            self.nest()
+            operand = self.unary()
+            self.nesting -= 1
+            return Call("neg", (operand,))
+        return self.power()
+
+    def power(self) -> Expr:
+        base = self.atom()
+        if self.peek()[0] == "op" and self.peek()[1] in ("^", "**"):
+            self.take()
+            self.nest()
+            exponent = self.unary()
+            self.nesting -= 1
+            return Call("pow", (base, exponent))
+        return base
+
+    def atom(self) -> Expr:
+        kind, value, pos = token = self.take()
+        if kind == "number":
+            return Const(float(value))
+        if kind == "op" and value == "(":
+            inner = self.expr()
+            self.expect(")")
+            return inner
+        if kind == "name":
+            is_call = self.peek()[:2] == ("op", "(")
+            if value in FUNCTIONS and not FUNCTIONS[value].infix:
+                if not is_call:
+                    self.fail(f"'(' after the function {value!r}")
+                return self.call(value, token)
+            if value in OPERANDS or value in HYPERS:
+                if is_call:
+                    self.fail("an operator or the end", f"{value!r} is an operand, not a function")
+                return Var(value)
+            close = difflib.get_close_matches(value, known_names(), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see `nos rules names`"
+            raise RuleSyntaxError(self.text, pos, f"unknown name {value!r}",
+                                  "an operand, a hyper-constant or a function", hint)
+        self.i -= 1
+        self.fail("a number, a name, '-' or '('")
+
+    def call(self, name: str, token: tuple[str, str, int]) -> Expr:
+        spec = FUNCTIONS[name]
+        self.expect("(")
+        self.nest()
+        args = [self.expr()]
+        while self.peek()[:2] == ("op", ","):
+            self.take()
+            args.append(self.expr())
+        self.expect(")")
+        self.nesting -= 1
+        want = spec.arity + len(spec.params)
+        if len(args) != want:
+            names = ["x", "y", "z"][: spec.arity] + [p[0] for p in spec.params]
+            raise RuleSyntaxError(self.text, token[2], f"{name} with {len(args)} argument(s)",
+                                  f"{name}({', '.join(names)})", spec.doc)
+        params = []
+        for arg, (pname, _, _) in zip(args[spec.arity:], spec.params):
+            if not isinstance(arg, Const):
+                raise RuleSyntaxError(self.text, token[2], f"{pname} = {format_expr(arg)}",
+                                      f"a number for the parameter {pname} of {name}")
+            params.append(arg.value)
+        try:
+            return Call(name, tuple(args[: spec.arity]), tuple(params))
+        except RuleError as err:
+            raise RuleSyntaxError(self.text, token[2], f"{name}(...)", "valid parameters", str(err))
+
+
+def parse(text: str) -> Rule:
+    """Read rule text such as ``exp(sign(g) * sign(m)) * g`` into a `Rule`."""
+    if not isinstance(text, str):
+        raise TypeError(f"rule text must be a str, got {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        raise RuleSyntaxError(text[:50] + "...", MAX_TEXT, "more text", "at most "
+                              f"{MAX_TEXT} characters")
+    parser = _Parser(text)
+    if parser.peek()[0] == "end":
+        parser.fail("a rule", "the text is empty")
+    expr = parser.expr()
+    if parser.peek()[0] != "end":
+        parser.fail("an operator or the end of the text")
+    try:
+        return Rule(expr)
+    except RuleError as err:  # size limit
+        raise RuleSyntaxError(text, 0, "a rule too large", "a smaller rule", str(err)) from None
+
+
+# Precedence levels of the writer, matching the grammar above.
+_SUM, _PRODUCT, _NEG, _POWER, _ATOM = range(5)
+_LEVEL = {"add": _SUM, "sub": _SUM, "mul": _PRODUCT, "div": _PRODUCT, "neg": _NEG, "pow": _POWER}
+
+
+def _level(expr: Expr) -> int:
+    return _LEVEL.get(expr.fn, _ATOM) if isinstance(expr, Call) else _ATOM
+
+
+def format_number(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def format_expr(expr: Expr) -> str:
+    """The text of an expression, parsed back by `parse` to the same tree."""
+    if isinstance(expr, Const):
+        return format_number(expr.value)
+    if isinstance(expr, Var):
+        return expr.name
+    spec = FUNCTIONS[expr.fn]
+    if expr.fn == "neg":
+        (x,) = expr.args
+        inner = format_expr(x)
+        return f"-{inner}" if _level(x) >= _POWER else f"-({inner})"
+    if spec.infix:
+        x, y = expr.args
+        level = _LEVEL[expr.fn]
+        left, right = format_expr(x), format_expr(y)
+        # Left-associative + - * /: a right operand of the same level needs parentheses; ^ is
+        # right-associative: its left operand does. Negations as operands get them for readability.
+        if _level(x) < level or (level == _POWER and _level(x) == _POWER) or _level(x) == _NEG:
+            left = f"({left})"
+        if _level(y) < level or (level != _POWER and _level(y) == level) or _level(y) == _NEG:
+            right = f"({right})"
+        return f"{left} {spec.infix} {right}" if level < _POWER else f"{left}^{right}"
+    args = [format_expr(a) for a in expr.args] + [format_number(p) for p in expr.params]
+    return f"{expr.fn}({', '.join(args)})"
