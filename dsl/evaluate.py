@@ -19,13 +19,27 @@ from dsl.expr import Call, Const, Expr, Var
 from dsl.vocabulary import HYPERS
 
 
-def _drop(x: torch.Tensor, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _drop(x: Any, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return x * (rand(x) >= p).to(x.dtype) / (1.0 - p)
 
 
-# name -> f(args, params, ctx); ctx holds the random source and AdaBound's bounds.
-_TORCH_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
-    "neg": lambda a, p, c: torch.neg(a[0]),
+def _max(x: Any, y: Any) -> Any:
+    if isinstance(y, float):
+        return torch.clamp_min(x, y)
+    return torch.clamp_min(y, x) if isinstance(x, float) else torch.maximum(x, y)
+
+
+def _min(x: Any, y: Any) -> Any:
+    if isinstance(y, float):
+        return torch.clamp_max(x, y)
+    return torch.clamp_max(y, x) if isinstance(x, float) else torch.minimum(x, y)
+
+
+# name -> f(args, params, ctx); ctx holds the random source and AdaBound's bounds. Arguments are tensors
+# or Python floats (constants), so arithmetic uses Python's operators, which accept both, and the same
+# code runs on torch.fx proxies when the fused path traces it.
+_TORCH_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "neg": lambda a, p, c: -a[0],
     "exp": lambda a, p, c: torch.exp(a[0]),
     "log": lambda a, p, c: torch.log(a[0]),
     "abs": lambda a, p, c: torch.abs(a[0]),
@@ -33,42 +47,70 @@ _TORCH_FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sign": lambda a, p, c: torch.sign(a[0]),
     "clip": lambda a, p, c: torch.clamp(a[0], -p[0], p[0]),
     "drop": lambda a, p, c: _drop(a[0], p[0], c["rand"]),
-    "bound": lambda a, p, c: torch.minimum(torch.maximum(a[0], c["bound_low"]), c["bound_high"]),
-    "add": lambda a, p, c: torch.add(a[0], a[1]),
-    "sub": lambda a, p, c: torch.sub(a[0], a[1]),
-    "mul": lambda a, p, c: torch.mul(a[0], a[1]),
-    "div": lambda a, p, c: torch.div(a[0], a[1]),
-    "pow": lambda a, p, c: torch.pow(a[0], a[1]),
-    "max": lambda a, p, c: torch.maximum(a[0], a[1]),
-    "min": lambda a, p, c: torch.minimum(a[0], a[1]),
-    "clamp": lambda a, p, c: torch.minimum(torch.maximum(a[0], a[1]), a[2]),
+    "bound": lambda a, p, c: _min(_max(a[0], c["bound_low"]), c["bound_high"]),
+    "add": lambda a, p, c: a[0] + a[1],
+    "sub": lambda a, p, c: a[0] - a[1],
+    "mul": lambda a, p, c: a[0] * a[1],
+    "div": lambda a, p, c: a[0] / a[1],
+    "pow": lambda a, p, c: a[0] ** a[1],
+    "max": lambda a, p, c: _max(a[0], a[1]),
+    "min": lambda a, p, c: _min(a[0], a[1]),
+    "clamp": lambda a, p, c: _min(_max(a[0], a[1]), a[2]),
 }
 
 
-def evaluate(expr: Expr, values: Mapping[str, torch.Tensor], rand: Callable[[torch.Tensor], torch.Tensor]
-             | None = None) -> torch.Tensor:
-    """The value of ``expr`` given a tensor (or 0-d tensor) for every name it reads.
+def fold(fn: str, args: list[float], params: tuple[float, ...]) -> float:
+    """A call whose arguments are all constants, computed once in float64 (inf and nan as torch gives)."""
+    tensors = [torch.tensor(a, dtype=torch.float64) for a in args]
+    ctx = {"rand": lambda x: torch.full_like(x, 0.5)}  # no draw for constants: drop keeps its mean
+    try:
+        return float(_TORCH_FUNCTIONS[fn](tensors, params, ctx))
+    except ZeroDivisionError:  # Python floats in a**b never reach here: all are tensors
+        return float("nan")
 
-    ``values`` also holds ``bound_low`` and ``bound_high`` when the rule uses ``bound``; ``rand(x)``
-    gives uniform [0, 1) numbers shaped like x for ``drop`` (default: torch.rand_like).
+
+def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
+                  rand: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
+    """Like `evaluate`, but a constant rule gives a Python float and constants are folded.
+
+    Works on anything with tensor semantics, torch.fx proxies included; ``values`` may hold floats.
     """
     ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
-    memo: dict[Expr, torch.Tensor] = {}
+    memo: dict[Expr, Any] = {}
 
-    def walk(node: Expr) -> torch.Tensor:
+    def walk(node: Expr) -> Any:
         if node in memo:
             return memo[node]
         if isinstance(node, Const):
-            ref = next(iter(values.values()))
-            out = torch.tensor(node.value, dtype=ref.dtype, device=ref.device)
+            out: Any = node.value
         elif isinstance(node, Var):
             out = values[node.name]
         else:
-            out = _TORCH_FUNCTIONS[node.fn]([walk(a) for a in node.args], node.params, ctx)
+            args = [walk(a) for a in node.args]
+            if all(isinstance(a, float) for a in args):
+                out = fold(node.fn, args, node.params)
+            else:
+                out = _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
         memo[node] = out
         return out
 
     return walk(expr)
+
+
+def evaluate(expr: Expr, values: Mapping[str, torch.Tensor],
+             rand: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The value of ``expr`` given a tensor (or 0-d tensor) for every name it reads.
+
+    ``values`` also holds ``bound_low`` and ``bound_high`` when the rule uses ``bound``; ``rand(x)``
+    gives uniform [0, 1) numbers shaped like x for ``drop`` (default: torch.rand_like). The result has
+    the broadcast shape of the tensor operands the rule reads (a constant rule: a 0-d tensor).
+    """
+    out = evaluate_lazy(expr, values, rand)
+    if isinstance(out, torch.Tensor):
+        return out
+    ref = next((v for v in values.values() if isinstance(v, torch.Tensor)), None)
+    return torch.tensor(out, dtype=ref.dtype if ref is not None else torch.float64,
+                        device=ref.device if ref is not None else None)
 
 
 class _MathOps:

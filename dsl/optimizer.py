@@ -1,0 +1,229 @@
+"""Rules as PyTorch optimizers: `RuleOptimizer`, `optimizer_class`, and the functional `rule_step`.
+
+`RuleOptimizer(params, rule, lr=..., **hyper)` is a torch.optim.Optimizer that applies
+``w <- w - lr * d`` with d the rule's value. As torch's own optimizers it keeps its hyper-constants in
+the param groups (each group may override any), its state per parameter (``step`` and only the buffers
+the rule reads: m, v, m3, vmax), and offers two execution paths:
+
+* ``foreach=True`` (default): multi-tensor `torch._foreach_*` kernels (dsl/foreach.py);
+* ``fused=True``: the whole step compiled by torch.compile into one elementwise pass per tensor
+  (dsl/fused.py), falling back to running it eagerly where compile is unavailable.
+
+AdaBound's bounds need the lr the run started with: it lives in each param group as ``initial_lr``, the
+key torch's LR schedulers use, so deepcopy, pickling and state_dict keep it and a scheduler that scales lr
+scales the bounds too, as the adabound package intends (without its faults).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from dsl.evaluate import step_quantities
+from dsl.expr import Rule
+from dsl.foreach import Lazy, apply_rule
+from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
+from dsl.text import parse
+from dsl.vocabulary import hyper_defaults
+
+_DERIVED = {"mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3")}
+
+
+def _as_rule(rule: Rule | str) -> Rule:
+    return parse(rule) if isinstance(rule, str) else rule
+
+
+def eta_ratio(group: Mapping[str, Any]) -> float:
+    """AdaBound's final step size in units of the current lr: final_lr / initial_lr.
+
+    With an initial lr of 0 (a warm-up from zero) there is no ratio to keep: eta* is final_lr itself.
+    """
+    if group["initial_lr"] > 0:
+        return group["final_lr"] / group["initial_lr"]
+    return group["final_lr"] / group["lr"] if group["lr"] > 0 else 0.0
+
+
+def _scalars(group: Mapping[str, Any], t: float) -> dict[str, float]:
+    values = dict(step_quantities(t, group, eta_ratio(group)))
+    values.update({name: group[name] for name in SCALAR_NAMES if name in group})
+    values["grad_sign"] = -1.0 if group["maximize"] else 1.0
+    return values
+
+
+def _update_state(grads: list[torch.Tensor], state: Mapping[str, list[torch.Tensor]],
+                  group: Mapping[str, Any]) -> None:
+    """The running averages, as torch's Adam computes them (multi-tensor)."""
+    if "m" in state:
+        torch._foreach_lerp_(state["m"], grads, 1.0 - group["beta1"])
+    if "v" in state:
+        torch._foreach_mul_(state["v"], group["beta2"])
+        torch._foreach_addcmul_(state["v"], grads, grads, 1.0 - group["beta2"])
+    if "m3" in state:
+        cubes = torch._foreach_mul(grads, grads)
+        torch._foreach_mul_(cubes, grads)
+        torch._foreach_mul_(state["m3"], group["beta3"])
+        torch._foreach_add_(state["m3"], cubes, alpha=1.0 - group["beta3"])
+    if "vmax" in state:
+        torch._foreach_maximum_(state["vmax"], state["v"])
+
+
+def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
+              state: Mapping[str, list[torch.Tensor]], group: Mapping[str, Any], t: float,
+              fused: bool = False) -> None:
+    """One step of ``rule`` on tensors that share a device, a dtype and the step count ``t``.
+
+    ``state`` maps each buffer the rule needs (``rule.state``) to one tensor per parameter; ``group``
+    holds lr and the hyper-constants. Weights and state are updated in place.
+    """
+    scalars = _scalars(group, t)
+    if fused and group["lr"] != 0:
+        per_param = [{name: state[name][i] for name in state} for i in range(len(params))]
+        run_fused(rule, params, grads, per_param, scalar_vector(scalars, params[0]))
+        return
+    if group["maximize"]:
+        grads = torch._foreach_neg(grads)
+    if group["weight_decay"] != 0:
+        grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+    _update_state(grads, state, group)
+    if group["lr"] == 0:  # the state advances and the weights stay, as with torch's optimizers
+        return
+    leaves: dict[str, Lazy | float] = {}
+    for name in rule.names:
+        if name in _DERIVED:
+            base, scale = _DERIVED[name]
+            leaves[name] = Lazy(state[base], scalars[scale])
+        elif name in state:
+            leaves[name] = Lazy(state[name])
+        elif name == "g":
+            leaves[name] = Lazy(grads)
+        elif name == "w":
+            leaves[name] = Lazy(params)
+        elif name == "noise":
+            leaves[name] = Lazy([torch.randn_like(p) for p in params], 1.0, False)
+        else:
+            leaves[name] = float(scalars[name])
+    apply_rule(rule.expr, params, leaves, scalars, group["lr"])
+
+
+class RuleOptimizer(Optimizer):
+    """A torch.optim.Optimizer running a rule of the language: ``w <- w - lr * rule``.
+
+    Args:
+        params: parameters or param groups, as for any torch optimizer.
+        rule: a `Rule` or rule text, e.g. ``"exp(sign(g) * sign(m)) * g"``.
+        lr: learning rate.
+        weight_decay: coupled L2, ``g <- g + weight_decay * w`` before the rule.
+        foreach / fused: the execution path (multi-tensor kernels, or one compiled pass per tensor).
+        maximize: ascend instead of descend.
+        **hyper: hyper-constants of the language (beta1, beta2, beta3, eps, final_lr, gamma, T,
+            cd_periods, rd_periods); see dsl.vocabulary.HYPERS for their meaning and defaults.
+    """
+
+    rule: Rule
+
+    def __init__(self, params: Iterable[Any], rule: Rule | str | None = None, lr: float = 1e-3, *,
+                 weight_decay: float = 0.0, foreach: bool | None = None, fused: bool | None = None,
+                 maximize: bool = False, **hyper: float) -> None:
+        bound = getattr(type(self), "rule", None)
+        if rule is None and bound is None:
+            raise TypeError("RuleOptimizer needs a rule: RuleOptimizer(params, 'g', lr=0.1)")
+        self.rule = _as_rule(rule) if rule is not None else bound
+        defaults = {**hyper_defaults(), **getattr(type(self), "hyper_defaults", {})}
+        unknown = sorted(set(hyper) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown hyper-constant(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
+        defaults.update(hyper, lr=lr, weight_decay=weight_decay, maximize=maximize,
+                        foreach=foreach, fused=bool(fused))
+        if lr < 0:
+            raise ValueError(f"invalid learning rate: {lr}")
+        if foreach and fused:
+            raise ValueError("foreach and fused are two execution paths: choose one")
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # The lr a group starts with, for AdaBound's bounds; the key torch's LR schedulers also use.
+        param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))
+        super().add_param_group(param_group)
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            for name in self.rule.state:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201 (torch.optim's signature)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            # Tensors that share a device, dtype and step count go through one multi-tensor call.
+            buckets: dict[tuple, tuple[list, list, dict[str, list]]] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("RuleOptimizer does not support sparse gradients")
+                if torch.is_complex(p):
+                    raise RuntimeError("RuleOptimizer does not support complex parameters")
+                state = self._init_state(p)
+                state["step"] += 1
+                key = (p.device, p.dtype, float(state["step"]))
+                params, grads, buffers = buckets.setdefault(key, ([], [], {n: [] for n in self.rule.state}))
+                params.append(p)
+                grads.append(p.grad)
+                for name in self.rule.state:
+                    buffers[name].append(state[name])
+            for (_, _, t), (params, grads, buffers) in buckets.items():
+                rule_step(self.rule, params, grads, buffers, group, t, fused=group["fused"])
+        return loss
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rule={str(self.rule)!r}, " + super().__repr__().split(" (", 1)[1]
+
+    def __reduce__(self):  # noqa: ANN204
+        # A class made by optimizer_class is not importable by name: pickle the recipe instead.
+        return (_restore, (self.rule, type(self).__name__, _class_defaults(type(self))), self.__getstate__())
+
+
+def _class_defaults(cls: type) -> tuple[tuple[str, float], ...] | None:
+    if cls is RuleOptimizer:
+        return None
+    return tuple(sorted(getattr(cls, "hyper_defaults", {}).items()))
+
+
+def _restore(rule: Rule, name: str, defaults: tuple[tuple[str, float], ...] | None) -> RuleOptimizer:
+    cls = RuleOptimizer if defaults is None else optimizer_class(rule, name, **dict(defaults))
+    return cls.__new__(cls)
+
+
+@functools.cache
+def _make_class(rule: Rule, name: str, defaults: tuple[tuple[str, float], ...]) -> type[RuleOptimizer]:
+    hyper = dict(defaults)
+    default_lr = hyper.pop("lr", 1e-3)
+
+    def __init__(self, params: Iterable[Any], lr: float = default_lr, **kwargs: Any) -> None:
+        RuleOptimizer.__init__(self, params, None, lr, **kwargs)
+
+    doc = (f"The rule ``{rule}`` as a torch optimizer: {name}(params, lr={default_lr:g}, **hyper); see "
+           "RuleOptimizer for the arguments.")
+    return type(name, (RuleOptimizer,), {"rule": rule, "hyper_defaults": hyper, "__doc__": doc,
+                                         "__init__": __init__, "__module__": __name__})
+
+
+def optimizer_class(rule: Rule | str, name: str, **hyper_defaults: float) -> type[RuleOptimizer]:
+    """A RuleOptimizer subclass with ``rule`` bound: ``PowerSign = optimizer_class(rule, "PowerSign")``.
+
+    ``hyper_defaults`` change the defaults of lr and of the language's hyper-constants for this class.
+    The same arguments give the same class.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"an optimizer class name must be a Python identifier, got {name!r}")
+    return _make_class(_as_rule(rule), name, tuple(sorted(hyper_defaults.items())))
