@@ -87,7 +87,8 @@ def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
             out = values[node.name]
         else:
             args = [walk(a) for a in node.args]
-            if all(isinstance(a, float) for a in args):
+            # bound's clip range is a step quantity, so bound(constant) is not a constant.
+            if node.fn != "bound" and all(isinstance(a, float) for a in args):
                 out = fold(node.fn, args, node.params)
             else:
                 out = _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
