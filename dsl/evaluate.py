@@ -24,12 +24,16 @@ def _drop(x: Any, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> Any
 
 
 def _max(x: Any, y: Any) -> Any:
+    if isinstance(x, float) and isinstance(y, float):  # two constants of clamp(1, 2, g)
+        return fold("max", [x, y], ())
     if isinstance(y, float):
         return torch.clamp_min(x, y)
     return torch.clamp_min(y, x) if isinstance(x, float) else torch.maximum(x, y)
 
 
 def _min(x: Any, y: Any) -> Any:
+    if isinstance(x, float) and isinstance(y, float):  # two constants of clamp(1, 2, g)
+        return fold("min", [x, y], ())
     if isinstance(y, float):
         return torch.clamp_max(x, y)
     return torch.clamp_max(y, x) if isinstance(x, float) else torch.minimum(x, y)
