@@ -1,0 +1,1 @@
+"""Tests of the rule language, the optimizer and the search."""
