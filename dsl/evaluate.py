@@ -74,13 +74,15 @@ def fold(fn: str, args: list[float], params: tuple[float, ...]) -> float:
 
 
 def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
-                  rand: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
+                  rand: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  known: Mapping[Expr, Any] | None = None) -> Any:
     """Like `evaluate`, but a constant rule gives a Python float and constants are folded.
 
     Works on anything with tensor semantics, torch.fx proxies included; ``values`` may hold floats.
+    ``known`` gives values of sub-expressions computed elsewhere (the fused path's hoisted scalars).
     """
     ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
-    memo: dict[Expr, Any] = {}
+    memo: dict[Expr, Any] = dict(known or {})
 
     def walk(node: Expr) -> Any:
         if node in memo:

@@ -73,6 +73,31 @@ def nodes(expr: Expr) -> Iterator[Expr]:
             stack.extend(reversed(node.args))
 
 
+def scalar_subtrees(expr: Expr) -> list[Expr]:
+    """The largest sub-expressions that read names but no tensor operand: one value per step.
+
+    (``1 - beta1^t`` in Adam's bias correction.) Distinct, in first-visit order.
+    """
+    found: dict[Expr, None] = {}
+
+    def visit(node: Expr) -> bool:  # True: node reads no tensor operand
+        if isinstance(node, Const):
+            return True
+        if isinstance(node, Var):
+            return node.name in HYPERS or OPERANDS[node.name].kind is not Kind.TENSOR
+        flags = [visit(a) for a in node.args]
+        if all(flags):
+            return True
+        for arg, flag in zip(node.args, flags):
+            if flag and not isinstance(arg, Const):
+                found.setdefault(arg, None)
+        return False
+
+    if visit(expr) and not isinstance(expr, Const):
+        found.setdefault(expr, None)
+    return [e for e in found if not isinstance(e, Var)]
+
+
 def depth(expr: Expr) -> int:
     if isinstance(expr, Call):
         return 1 + max(depth(a) for a in expr.args)

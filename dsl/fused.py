@@ -19,7 +19,7 @@ import torch
 import torch.fx
 
 from dsl.evaluate import evaluate_lazy
-from dsl.expr import Rule
+from dsl.expr import Rule, scalar_subtrees
 from dsl.vocabulary import HYPERS
 
 STATE_NAMES = ("m", "v", "m3", "vmax")
@@ -35,6 +35,7 @@ class _Step(torch.nn.Module):
     def __init__(self, rule: Rule) -> None:
         super().__init__()
         self.rule = rule
+        self.hoisted = scalar_subtrees(rule.expr)
 
     def forward(self, p, grad, m, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
         s = {name: scalars[i] for name, i in _INDEX.items()}
@@ -57,7 +58,9 @@ class _Step(torch.nn.Module):
             values["vmax"] = new["vmax"]
         if "noise" in self.rule.names:
             values["noise"] = torch.randn_like(p)
-        d = evaluate_lazy(self.rule.expr, values, rand=torch.rand_like)
+        # Per-step scalar sub-expressions come computed, not recomputed for every element.
+        known = {e: scalars[len(SCALAR_NAMES) + j] for j, e in enumerate(self.hoisted)}
+        d = evaluate_lazy(self.rule.expr, values, rand=torch.rand_like, known=known)
         p.copy_(p - s["lr"] * d)
         for name, buffer in (("m", m), ("v", v), ("m3", m3), ("vmax", vmax)):
             if buffer is not None:
@@ -68,6 +71,7 @@ class FusedStep:
     """The compiled step of one rule, falling back to running its traced graph eagerly."""
 
     def __init__(self, rule: Rule) -> None:
+        self.hoisted = scalar_subtrees(rule.expr)
         present = {name: name in rule.state for name in STATE_NAMES}
         # Trace with the absent buffers fixed to None, so the graph has no branch on them.
         concrete = {name: None for name, here in present.items() if not here}
@@ -79,7 +83,9 @@ class FusedStep:
     def _compiled(self):
         if self.compiled is None and self.failed is None:
             try:
-                self.compiled = torch.compile(self.graph, dynamic=True, fullgraph=True)
+                # dynamic_threads: the first tensor may be small; larger ones must still use all cores.
+                self.compiled = torch.compile(self.graph, dynamic=True, fullgraph=True,
+                                              options={"cpp.dynamic_threads": True})
             except Exception as err:  # no compiler or an unsupported Python: run eagerly
                 self._fail(err)
         return self.compiled
@@ -119,10 +125,13 @@ def fused_step(rule: Rule) -> FusedStep:
     return _CACHE[rule]
 
 
-def scalar_vector(values: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
-    """The step's scalars as one tensor on ``like``'s device, float64 for float64 weights else float32."""
+def scalar_vector(rule: Rule, values: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
+    """The step's scalars, then the rule's hoisted scalar sub-expressions, as one tensor on ``like``'s
+    device: float64 for float64 weights, else float32."""
+    floats = [float(values[name]) for name in SCALAR_NAMES]
+    floats += [float(evaluate_lazy(e, values)) for e in fused_step(rule).hoisted]
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-    return torch.tensor([float(values[name]) for name in SCALAR_NAMES], dtype=dtype, device=like.device)
+    return torch.tensor(floats, dtype=dtype, device=like.device)
 
 
 def run_fused(rule: Rule, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],

@@ -82,7 +82,7 @@ def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
     scalars = _scalars(group, t)
     if fused and group["lr"] != 0:
         per_param = [{name: state[name][i] for name in state} for i in range(len(params))]
-        run_fused(rule, params, grads, per_param, scalar_vector(scalars, params[0]))
+        run_fused(rule, params, grads, per_param, scalar_vector(rule, scalars, params[0]))
         return
     if group["maximize"]:
         grads = torch._foreach_neg(grads)
@@ -188,19 +188,16 @@ class RuleOptimizer(Optimizer):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rule={str(self.rule)!r}, " + super().__repr__().split(" (", 1)[1]
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "rule": self.rule}  # torch's keeps groups and state only
+
     def __reduce__(self):  # noqa: ANN204
         # A class made by optimizer_class is not importable by name: pickle the recipe instead.
-        return (_restore, (self.rule, type(self).__name__, _class_defaults(type(self))), self.__getstate__())
+        return (_restore, (getattr(type(self), "recipe", None),), self.__getstate__())
 
 
-def _class_defaults(cls: type) -> tuple[tuple[str, float], ...] | None:
-    if cls is RuleOptimizer:
-        return None
-    return tuple(sorted(getattr(cls, "hyper_defaults", {}).items()))
-
-
-def _restore(rule: Rule, name: str, defaults: tuple[tuple[str, float], ...] | None) -> RuleOptimizer:
-    cls = RuleOptimizer if defaults is None else optimizer_class(rule, name, **dict(defaults))
+def _restore(recipe: tuple[Rule, str, tuple[tuple[str, float], ...]] | None) -> RuleOptimizer:
+    cls = RuleOptimizer if recipe is None else _make_class(*recipe)
     return cls.__new__(cls)
 
 
@@ -215,7 +212,8 @@ def _make_class(rule: Rule, name: str, defaults: tuple[tuple[str, float], ...]) 
     doc = (f"The rule ``{rule}`` as a torch optimizer: {name}(params, lr={default_lr:g}, **hyper); see "
            "RuleOptimizer for the arguments.")
     return type(name, (RuleOptimizer,), {"rule": rule, "hyper_defaults": hyper, "__doc__": doc,
-                                         "__init__": __init__, "__module__": __name__})
+                                         "__init__": __init__, "__module__": __name__,
+                                         "recipe": (rule, name, defaults)})
 
 
 def optimizer_class(rule: Rule | str, name: str, **hyper_defaults: float) -> type[RuleOptimizer]:
