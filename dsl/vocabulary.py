@@ -53,8 +53,8 @@ OPERANDS: dict[str, Operand] = {
                 "(NOS's noise operand N(0, 0.01) is 0.1*noise)"),
         Operand("t", Kind.STEP, "the step count, 1 at the first step", nonnegative=True),
         Operand("ld", Kind.STEP, "linear decay: max(1 - t/T, 0)", nonnegative=True),
-        Operand("cd", Kind.STEP, "cyclical cosine decay: 0.5*(1 + cos(2*pi*cd_periods*t/T))",
-                nonnegative=True),
+        Operand("cd", Kind.STEP, "cyclical cosine decay: 0.5*(1 + cos(2*pi*cd_periods*min(t, T)/T)), "
+                "held after T as in TF's sign_decay", nonnegative=True),
         Operand("rd", Kind.STEP, "restart decay: 0.5*(1 + cos(pi*((rd_periods*t) mod T)/T))",
                 nonnegative=True),
     ]
