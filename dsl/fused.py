@@ -100,8 +100,9 @@ class FusedStep:
         # Flat views let one dynamic-shape compilation serve every tensor; a weight in another memory
         # format (channels_last) goes as it is, with its state in the same format.
         flatten = p.is_contiguous()
-        p_arg, g_arg = (p.view(-1), grad.reshape(-1)) if flatten else (p, grad)
-        buffers = [None if not self.present[n] else state[n].view(-1) if flatten else state[n]
+        # detach(): a flat alias that is not a view, so dynamo does not guard on the 2-D base
+        p_arg, g_arg = (p.view(-1).detach(), grad.reshape(-1).detach()) if flatten else (p, grad)
+        buffers = [None if not self.present[n] else state[n].view(-1).detach() if flatten else state[n]
                    for n in STATE_NAMES]
         flat = (p_arg, g_arg)
         fn = self._compiled()
