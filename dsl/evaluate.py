@@ -63,10 +63,17 @@ _TORCH_FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def fold(fn: str, args: list[float], params: tuple[float, ...]) -> float:
-    """A call whose arguments are all constants, computed once in float64 (inf and nan as torch gives)."""
+def fold(fn: str, args: list[float], params: tuple[float, ...],
+         scalars: Mapping[str, Any] | None = None) -> float:
+    """A call whose arguments are all floats, computed once in float64 (inf and nan as torch gives).
+
+    ``scalars`` gives bound_low and bound_high as floats where the call is ``bound``.
+    """
     tensors = [torch.tensor(a, dtype=torch.float64) for a in args]
-    ctx = {"rand": lambda x: torch.full_like(x, 0.5)}  # no draw for constants: drop keeps its mean
+    ctx: dict[str, Any] = {"rand": lambda x: torch.full_like(x, 0.5)}  # drop of a constant: its mean
+    for key in ("bound_low", "bound_high"):
+        if scalars is not None and key in scalars:
+            ctx[key] = torch.tensor(float(scalars[key]), dtype=torch.float64)
     try:
         return float(_TORCH_FUNCTIONS[fn](tensors, params, ctx))
     except ZeroDivisionError:  # Python floats in a**b never reach here: all are tensors
@@ -93,9 +100,10 @@ def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
             out = values[node.name]
         else:
             args = [walk(a) for a in node.args]
-            # bound's clip range is a step quantity, so bound(constant) is not a constant.
-            if node.fn != "bound" and all(isinstance(a, float) for a in args):
-                out = fold(node.fn, args, node.params)
+            # bound's clip range is a step quantity: bound(constant) folds only where that is a float.
+            foldable = node.fn != "bound" or isinstance(ctx.get("bound_low"), float)
+            if foldable and all(isinstance(a, float) for a in args):
+                out = fold(node.fn, args, node.params, ctx)
             else:
                 out = _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
         memo[node] = out

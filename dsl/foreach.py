@@ -40,6 +40,21 @@ class Lazy:
 Value = Lazy | float
 
 
+def _ok(c: float) -> bool:
+    """A coefficient safe to carry aside: finite and far from overflow and underflow. Outside that
+    range the value is materialised, so the lazy algebra never creates an inf or a 0 the plain
+    evaluation would not."""
+    return math.isfinite(c) and (c == 0.0 or 1e-30 <= abs(c) <= 1e30)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    """a / b where that is a safe coefficient, else None."""
+    if b == 0.0:
+        return None
+    r = a / b
+    return r if _ok(r) and (r != 0.0 or a == 0.0) else None
+
+
 def _fresh(x: Lazy, inplace, outofplace, *args) -> TensorList:
     """Apply a foreach op to x's tensors, in place when x owns them."""
     if x.owned:
@@ -73,12 +88,13 @@ def _add(x: Value, y: Value, sign: float) -> Value:
     if isinstance(x, float) and isinstance(y, float):
         return x + sign * y
     if isinstance(y, float):  # c*x + s = c*(x + s/c)
-        if x.coef == 0.0:
-            x = materialize(x)
-        return Lazy(_fresh(x, torch._foreach_add_, torch._foreach_add, sign * y / x.coef), x.coef, True)
+        shift = _ratio(sign * y, x.coef)
+        if shift is None:
+            x, shift = materialize(x), sign * y
+        return Lazy(_fresh(x, torch._foreach_add_, torch._foreach_add, shift), x.coef, True)
     if isinstance(x, float):  # s + sign*c*y = sign*c*(y + s/(sign*c))
         return _add(Lazy(y.tensors, sign * y.coef, y.owned), x, 1.0)
-    if x.coef == 0.0 or y.coef == 0.0:
+    if _ratio(sign * y.coef, x.coef) is None or _ratio(x.coef, sign * y.coef) is None:
         x, y = materialize(x), materialize(y)
     if y.owned and not x.owned:  # c1*x + s*c2*y = s*c2*(y + (c1/(s*c2))*x): reuse y's memory
         torch._foreach_add_(y.tensors, x.tensors, alpha=x.coef / (sign * y.coef))
@@ -96,7 +112,11 @@ def _mul(x: Value, y: Value) -> Value:
     if isinstance(y, float):
         x, y = y, x
     if isinstance(x, float):
+        if not _ok(x * y.coef):
+            return _apply(y, "mul", x)
         return Lazy(y.tensors, x * y.coef, y.owned)
+    if not _ok(x.coef * y.coef):
+        x, y = materialize(x), materialize(y)
     return _binary(x, y, "mul", x.coef * y.coef)
 
 
@@ -104,10 +124,17 @@ def _div(x: Value, y: Value) -> Value:
     if isinstance(x, float) and isinstance(y, float):
         return fold("div", [x, y], ())
     if isinstance(y, float):
-        return Lazy(x.tensors, x.coef / y, x.owned)
+        coef = _ratio(x.coef, y)
+        return _apply(x, "div", y) if coef is None else Lazy(x.tensors, coef, x.owned)
     if isinstance(x, float):  # s / (c*y) = (s/c) * (1/y)
-        return _scaled(y, "reciprocal", x / y.coef)
-    return _binary(x, y, "div", x.coef / y.coef)
+        coef = _ratio(x, y.coef)
+        if coef is None:
+            return _apply(_apply(y, "reciprocal"), "mul", x)
+        return _scaled(y, "reciprocal", coef)
+    coef = _ratio(x.coef, y.coef)
+    if coef is None:
+        x, y, coef = materialize(x), materialize(y), 1.0
+    return _binary(x, y, "div", coef)
 
 
 def _binary(x: Lazy, y: Lazy, name: str, coef: float) -> Lazy:
@@ -123,7 +150,7 @@ def _binary(x: Lazy, y: Lazy, name: str, coef: float) -> Lazy:
 
 def _pow(x: Value, y: Value) -> Value:
     if isinstance(y, float):
-        if x.coef > 0:  # (c*x)^s = c^s * x^s
+        if x.coef > 0 and _ok(x.coef ** y):  # (c*x)^s = c^s * x^s
             return Lazy(_fresh(x, torch._foreach_pow_, torch._foreach_pow, y), x.coef ** y, True)
         return _apply(x, "pow", y)
     y = materialize(y)
@@ -134,6 +161,8 @@ def _pow(x: Value, y: Value) -> Value:
 
 def _extreme(x: Value, y: Value, name: str) -> Value:
     """Elementwise maximum (name 'max') or minimum ('min')."""
+    if isinstance(x, float) and isinstance(y, float):
+        return fold(name, [x, y], ())
     if isinstance(x, float):
         x, y = y, x
     x = materialize(x)
@@ -143,7 +172,8 @@ def _extreme(x: Value, y: Value, name: str) -> Value:
 
 
 def _clamp(x: Lazy, low: float, high: float) -> Lazy:
-    if x.coef > 0:  # clamp(c*x, lo, hi) = c * clamp(x, lo/c, hi/c)
+    if x.coef > 0 and _ratio(low, x.coef) is not None and _ratio(high, x.coef) is not None:
+        # clamp(c*x, lo, hi) = c * clamp(x, lo/c, hi/c)
         low, high, coef = low / x.coef, high / x.coef, x.coef
         x = Lazy(x.tensors, 1.0, x.owned)
     else:
@@ -180,7 +210,7 @@ def _unary(fn: str, x: Lazy, params: tuple[float, ...], scalars: Mapping[str, fl
 
 def _call(node: Call, args: list[Value], scalars: Mapping[str, float]) -> Value:
     if all(isinstance(a, float) for a in args):
-        return fold(node.fn, args, node.params)
+        return fold(node.fn, args, node.params, scalars)
     if node.fn in ("add", "sub"):
         return _add(args[0], args[1], 1.0 if node.fn == "add" else -1.0)
     if node.fn == "mul":

@@ -219,3 +219,19 @@ def test_noise_and_dropout_rules_run_on_both_paths():
             warnings.simplefilter("error")
             after = train(model, opt, steps=5)
         assert torch.isfinite(after).all()
+
+
+@pytest.mark.parametrize("text", [
+    "clip(g, 0.001) * exp(sign(m)) + 0.01 * w * cd",
+    "max(g, mhat) - min(m3hat, 2) / (abs(vhat) + 1e-08)",
+    "bound(g^2) * sign(g) + clamp(g, -rd, ld)",
+    "2^(m * 3) * g - log(abs(vmax) + 1) * rd",
+])
+def test_paths_agree_on_searched_style_rules(text: str):
+    results = []
+    for path in PATHS:
+        model = small_network()
+        results.append(train(model, RuleOptimizer(model.parameters(), text, lr=0.01, T=20.0, **PATHS[path]),
+                             steps=25))
+    assert torch.isfinite(results[0]).all()
+    torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-12)
