@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dsl.expr import Call, Const, Expr, Var
+from dsl.expr import Call, Const, Expr, reduce_tree
 from dsl.vocabulary import HYPERS
 
 
@@ -89,27 +89,16 @@ def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
     ``known`` gives values of sub-expressions computed elsewhere (the fused path's hoisted scalars).
     """
     ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
-    memo: dict[Expr, Any] = dict(known or {})
+    # bound's clip range is a step quantity: bound(constant) folds only where that is a float.
+    bound_folds = isinstance(ctx.get("bound_low"), float)
 
-    def walk(node: Expr) -> Any:
-        if node in memo:
-            return memo[node]
-        if isinstance(node, Const):
-            out: Any = node.value
-        elif isinstance(node, Var):
-            out = values[node.name]
-        else:
-            args = [walk(a) for a in node.args]
-            # bound's clip range is a step quantity: bound(constant) folds only where that is a float.
-            foldable = node.fn != "bound" or isinstance(ctx.get("bound_low"), float)
-            if foldable and all(isinstance(a, float) for a in args):
-                out = fold(node.fn, args, node.params, ctx)
-            else:
-                out = _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
-        memo[node] = out
-        return out
+    def call(node: Call, args: list[Any]) -> Any:
+        if (node.fn != "bound" or bound_folds) and all(isinstance(a, float) for a in args):
+            return fold(node.fn, args, node.params, ctx)
+        return _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
 
-    return walk(expr)
+    return reduce_tree(expr, lambda n: n.value if isinstance(n, Const) else values[n.name], call,
+                       dict(known or {}))
 
 
 def evaluate(expr: Expr, values: Mapping[str, torch.Tensor],

@@ -8,12 +8,14 @@ are kept on the call node, apart from its expression arguments.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dsl.errors import RuleError
 from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
 
+T = TypeVar("T")
 MAX_NODES = 256
 MAX_DEPTH = 32
 
@@ -71,6 +73,21 @@ def nodes(expr: Expr) -> Iterator[Expr]:
         yield node
         if isinstance(node, Call):
             stack.extend(reversed(node.args))
+
+
+def reduce_tree(expr: Expr, leaf: Callable[[Const | Var], T], call: Callable[[Call, list[T]], T],
+                memo: dict[Expr, T] | None = None) -> T:
+    """Bottom-up evaluation: ``leaf`` on constants and names, ``call`` on a call with its arguments'
+    results. Each distinct sub-expression is computed once; pass ``memo`` to share results (or give
+    known ones) across calls."""
+    memo = {} if memo is None else memo
+
+    def walk(node: Expr) -> T:
+        if node not in memo:
+            memo[node] = call(node, [walk(a) for a in node.args]) if isinstance(node, Call) else leaf(node)
+        return memo[node]
+
+    return walk(expr)
 
 
 def scalar_subtrees(expr: Expr) -> list[Expr]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from dsl.evaluate import fold
-from dsl.expr import Call, Const, Expr, Var
+from dsl.expr import Call, Const, Expr, reduce_tree
 
 TensorList = list[torch.Tensor]
 
@@ -245,25 +245,21 @@ def apply_rule(expr: Expr, params: TensorList, leaves: Mapping[str, Value], scal
     uses = _use_counts(expr)
     memo: dict[Expr, Value] = {}
 
-    def walk(node: Expr) -> Value:
-        if node in memo:
-            return memo[node]
-        if isinstance(node, Const):
-            out: Value = node.value
-        elif isinstance(node, Var):
-            out = leaves[node.name]
-        else:
-            out = _call(node, [walk(a) for a in node.args], scalars)
-            if isinstance(out, Lazy) and uses[node] > 1:  # read again later: nobody may change it in place
-                out = Lazy(out.tensors, out.coef, False)
-        memo[node] = out
+    def call(node: Call, args: list[Value]) -> Value:
+        out = _call(node, args, scalars)
+        if isinstance(out, Lazy) and uses[node] > 1:  # read again later: nobody may change it in place
+            out = Lazy(out.tensors, out.coef, False)
         return out
+
+    def walk(node: Expr) -> Value:
+        return reduce_tree(node, lambda n: n.value if isinstance(n, Const) else leaves[n.name], call, memo)
 
     root = expr
     if isinstance(root, Call) and root.fn in ("mul", "div"):
         x, y = (walk(a) for a in root.args)
-        if isinstance(x, Lazy) and isinstance(y, Lazy):  # fused into the update, as Adam's addcdiv_
-            coef = x.coef * y.coef if root.fn == "mul" else x.coef / y.coef
+        coef = (x.coef * y.coef if root.fn == "mul" else _ratio(x.coef, y.coef)) \
+            if isinstance(x, Lazy) and isinstance(y, Lazy) else None
+        if coef is not None and _ok(coef):  # fused into the update, as Adam's addcdiv_
             fused = torch._foreach_addcmul_ if root.fn == "mul" else torch._foreach_addcdiv_
             fused(params, x.tensors, y.tensors, value=-step_size * coef)
             return
