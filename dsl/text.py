@@ -119,6 +119,9 @@ class _Parser:
     def atom(self) -> Expr:
         kind, value, pos = token = self.take()
         if kind == "number":
+            if float(value) == float("inf"):  # Const would refuse it without saying where
+                raise RuleSyntaxError(self.text, pos, f"number {value!r}", "a finite number (at most "
+                                      "1.7976931348623157e+308)")
             return Const(float(value))
         if kind == "op" and value == "(":
             inner = self.expr()

@@ -88,6 +88,7 @@ BAD = [
     ("clip(g, m)", 0, "c = m", "a number for the parameter c of clip"),
     ("clip(g, 0)", 0, "clip(...)", "valid parameters"),
     ("drop(g, 1)", 0, "drop(...)", "valid parameters"),
+    ("g * 1e400", 4, "number '1e400'", "a finite number (at most 1.7976931348623157e+308)"),
 ]
 
 
