@@ -36,12 +36,16 @@ def _param(low: float, high: float) -> st.SearchStrategy[float]:
 
 
 def _calls(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
-    options = []
-    for spec in FUNCTIONS.values():
-        args = st.tuples(*[children] * spec.arity)
-        params = st.tuples(*[_param(low, high) for _, low, high in spec.params])
-        options.append(st.builds(lambda a, p, fn=spec.name: Call(fn, a, p), args, params))
-    return st.one_of(options)
+    # One composite rather than a one_of over every function: the repr of a strategy nests those of
+    # its parts, and st.recursive would make it grow exponentially with the depth.
+    @st.composite
+    def call(draw: st.DrawFn) -> Expr:
+        spec = draw(st.sampled_from(list(FUNCTIONS.values())))
+        args = tuple(draw(children) for _ in range(spec.arity))
+        params = tuple(draw(_param(low, high)) for _, low, high in spec.params)
+        return Call(spec.name, args, params)
+
+    return call()
 
 
 def _fits(expr: Expr) -> bool:
