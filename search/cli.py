@@ -4,11 +4,13 @@
     nos rules show NAME|TEXT  one rule: formula, LaTeX, canonical key, state, hyper-constants, checks
     nos rules check TEXT      parse and statically check a rule; exit status 1 if it is rejected
     nos rules names           every operand, hyper-constant and function of the rule language
+    nos data cifar10 DEST     download CIFAR-10 (md5-checked) for the child tasks, on a machine with a network
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -21,6 +23,9 @@ app = typer.Typer(help="Neural optimizer search: discover optimizer update rules
                   no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
 rules_app = typer.Typer(help="Browse, inspect and check update rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+data_app = typer.Typer(help="Get the data sets the child tasks read (nothing is downloaded at run time).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 
 
@@ -123,3 +128,22 @@ def names() -> None:
     console.print(table)
     console.print("Precedence: ^ (right-assoc, also **) > unary - > * / > + -. Example: "
                   "'exp(sign(g) * sign(m)) * g' (PowerSign).", highlight=False)
+
+
+@data_app.command("cifar10")
+def data_cifar10(
+    dest: Path = typer.Argument(..., help="Directory to put cifar-10-python.tar.gz in (created if needed)."),
+    url: str | None = typer.Option(None, help="Download from this URL (a mirror) instead of the official one."),
+    md5: str | None = typer.Option(None, help="Expected md5 of the archive (default: the official one)."),
+) -> None:
+    """Download the CIFAR-10 archive, check its md5, and print the NOS_CIFAR10 setting that uses it."""
+    from child_tasks.cifar10 import (CIFAR10_MD5, CIFAR10_URL, ENV_VAR, CIFAR10DownloadError,
+                                     download_cifar10)
+
+    try:
+        archive = download_cifar10(dest, url=url or CIFAR10_URL, md5=md5 or CIFAR10_MD5)
+    except CIFAR10DownloadError as err:
+        console.print(f"[red]download failed[/red]: {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"CIFAR-10 is at {archive.resolve()}", highlight=False, soft_wrap=True)
+    console.print(f"Use it with: export {ENV_VAR}={archive.resolve()}", highlight=False, soft_wrap=True)
