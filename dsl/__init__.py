@@ -6,13 +6,16 @@ parses, prints, checks and compares rules, exports them as sympy/LaTeX formulas,
 PyTorch optimizers. It imports no other package of this project.
 """
 
+from dsl.equivalence import canonical_key, fingerprint
 from dsl.errors import RuleError, RuleSyntaxError
 from dsl.expr import Call, Const, Expr, Rule, Var
 from dsl.groups import GroupVocabulary, nos_vocabulary, rule_from_groups
 from dsl.known import KNOWN_RULE_TEXT, known_rules
+from dsl.symbolic import from_sympy, simplify, to_latex, to_sympy
 from dsl.text import parse
 
 __all__ = [
     "Call", "Const", "Expr", "GroupVocabulary", "KNOWN_RULE_TEXT", "Rule", "RuleError", "RuleSyntaxError",
-    "Var", "known_rules", "nos_vocabulary", "parse", "rule_from_groups",
+    "Var", "canonical_key", "fingerprint", "from_sympy", "known_rules", "nos_vocabulary", "parse",
+    "rule_from_groups", "simplify", "to_latex", "to_sympy",
 ]
