@@ -6,6 +6,7 @@ parses, prints, checks and compares rules, exports them as sympy/LaTeX formulas,
 PyTorch optimizers. It imports no other package of this project.
 """
 
+from dsl.checks import why_invalid
 from dsl.equivalence import canonical_key, fingerprint
 from dsl.errors import RuleError, RuleSyntaxError
 from dsl.expr import Call, Const, Expr, Rule, Var
@@ -17,5 +18,5 @@ from dsl.text import parse
 __all__ = [
     "Call", "Const", "Expr", "GroupVocabulary", "KNOWN_RULE_TEXT", "Rule", "RuleError", "RuleSyntaxError",
     "Var", "canonical_key", "fingerprint", "from_sympy", "known_rules", "nos_vocabulary", "parse",
-    "rule_from_groups", "simplify", "to_latex", "to_sympy",
+    "rule_from_groups", "simplify", "to_latex", "to_sympy", "why_invalid",
 ]
