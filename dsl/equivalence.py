@@ -11,8 +11,8 @@ that writes 0.9 differs from one that writes beta1; `bound` gets its bounds from
 `noise` is one fixed draw and `drop` a fixed deterministic mask. A second gradient history
 (``perturbed``) serves `dsl.checks` to see whether a rule depends on the gradient.
 
-Canonical key. THE NUMERIC FINGERPRINT DECIDES. ``canonical_key(rule)`` is a hash of the values of
-the rule on the probes, each rounded to 24 significant bits (about 7 decimal digits: the rounding
+Canonical key. THE NUMERIC FINGERPRINT DECIDES. ``canonical_key(rule)`` is a hash (64-bit blake2b,
+16 hex digits) of the values of the rule on the probes, each rounded to 24 significant bits (about 7 decimal digits: the rounding
 step is between 6e-8 and 1.2e-7 of the value), with NaN, +inf, -inf and 0 as their own tokens. The
 values are computed on the rule after sympy's canonicalisation, ``from_sympy(to_sympy(rule))``, so
 rules that sympy can show to be algebraically equal (``g + g`` and ``2 * g``, ``mhat`` and

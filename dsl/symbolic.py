@@ -28,7 +28,15 @@ from dsl.expr import Call, Const, Expr, Rule, Var
 from dsl.vocabulary import HYPERS, OPERANDS
 
 
-class drop(sp.Function):  # noqa: N801 - printed under the language's name
+class _Opaque(sp.Function):
+    """A function sympy only knows by its arguments; subclasses give their LaTeX as ``_tex``."""
+
+    def _latex(self, printer, exp=None) -> str:
+        tex = self._tex(printer)
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+class drop(_Opaque):  # noqa: N801 - printed under the language's name
     """Dropout ``drop(x, p)``: random, so sympy only knows it as a function of x and p."""
 
     nargs = 2
@@ -36,13 +44,12 @@ class drop(sp.Function):  # noqa: N801 - printed under the language's name
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
 
-    def _latex(self, printer, exp=None) -> str:
-        x, p = self.args
-        tex = rf"\operatorname{{drop}}_{{{printer._print(p)}}}\left({printer._print(x)}\right)"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+    def _tex(self, printer) -> str:
+        x, p = (printer._print(a) for a in self.args)
+        return rf"\operatorname{{drop}}_{{{p}}}\left({x}\right)"
 
 
-class bound(sp.Function):  # noqa: N801
+class bound(_Opaque):  # noqa: N801
     """AdaBound's clip of x between eta_l(t) >= 0 and eta_u(t): a step quantity sympy cannot see."""
 
     nargs = 1
@@ -53,22 +60,20 @@ class bound(sp.Function):  # noqa: N801
     def _eval_is_nonnegative(self) -> bool | None:
         return True if self.args[0].is_real else None
 
-    def _latex(self, printer, exp=None) -> str:
-        tex = (r"\operatorname{clip}_{[\eta_l(t),\,\eta_u(t)]}"
-               rf"\left({printer._print(self.args[0])}\right)")
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+    def _tex(self, printer) -> str:
+        x = printer._print(self.args[0])
+        return rf"\operatorname{{clip}}_{{[\eta_l(t),\,\eta_u(t)]}}\left({x}\right)"
 
 
-class bigpow(sp.Function):  # noqa: N801
+class bigpow(_Opaque):  # noqa: N801
     """``x ** e`` for a numeric exponent so large that sympy's exact arithmetic would not finish
     (``(2*g)**10**16`` expands ``2**10**16``); kept opaque, it means exactly ``pow(x, e)``."""
 
     nargs = 2
 
-    def _latex(self, printer, exp=None) -> str:
-        x, e = self.args
-        tex = rf"\left({printer._print(x)}\right)^{{{printer._print(e)}}}"
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+    def _tex(self, printer) -> str:
+        x, e = (printer._print(a) for a in self.args)
+        return rf"\left({x}\right)^{{{e}}}"
 
 
 # Beyond these, a power with numbers in its base stays a bigpow: bits of the exact result, and the
@@ -76,15 +81,6 @@ class bigpow(sp.Function):  # noqa: N801
 _EXACT_POWER_BITS = 4096
 _EXACT_ROOT = 64
 
-_HYPER_ASSUMPTIONS = {"positive": True}
-_ASSUMPTIONS: dict[str, dict[str, bool]] = {
-    "g": {"real": True}, "w": {"real": True}, "m": {"real": True}, "m3": {"real": True},
-    "noise": {"real": True}, "v": {"nonnegative": True}, "vmax": {"nonnegative": True},
-    "t": {"positive": True, "integer": True}, "ld": {"nonnegative": True}, "cd": {"nonnegative": True},
-    "rd": {"nonnegative": True},
-    # Only for to_latex, where the hats stay symbols.
-    "mhat": {"real": True}, "vhat": {"nonnegative": True}, "m3hat": {"real": True},
-}
 _HATS = {"mhat": ("m", "beta1"), "vhat": ("v", "beta2"), "m3hat": ("m3", "beta3")}
 
 LATEX_NAMES: dict[str, str] = {
@@ -98,12 +94,15 @@ LATEX_NAMES: dict[str, str] = {
 
 @cache
 def symbol(name: str) -> sp.Symbol:
-    """The sympy symbol of an operand or hyper-constant, with its assumptions."""
+    """The sympy symbol of an operand or hyper-constant, with the sign the vocabulary knows."""
     if name in HYPERS:
-        return sp.Symbol(name, **_HYPER_ASSUMPTIONS)
-    if name not in _ASSUMPTIONS:
+        return sp.Symbol(name, positive=True)
+    if name == "t":
+        return sp.Symbol(name, positive=True, integer=True)
+    if name not in OPERANDS:
         raise RuleError(f"unknown name {name!r}")
-    return sp.Symbol(name, **_ASSUMPTIONS[name])
+    # The hats stay symbols only in to_latex.
+    return sp.Symbol(name, **({"nonnegative": True} if OPERANDS[name].nonnegative else {"real": True}))
 
 
 def _number(value: float, exact: bool) -> sp.Expr:
@@ -152,14 +151,19 @@ def _extremum(cls: type, args: list[sp.Expr]) -> sp.Expr:
         return cls(*args, evaluate=False)
 
 
-_UNARY: dict[str, Callable[[sp.Expr], sp.Expr]] = {
-    "neg": lambda x: -x, "exp": _exp, "log": sp.log, "abs": sp.Abs, "sqrt": sp.sqrt,
-    "sign": sp.sign, "bound": bound,
-}
-_BINARY: dict[str, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
-    "add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
-    "div": lambda x, y: x * _power(y, sp.Integer(-1)), "pow": _power,
-    "max": lambda x, y: _extremum(sp.Max, [x, y]), "min": lambda x, y: _extremum(sp.Min, [x, y]),
+def _clamp(x: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
+    return _extremum(sp.Min, [_extremum(sp.Max, [x, low]), high])
+
+
+# name -> f(arguments, literal parameters)
+_FUNCTIONS: dict[str, Callable[[list[sp.Expr], list[sp.Expr]], sp.Expr]] = {
+    "neg": lambda a, p: -a[0], "exp": lambda a, p: _exp(a[0]), "log": lambda a, p: sp.log(a[0]),
+    "abs": lambda a, p: sp.Abs(a[0]), "sqrt": lambda a, p: sp.sqrt(a[0]), "sign": lambda a, p: sp.sign(a[0]),
+    "clip": lambda a, p: _clamp(a[0], -p[0], p[0]), "drop": lambda a, p: drop(a[0], p[0]),
+    "bound": lambda a, p: bound(a[0]), "add": lambda a, p: a[0] + a[1], "sub": lambda a, p: a[0] - a[1],
+    "mul": lambda a, p: a[0] * a[1], "div": lambda a, p: a[0] * _power(a[1], sp.Integer(-1)),
+    "pow": lambda a, p: _power(a[0], a[1]), "max": lambda a, p: _extremum(sp.Max, a),
+    "min": lambda a, p: _extremum(sp.Min, a), "clamp": lambda a, p: _clamp(*a),
 }
 
 
@@ -171,27 +175,14 @@ def _convert(expr: Expr, exact: bool, hats: bool) -> sp.Expr:
             return memo[node]
         if isinstance(node, Const):
             out = _number(node.value, exact)
+        elif isinstance(node, Var) and node.name in _HATS and not hats:
+            base, beta = _HATS[node.name]
+            out = symbol(base) / (1 - symbol(beta) ** symbol("t"))
         elif isinstance(node, Var):
-            if node.name in _HATS and not hats:
-                base, beta = _HATS[node.name]
-                out = symbol(base) / (1 - symbol(beta) ** symbol("t"))
-            else:
-                out = symbol(node.name)
+            out = symbol(node.name)
         else:
-            args = [walk(a) for a in node.args]
             params = [_number(p, exact) for p in node.params]
-            if node.fn in _UNARY:
-                out = _UNARY[node.fn](args[0])
-            elif node.fn in _BINARY:
-                out = _BINARY[node.fn](*args)
-            elif node.fn == "clip":
-                out = _extremum(sp.Min, [_extremum(sp.Max, [args[0], -params[0]]), params[0]])
-            elif node.fn == "clamp":
-                out = _extremum(sp.Min, [_extremum(sp.Max, [args[0], args[1]]), args[2]])
-            elif node.fn == "drop":
-                out = drop(args[0], params[0])
-            else:
-                raise RuleError(f"no symbolic form for the function {node.fn!r}")
+            out = _FUNCTIONS[node.fn]([walk(a) for a in node.args], params)
         memo[node] = out
         return out
 
@@ -222,17 +213,15 @@ def _call(fn: str, *args: Expr, params: tuple[float, ...] = ()) -> Call:
 
 
 _INF = _call("div", Const(1.0), Const(0.0))  # zoo in sympy, inf in torch
+_SPECIAL: dict[sp.Expr, Expr] = {
+    sp.nan: _call("div", Const(0.0), Const(0.0)), sp.zoo: _INF, sp.oo: _call("abs", _INF),
+    sp.S.NegativeInfinity: _call("neg", _call("abs", _INF)),
+}
 
 
 def _from_number(num: sp.Expr) -> Expr:
-    if num is sp.nan:
-        return _call("div", Const(0.0), Const(0.0))
-    if num is sp.zoo:
-        return _INF
-    if num is sp.oo:
-        return _call("abs", _INF)
-    if num is sp.S.NegativeInfinity:
-        return _call("neg", _call("abs", _INF))
+    if num in _SPECIAL:
+        return _SPECIAL[num]
     if num.is_negative:
         return _call("neg", _from_number(-num))
     if num.is_Float:
@@ -280,16 +269,13 @@ def _from_mul(expr: sp.Expr) -> Expr:
         return _call("neg", _from(-expr))
     numer: list[Expr] = []
     denom: list[Expr] = []
-    if coeff.is_Rational and coeff != 1:
+    if coeff != 1:
         written = _from_number(coeff)
-        if isinstance(written, Call) and written.fn == "div":  # p/q: p up, q down
-            if coeff.p != 1:
-                numer.append(written.args[0])
+        if coeff.is_Rational and isinstance(written, Call):  # p/q: p up, q down
+            numer += [written.args[0]] if coeff.p != 1 else []
             denom.append(written.args[1])
         else:
             numer.append(written)
-    elif coeff != 1:
-        numer.append(_from_number(coeff))
     for f in factors:
         if f.is_Pow and f.exp.is_Number and f.exp.is_extended_negative:
             denom.append(_from(sp.Pow(f.base, -f.exp)))
@@ -327,8 +313,11 @@ def _from_extremum(expr: sp.Expr) -> Expr:
     return out
 
 
+_SIMPLE = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", bound: "bound"}
+
+
 def _from(expr: sp.Expr) -> Expr:
-    if expr.is_Number or expr in (sp.nan, sp.zoo, sp.oo, sp.S.NegativeInfinity):
+    if expr.is_Number or expr in _SPECIAL:
         return _from_number(expr)
     if expr is sp.E:
         return _call("exp", Const(1.0))
@@ -345,9 +334,8 @@ def _from(expr: sp.Expr) -> Expr:
         return _from_pow(expr)
     if isinstance(expr, (sp.Min, sp.Max)):
         return _from_extremum(expr)
-    simple = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", bound: "bound"}
-    if expr.func in simple and len(expr.args) == 1:
-        return _call(simple[expr.func], _from(expr.args[0]))
+    if expr.func in _SIMPLE and len(expr.args) == 1:
+        return _call(_SIMPLE[expr.func], _from(expr.args[0]))
     if isinstance(expr, drop):
         return _call("drop", _from(expr.args[0]), params=(float(expr.args[1]),))
     if isinstance(expr, bigpow):
