@@ -397,7 +397,8 @@ def simplify(rule: Rule, *, budget_s: float = 1.0) -> Rule:
     """The smallest (by node count) of the rule and the equivalent rules sympy's passes give.
 
     A candidate is kept only if it has the rule's `canonical_key`, so the result is never a
-    non-equivalent rule; the passes stop once ``budget_s`` seconds are spent.
+    non-equivalent rule; the passes stop once ``budget_s`` seconds are spent. The last pass,
+    sympy.simplify, is interrupted by SIGALRM at the deadline, so it runs in the main thread only.
     """
     from dsl.equivalence import canonical_key  # equivalence builds on this module
 
