@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from dsl.expr import Call, Const, Expr, reduce_tree
-from dsl.vocabulary import HYPERS
+from dsl.vocabulary import FUNCTIONS, HYPERS
 
 
 def _drop(x: Any, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -64,20 +64,15 @@ _TORCH_FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 
 def fold(fn: str, args: list[float], params: tuple[float, ...],
-         scalars: Mapping[str, Any] | None = None) -> float:
-    """A call whose arguments are all floats, computed once in float64 (inf and nan as torch gives).
-
-    ``scalars`` gives bound_low and bound_high as floats where the call is ``bound``.
-    """
+         bounds: tuple[float, float] | None = None) -> float:
+    """A deterministic call whose arguments are all floats, computed once in float64 (inf and nan as
+    torch gives them). ``bounds`` are bound_low and bound_high, for ``bound``."""
+    if FUNCTIONS[fn].random:
+        raise ValueError(f"{fn} draws random numbers: it has no single value to fold")
     tensors = [torch.tensor(a, dtype=torch.float64) for a in args]
-    ctx: dict[str, Any] = {"rand": lambda x: torch.full_like(x, 0.5)}  # drop of a constant: its mean
-    for key in ("bound_low", "bound_high"):
-        if scalars is not None and key in scalars:
-            ctx[key] = torch.tensor(float(scalars[key]), dtype=torch.float64)
-    try:
-        return float(_TORCH_FUNCTIONS[fn](tensors, params, ctx))
-    except ZeroDivisionError:  # Python floats in a**b never reach here: all are tensors
-        return float("nan")
+    ctx = {} if bounds is None else {"bound_low": torch.tensor(bounds[0], dtype=torch.float64),
+                                     "bound_high": torch.tensor(bounds[1], dtype=torch.float64)}
+    return float(_TORCH_FUNCTIONS[fn](tensors, params, ctx))
 
 
 def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
@@ -89,12 +84,20 @@ def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
     ``known`` gives values of sub-expressions computed elsewhere (the fused path's hoisted scalars).
     """
     ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
+    low, high = values.get("bound_low"), values.get("bound_high")
     # bound's clip range is a step quantity: bound(constant) folds only where that is a float.
-    bound_folds = isinstance(ctx.get("bound_low"), float)
+    bounds = (low, high) if isinstance(low, float) and isinstance(high, float) else None
+    shaped = values.get("g", values.get("w"))  # a tensor shaped like the update, where one is given
 
     def call(node: Call, args: list[Any]) -> Any:
-        if (node.fn != "bound" or bound_folds) and all(isinstance(a, float) for a in args):
-            return fold(node.fn, args, node.params, ctx)
+        if all(isinstance(a, float) for a in args):
+            if node.fn == "drop" and shaped is not None and not isinstance(shaped, float):
+                # Dropout of a constant draws per element: the constant takes the update's shape.
+                args = [torch.full_like(shaped, args[0])]
+            elif FUNCTIONS[node.fn].random:
+                return args[0]  # no shape to draw over: its expectation
+            elif node.fn != "bound" or bounds is not None:
+                return fold(node.fn, args, node.params, bounds)
         return _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
 
     return reduce_tree(expr, lambda n: n.value if isinstance(n, Const) else values[n.name], call,

@@ -103,7 +103,7 @@ def scalar_subtrees(expr: Expr) -> list[Expr]:
         if isinstance(node, Var):
             return node.name in HYPERS or OPERANDS[node.name].kind is not Kind.TENSOR
         flags = [visit(a) for a in node.args]
-        if all(flags):
+        if all(flags) and not FUNCTIONS[node.fn].random:  # a random call draws per element
             return True
         for arg, flag in zip(node.args, flags):
             if flag and not isinstance(arg, Const):

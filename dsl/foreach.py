@@ -208,9 +208,12 @@ def _unary(fn: str, x: Lazy, params: tuple[float, ...], scalars: Mapping[str, fl
     raise AssertionError(f"no foreach form for {fn}")
 
 
-def _call(node: Call, args: list[Value], scalars: Mapping[str, float]) -> Value:
+def _call(node: Call, args: list[Value], scalars: Mapping[str, float], like: TensorList) -> Value:
+    if node.fn == "drop" and isinstance(args[0], float):
+        # Dropout of a constant draws per element: the constant takes the weights' shapes.
+        return _drop(Lazy([torch.full_like(p, args[0]) for p in like], 1.0, True), node.params[0])
     if all(isinstance(a, float) for a in args):
-        return fold(node.fn, args, node.params, scalars)
+        return fold(node.fn, args, node.params, (scalars["bound_low"], scalars["bound_high"]))
     if node.fn in ("add", "sub"):
         return _add(args[0], args[1], 1.0 if node.fn == "add" else -1.0)
     if node.fn == "mul":
@@ -246,7 +249,7 @@ def apply_rule(expr: Expr, params: TensorList, leaves: Mapping[str, Value], scal
     memo: dict[Expr, Value] = {}
 
     def call(node: Call, args: list[Value]) -> Value:
-        out = _call(node, args, scalars)
+        out = _call(node, args, scalars, params)
         if isinstance(out, Lazy) and uses[node] > 1:  # read again later: nobody may change it in place
             out = Lazy(out.tensors, out.coef, False)
         return out
@@ -263,7 +266,7 @@ def apply_rule(expr: Expr, params: TensorList, leaves: Mapping[str, Value], scal
             fused = torch._foreach_addcmul_ if root.fn == "mul" else torch._foreach_addcdiv_
             fused(params, x.tensors, y.tensors, value=-step_size * coef)
             return
-        d = _call(root, [x, y], scalars)
+        d = _call(root, [x, y], scalars, params)
     else:
         d = walk(root)
     if isinstance(d, float):

@@ -235,3 +235,13 @@ def test_paths_agree_on_searched_style_rules(text: str):
                              steps=25))
     assert torch.isfinite(results[0]).all()
     torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-12)
+
+
+def test_dropout_of_a_constant_draws_per_element_on_both_paths():
+    """drop(2, 0.5) * g (a NOS rule: constant operand, dropout unary) masks each element on its own."""
+    for path in PATHS:
+        model = small_network()
+        before = weights(model)
+        train(model, RuleOptimizer(model.parameters(), "drop(2, 0.5) * g", lr=0.01, **PATHS[path]), steps=1)
+        moved = weights(model) != before
+        assert 0.2 < moved.float().mean() < 0.8  # about half the elements, not all or none
