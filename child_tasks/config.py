@@ -1,0 +1,285 @@
+"""Task configs: YAML files in `configs/`, validated with pydantic, with errors a person can act on.
+
+A task config says what a rule is trained on and how much: the task and its data, the model and its
+sizes, the budget (epochs, batch size), the learning-rate grid and the short run that picks from it, the
+metric that is the reward, the guards (time limit, loss blow-up factor), and the seeds of comparisons.
+
+    cfg = load_task_config("digits")              # configs/digits.yaml
+    cfg = load_task_config("path/to/mine.yaml")
+    small = override(cfg, {"epochs": 2, "model.width": 8})
+
+Every error names the file, the key path (``model.width``) and what was expected; an unknown key is
+rejected with the closest known keys suggested, since a misspelt key silently ignored would change an
+experiment without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+TASKS = ("digits", "cifar10", "nmt")
+
+
+class ConfigError(ValueError):
+    """A task config that cannot be read or does not validate; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- models -------------------------------------------------------------------------------------------
+
+class ConvNetConfig(_Strict):
+    """The NOS ConvNet: two 3x3 conv layers of ``width`` filters."""
+    name: Literal["convnet"]
+    width: int = Field(32, ge=1)
+
+
+class WideResNetConfig(_Strict):
+    """WRN-depth-widen; depth must be 6n+4."""
+    name: Literal["wrn"]
+    depth: int = Field(16, ge=10)
+    widen: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _depth_is_6n_plus_4(self) -> WideResNetConfig:
+        if (self.depth - 4) % 6 != 0:
+            raise ValueError(f"depth must be 6n+4 (10, 16, 22, 28, 40, ...), got {self.depth}")
+        return self
+
+
+class TransformerConfig(_Strict):
+    """A small encoder-decoder Transformer for translation."""
+    name: Literal["transformer"]
+    layers: int = Field(2, ge=1)
+    d_model: int = Field(64, ge=8)
+    heads: int = Field(4, ge=1)
+    ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_decode_len: int | None = Field(None, ge=1, description="greedy decoding length; the data's when unset")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerConfig:
+        if self.d_model % self.heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        return self
+
+
+ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig, Field(discriminator="name")]
+MODEL_CLASSES: dict[str, type[_Strict]] = {"convnet": ConvNetConfig, "wrn": WideResNetConfig,
+                                           "transformer": TransformerConfig}
+
+
+# --- data (the kind is the task's name, filled in from `task`) ---------------------------------------
+
+class DigitsData(_Strict):
+    """scikit-learn's 8x8 digits, split once with a fixed seed (the rule's seed never changes the split)."""
+    kind: Literal["digits"] = "digits"
+    split_seed: int = 0
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class Cifar10Data(_Strict):
+    """CIFAR-10 from ``path`` (the python batches folder or the .tar.gz), else from the env var ``path_env``."""
+    kind: Literal["cifar10"] = "cifar10"
+    path: str | None = None
+    path_env: str = "NOS_CIFAR10"
+    val_size: int = Field(5000, ge=1)
+    split_seed: int = 0
+    augment: bool = True
+
+
+class NMTData(_Strict):
+    """The embedded synthetic language pair, or a parallel corpus in ``directory`` (or env ``path_env``)."""
+    kind: Literal["nmt"] = "nmt"
+    source: Literal["synthetic", "parallel"] = "synthetic"
+    n_train: int = Field(4000, ge=1)
+    n_val: int = Field(300, ge=1)
+    n_test: int = Field(300, ge=1)
+    split_seed: int = 0
+    directory: str | None = None
+    path_env: str = "NOS_NMT_DATA"
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    min_freq: int = Field(1, ge=1, description="parallel corpus: rarer words become UNK")
+    max_len: int = Field(50, ge=1, description="parallel corpus: longer pairs are left out")
+    lowercase: bool = False
+
+
+DataConfig = Annotated[DigitsData | Cifar10Data | NMTData, Field(discriminator="kind")]
+DATA_CLASSES: dict[str, type[_Strict]] = {"digits": DigitsData, "cifar10": Cifar10Data, "nmt": NMTData}
+
+
+# --- the task ---------------------------------------------------------------------------------------
+
+class TaskConfig(_Strict):
+    """What a rule is trained on, for how long, and how it is scored."""
+    name: str = Field("", description="the config's name (its file stem)")
+    task: Literal["digits", "cifar10", "nmt"]
+    model: ModelConfig
+    data: DataConfig
+    metric: Literal["accuracy", "bleu"] = Field("accuracy", description="the reward, on the validation set")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr_grid: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
+    short_run_epochs: float = Field(gt=0.0, description="length of each lr's short run, in epochs")
+    time_limit_s: float | None = Field(None, gt=0.0, description="wall time of one evaluation (grid + run)")
+    blowup_factor: float = Field(10.0, gt=1.0, description="a loss above factor x the first loss diverged")
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="lr over the whole run")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    eval_batch_size: int = Field(1000, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_kind_from_task(cls, values: Any) -> Any:
+        # The data section's type follows the task; writing it twice in the file would invite mismatch.
+        if isinstance(values, Mapping) and isinstance(values.get("task"), str) and values["task"] in TASKS:
+            values = dict(values)
+            data = values.get("data", {})
+            if data is None:
+                data = {}
+            if isinstance(data, Mapping) and "kind" not in data:
+                values["data"] = {**data, "kind": values["task"]}
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        if self.data.kind != self.task:
+            raise ValueError(f"data.kind is {self.data.kind!r} but task is {self.task!r}")
+        nmt_model = self.model.name == "transformer"
+        if nmt_model != (self.task == "nmt"):
+            wanted = "transformer" if self.task == "nmt" else "convnet or wrn"
+            raise ValueError(f"task {self.task!r} needs model {wanted}, got {self.model.name!r}")
+        if self.metric == "bleu" and self.task != "nmt":
+            raise ValueError(f"metric 'bleu' is for the nmt task, not {self.task!r} (use 'accuracy')")
+        if self.short_run_epochs > self.epochs:
+            raise ValueError(f"short_run_epochs ({self.short_run_epochs}) is longer than epochs ({self.epochs})")
+        return self
+
+
+# --- loading and error messages ---------------------------------------------------------------------
+
+def config_path(path_or_name: str | Path) -> Path:
+    """A bare name (no folder, no suffix) is configs/NAME.yaml; anything else is a path."""
+    text = str(path_or_name)
+    if isinstance(path_or_name, Path) or "/" in text or text.endswith((".yaml", ".yml")):
+        return Path(path_or_name)
+    return CONFIG_DIR / f"{text}.yaml"
+
+
+def available_configs() -> list[str]:
+    """Names of the task configs in configs/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_task_config(path_or_name: str | Path) -> TaskConfig:
+    """Read and validate a task config; raises FileNotFoundError or ConfigError with a clear message."""
+    path = config_path(path_or_name)
+    if not path.is_file():
+        hint = ""
+        if path.parent == CONFIG_DIR:
+            close = difflib.get_close_matches(path.stem, available_configs(), n=1, cutoff=0.6)
+            hint = (f" (did you mean {close[0]!r}?)" if close else "") + \
+                f"; available configs: {', '.join(available_configs())}"
+        raise FileNotFoundError(f"no task config at {path}{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of keys (task: ..., model: ...), got {type(raw).__name__}")
+    return task_config_from_dict({"name": path.stem, **raw}, source=str(path))
+
+
+def task_config_from_dict(values: Mapping[str, Any], source: str = "<dict>") -> TaskConfig:
+    """Validate a config given as a mapping; ``source`` names it in error messages."""
+    try:
+        return TaskConfig.model_validate(dict(values))
+    except ValidationError as err:
+        errors = err.errors()
+        if any(e["loc"] == ("task",) for e in errors):  # the data section's type follows the task: say it once
+            errors = [e for e in errors if not (e["loc"] == ("data",) and e["type"] == "missing")]
+        problems = [_describe(e) for e in errors]
+        raise ConfigError(f"{source}: {len(problems)} problem(s) in the task config\n  "
+                          + "\n  ".join(problems)) from None
+
+
+def override(config: TaskConfig, changes: Mapping[str, Any]) -> TaskConfig:
+    """A validated copy of ``config`` with ``changes``; dotted keys reach into sections: ``model.width``."""
+    values = config.model_dump()
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
+    return task_config_from_dict(values, source=f"{config.name or 'config'} with overrides {dict(changes)}")
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """The key path a person wrote (without pydantic's union tags), and the model class it ends in."""
+    parts: list[str] = []
+    cls: type[BaseModel] | None = TaskConfig
+    i = 0
+    while i < len(loc):
+        part = str(loc[i])
+        if isinstance(loc[i], int) and parts:  # a list item: lr_grid[1]
+            parts[-1] += f"[{part}]"
+            cls, i = None, i + 1
+            continue
+        parts.append(part)
+        tags = {"model": MODEL_CLASSES, "data": DATA_CLASSES}.get(part) if cls is TaskConfig else None
+        if tags is not None and i + 1 < len(loc) and loc[i + 1] in tags:
+            cls = tags[loc[i + 1]]
+            i += 2
+            continue
+        cls = None
+        i += 1
+    return parts, cls
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parts, parent = _key_path(loc[:-1])
+        key = str(loc[-1])
+        known = [f for f in (parent.model_fields if parent else {}) if f != "kind"]
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        where = ".".join([*parts, key])
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"{where}: unknown key{hint} (known keys here: {', '.join(known)})"
+    parts, _ = _key_path(loc)
+    where = ".".join(parts) or "(top level)"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = error.get("ctx", {})
+        field = ctx.get("discriminator", "'name'").strip("'")
+        tags = list(MODEL_CLASSES if field == "name" else DATA_CLASSES)
+        if kind == "union_tag_not_found":
+            return f"{where}: needs a {field!r} key, one of {', '.join(tags)}"
+        close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{where}.{field}: expected one of {', '.join(tags)}, got {ctx.get('tag')!r}{hint}"
+    message = error["msg"].replace("Input should be", "expected").replace("Value error, ", "")
+    if kind == "value_error":
+        return f"{where}: {message}"
+    hint = ""
+    if kind == "literal_error" and isinstance(error.get("input"), str):
+        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(error["input"], options, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: {message}, got {error.get('input')!r}{hint}"
