@@ -66,7 +66,7 @@ class TransformerConfig(_Strict):
     heads: int = Field(4, ge=1)
     ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    max_decode_len: int | None = Field(None, ge=1, description="greedy decoding length; the data's when unset")
+    max_decode_len: int | None = Field(None, ge=1, description="greedy decoding steps; the data's when unset")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerConfig:
@@ -91,7 +91,7 @@ class DigitsData(_Strict):
 
 
 class Cifar10Data(_Strict):
-    """CIFAR-10 from ``path`` (the python batches folder or the .tar.gz), else from the env var ``path_env``."""
+    """CIFAR-10 from ``path`` (the python batches folder or the .tar.gz), else from env ``path_env``."""
     kind: Literal["cifar10"] = "cifar10"
     path: str | None = None
     path_env: str = "NOS_CIFAR10"
@@ -165,7 +165,8 @@ class TaskConfig(_Strict):
         if self.metric == "bleu" and self.task != "nmt":
             raise ValueError(f"metric 'bleu' is for the nmt task, not {self.task!r} (use 'accuracy')")
         if self.short_run_epochs > self.epochs:
-            raise ValueError(f"short_run_epochs ({self.short_run_epochs}) is longer than epochs ({self.epochs})")
+            raise ValueError(f"short_run_epochs ({self.short_run_epochs}) is longer than epochs "
+                             f"({self.epochs})")
         return self
 
 
@@ -199,7 +200,8 @@ def load_task_config(path_or_name: str | Path) -> TaskConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of keys (task: ..., model: ...), got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of keys (task: ..., model: ...), "
+                          f"got {type(raw).__name__}")
     return task_config_from_dict({"name": path.stem, **raw}, source=str(path))
 
 
@@ -209,7 +211,8 @@ def task_config_from_dict(values: Mapping[str, Any], source: str = "<dict>") -> 
         return TaskConfig.model_validate(dict(values))
     except ValidationError as err:
         errors = err.errors()
-        if any(e["loc"] == ("task",) for e in errors):  # the data section's type follows the task: say it once
+        # The data section's type follows the task: with a bad task, a missing data section is no news.
+        if any(e["loc"] == ("task",) for e in errors):
             errors = [e for e in errors if not (e["loc"] == ("data",) and e["type"] == "missing")]
         problems = [_describe(e) for e in errors]
         raise ConfigError(f"{source}: {len(problems)} problem(s) in the task config\n  "

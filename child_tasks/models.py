@@ -32,8 +32,8 @@ class ConvNet(nn.Module):
         super().__init__()
         channels, height, width_px = input_shape
         self.features = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
         )
         # Padding 1 keeps the spatial size, so the head sees width * H * W features.
         self.head = nn.Linear(width * height * width_px, num_classes)
@@ -75,7 +75,8 @@ class WideResNet(nn.Module):
                  dropout: float = 0.0) -> None:
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(f"Wide ResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
+            raise ValueError(f"Wide ResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), "
+                             f"got {depth}")
         if widen < 1:
             raise ValueError(f"Wide ResNet widening factor must be >= 1, got {widen}")
         if not 0.0 <= dropout < 1.0:
