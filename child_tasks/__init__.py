@@ -1,2 +1,30 @@
 """Child tasks: data, the NOS ConvNet, Wide ResNet and a small NMT model, trained with any rule to give
-a candidate's reward. Imports only `dsl`. (Built in a later issue.)"""
+a candidate's reward. Imports only `dsl` of this project; no Ray here, plain functions that the search
+calls on its workers.
+
+    from child_tasks import train, compare, load_task_config
+
+    result = train("exp(sign(g) * sign(m)) * g", "digits", seed=0)   # PowerSign on the embedded task
+    result.reward, result.lr, result.to_dict()
+    compare(["sgd", "adam", "powersign"], "digits", seeds=[0, 1, 2]).print()
+
+Modules: `datasets` (image data in memory, digits, augmentation), `cifar10`, `translation` (parallel
+text, the synthetic pair, BLEU), `models` (ConvNet, WideResNet, TranslationTransformer), `config` (task
+configs in configs/*.yaml), `problems` (a task's loss and metric), `train` (NOS's lr choice and the
+guards), `compare` (tables over seeds).
+"""
+
+from child_tasks.compare import ComparisonRow, ComparisonTable, compare
+from child_tasks.config import ConfigError, TaskConfig, available_configs, load_task_config, override
+from child_tasks.datasets import ImageData, augment_batch, load_digits, load_image_task
+from child_tasks.models import ConvNet, TranslationTransformer, WideResNet, count_parameters
+from child_tasks.train import BASELINES, LrTrial, OptimizerSpec, TrainResult, resolve_optimizer, train
+from child_tasks.translation import TranslationData, Vocab, bleu, synthetic_translation
+
+__all__ = [
+    "BASELINES", "ComparisonRow", "ComparisonTable", "ConfigError", "ConvNet", "ImageData", "LrTrial",
+    "OptimizerSpec", "TaskConfig", "TrainResult", "TranslationData", "TranslationTransformer", "Vocab",
+    "WideResNet", "augment_batch", "available_configs", "bleu", "compare", "count_parameters",
+    "load_digits", "load_image_task", "load_task_config", "override", "resolve_optimizer",
+    "synthetic_translation", "train",
+]
