@@ -98,8 +98,9 @@ class ComparisonTable:
         from rich.table import Table
 
         table = Table(title=f"{self.task}: validation {self.metric} over seeds {self.seeds}")
-        for column in ("optimizer", f"val {self.metric}", f"test {self.metric}", "lrs", "failed", "s"):
-            table.add_column(column, justify="left" if column in ("optimizer", "lrs") else "right")
+        for column in ("optimizer", f"val {self.metric}", f"test {self.metric}", "lrs", "failed", "seconds"):
+            table.add_column(column, justify="left" if column in ("optimizer", "lrs") else "right",
+                             no_wrap=column != "optimizer")
         for r in self.rows:
             table.add_row(r.name, f"{r.mean:.2f} ± {r.std:.2f}", f"{r.test_mean:.2f} ± {r.test_std:.2f}",
                           " ".join(f"{lr:g}" if lr is not None else "-" for lr in r.to_dict()["lrs"]),
