@@ -45,7 +45,7 @@ class _Step(torch.nn.Module):
                   **{name: s[name] for name in HYPERS}}
         new = {}
         if m is not None:
-            new["m"] = torch.lerp(m, g, 1.0 - s["beta1"])
+            new["m"] = m * s["beta1"] + (1.0 - s["beta1"]) * g  # not lerp: its branch costs vector time
             values["m"], values["mhat"] = new["m"], new["m"] * s["inv_bc1"]
         if v is not None:
             new["v"] = v * s["beta2"] + (1.0 - s["beta2"]) * g * g
