@@ -2,8 +2,10 @@
 
 The step (gradient, state updates, the rule, the weight update) is traced once per rule with torch.fx
 into a graph of elementwise ops and compiled with torch.compile (Inductor), which fuses it into a single
-loop over memory: each element is read and written once. Compiled with dynamic shapes over flattened
-tensors, so one compilation serves every parameter of a dtype and device. Per-step scalars travel in one
+loop over memory: each element is read and written once. Tensors go in flattened, with torch's automatic
+dynamic shapes: the first size seen gets a kernel specialised to it (the fastest: in a network of equal
+layers, all of them), every other size shares one dynamic-shape kernel, so a rule compiles at most twice
+per dtype and device however many shapes a network has. Per-step scalars travel in one
 small tensor, so a changing lr or step count never recompiles.
 
 Where torch.compile is unavailable or fails, the same traced graph runs eagerly, tensor by tensor, with a
@@ -83,8 +85,9 @@ class FusedStep:
     def _compiled(self):
         if self.compiled is None and self.failed is None:
             try:
-                # dynamic_threads: the first tensor may be small; larger ones must still use all cores.
-                self.compiled = torch.compile(self.graph, dynamic=True, fullgraph=True,
+                # dynamic_threads: a dynamic kernel must use all cores on large tensors even when the
+                # size it was compiled for was small.
+                self.compiled = torch.compile(self.graph, dynamic=None, fullgraph=True,
                                               options={"cpp.dynamic_threads": True})
             except Exception as err:  # no compiler or an unsupported Python: run eagerly
                 self._fail(err)
@@ -97,7 +100,7 @@ class FusedStep:
 
     def __call__(self, p: torch.Tensor, grad: torch.Tensor, state: Mapping[str, torch.Tensor],
                  scalars: torch.Tensor) -> None:
-        # Flat views let one dynamic-shape compilation serve every tensor; a weight in another memory
+        # Flat views let one dynamic-shape compilation serve every other tensor; a weight in another memory
         # format (channels_last) goes as it is, with its state in the same format.
         flatten = p.is_contiguous()
         # detach(): a flat alias that is not a view, so dynamo does not guard on the 2-D base
