@@ -14,6 +14,7 @@ warning: slower, never wrong.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -26,7 +27,7 @@ from dsl.vocabulary import HYPERS
 
 STATE_NAMES = ("m", "v", "m3", "vmax")
 # Per-step scalars, in the order of the `scalars` tensor the step function takes.
-SCALAR_NAMES = ("lr", "grad_sign", "weight_decay", "inv_bc1", "inv_bc2", "inv_bc3", "t", "ld", "cd", "rd",
+SCALAR_NAMES = ("lr", "weight_decay", "inv_bc1", "inv_bc2", "inv_bc3", "t", "ld", "cd", "rd",
                 "bound_low", "bound_high", *HYPERS)
 _INDEX = {name: i for i, name in enumerate(SCALAR_NAMES)}
 
@@ -34,14 +35,17 @@ _INDEX = {name: i for i, name in enumerate(SCALAR_NAMES)}
 class _Step(torch.nn.Module):
     """One step of ``rule`` on one tensor; the argument of an absent state buffer is None."""
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, maximize: bool, decay: bool) -> None:
         super().__init__()
-        self.rule = rule
-        self.hoisted = scalar_subtrees(rule.expr)
+        self.rule, self.maximize, self.decay = rule, maximize, decay
+        self.hoisted = hoisted(rule)
 
     def forward(self, p, grad, m, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
         s = {name: scalars[i] for name, i in _INDEX.items()}
-        g = grad * s["grad_sign"] + s["weight_decay"] * p
+        # Fixed when traced: a step that needs neither costs no extra arithmetic per element.
+        g = -grad if self.maximize else grad
+        if self.decay:
+            g = g + s["weight_decay"] * p
         values = {"g": g, "w": p, "t": s["t"], "ld": s["ld"], "cd": s["cd"], "rd": s["rd"],
                   "bound_low": s["bound_low"], "bound_high": s["bound_high"],
                   **{name: s[name] for name in HYPERS}}
@@ -72,12 +76,11 @@ class _Step(torch.nn.Module):
 class FusedStep:
     """The compiled step of one rule, falling back to running its traced graph eagerly."""
 
-    def __init__(self, rule: Rule) -> None:
-        self.hoisted = scalar_subtrees(rule.expr)
+    def __init__(self, rule: Rule, maximize: bool = False, decay: bool = False) -> None:
         present = {name: name in rule.state for name in STATE_NAMES}
         # Trace with the absent buffers fixed to None, so the graph has no branch on them.
         concrete = {name: None for name, here in present.items() if not here}
-        self.graph = torch.fx.symbolic_trace(_Step(rule), concrete_args=concrete)
+        self.graph = torch.fx.symbolic_trace(_Step(rule, maximize, decay), concrete_args=concrete)
         self.present = present
         self.compiled = None
         self.failed: str | None = None
@@ -119,27 +122,36 @@ class FusedStep:
         self.graph(*flat, *buffers, scalars)
 
 
-_CACHE: dict[Rule, FusedStep] = {}
+_CACHE: dict[tuple[Rule, bool, bool], FusedStep] = {}
 
 
-def fused_step(rule: Rule) -> FusedStep:
-    """The fused step of ``rule``, traced and compiled once per process."""
-    if rule not in _CACHE:
-        _CACHE[rule] = FusedStep(rule)
-    return _CACHE[rule]
+def fused_step(rule: Rule, maximize: bool = False, decay: bool = False) -> FusedStep:
+    """The fused step of ``rule`` (ascending or not, with weight decay or not), traced and compiled once
+    per process."""
+    key = (rule, maximize, decay)
+    if key not in _CACHE:
+        _CACHE[key] = FusedStep(*key)
+    return _CACHE[key]
+
+
+@functools.cache
+def hoisted(rule: Rule) -> list:
+    """The rule's per-step scalar sub-expressions, computed once per step outside the kernel."""
+    return scalar_subtrees(rule.expr)
 
 
 def scalar_vector(rule: Rule, values: Mapping[str, float], like: torch.Tensor) -> torch.Tensor:
     """The step's scalars, then the rule's hoisted scalar sub-expressions, as one tensor on ``like``'s
     device: float64 for float64 weights, else float32."""
     floats = [float(values[name]) for name in SCALAR_NAMES]
-    floats += [float(evaluate_lazy(e, values)) for e in fused_step(rule).hoisted]
+    floats += [float(evaluate_lazy(e, values)) for e in hoisted(rule)]
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
     return torch.tensor(floats, dtype=dtype, device=like.device)
 
 
 def run_fused(rule: Rule, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-              states: Sequence[Mapping[str, torch.Tensor]], scalars: torch.Tensor) -> None:
-    step = fused_step(rule)
+              states: Sequence[Mapping[str, torch.Tensor]], scalars: torch.Tensor, *, maximize: bool = False,
+              decay: bool = False) -> None:
+    step = fused_step(rule, maximize, decay)
     for p, g, st in zip(params, grads, states):
         step(p, g, st, scalars)

@@ -50,7 +50,6 @@ def eta_ratio(group: Mapping[str, Any]) -> float:
 def _scalars(group: Mapping[str, Any], t: float) -> dict[str, float]:
     values = dict(step_quantities(t, group, eta_ratio(group)))
     values.update({name: group[name] for name in SCALAR_NAMES if name in group})
-    values["grad_sign"] = -1.0 if group["maximize"] else 1.0
     return values
 
 
@@ -82,7 +81,8 @@ def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
     scalars = _scalars(group, t)
     if fused and group["lr"] != 0:
         per_param = [{name: state[name][i] for name in state} for i in range(len(params))]
-        run_fused(rule, params, grads, per_param, scalar_vector(rule, scalars, params[0]))
+        run_fused(rule, params, grads, per_param, scalar_vector(rule, scalars, params[0]),
+                  maximize=group["maximize"], decay=group["weight_decay"] != 0)
         return
     if group["maximize"]:
         grads = torch._foreach_neg(grads)
