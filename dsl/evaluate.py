@@ -162,6 +162,12 @@ def step_quantities(t: Any, hyper: Mapping[str, Any], eta_ratio: Any) -> dict[st
     }
 
 
+# The bias-corrected operands: each is a state buffer times the reciprocal of its bias correction.
+BIAS_CORRECTED: dict[str, tuple[str, str]] = {
+    "mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3"),
+}
+
+
 def leaf_values(tensors: Mapping[str, torch.Tensor], steps: Mapping[str, Any],
                 hyper: Mapping[str, Any], names: frozenset[str] | set[str]) -> dict[str, Any]:
     """The value of each name a rule reads, from state tensors, step quantities and hyper-constants.
@@ -169,10 +175,9 @@ def leaf_values(tensors: Mapping[str, torch.Tensor], steps: Mapping[str, Any],
     ``tensors`` holds g, w, m, v, m3, vmax, noise as needed; the bias-corrected operands are derived.
     """
     out: dict[str, Any] = {}
-    derived = {"mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3")}
     for name in names:
-        if name in derived:
-            base, scale = derived[name]
+        if name in BIAS_CORRECTED:
+            base, scale = BIAS_CORRECTED[name]
             out[name] = tensors[base] * steps[scale]
         elif name in tensors:
             out[name] = tensors[name]

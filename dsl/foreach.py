@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from dsl.evaluate import fold
+from dsl.evaluate import BIAS_CORRECTED, fold
 from dsl.expr import Call, Const, Expr, reduce_tree
 
 TensorList = list[torch.Tensor]
@@ -240,6 +240,22 @@ def _use_counts(expr: Expr) -> Counter:
 
     visit(expr)
     return counts
+
+
+def lazy_leaves(names: Iterable[str], tensors: Mapping[str, TensorList],
+                scalars: Mapping[str, float]) -> dict[str, Value]:
+    """The value of each name a rule reads: the tensor lists in ``tensors`` (g, w, state buffers,
+    noise), the bias-corrected operands as scaled state, everything else a float of ``scalars``."""
+    leaves: dict[str, Value] = {}
+    for name in names:
+        if name in BIAS_CORRECTED:
+            base, scale = BIAS_CORRECTED[name]
+            leaves[name] = Lazy(tensors[base], scalars[scale])
+        elif name in tensors:
+            leaves[name] = Lazy(tensors[name])
+        else:
+            leaves[name] = float(scalars[name])
+    return leaves
 
 
 def apply_rule(expr: Expr, params: TensorList, leaves: Mapping[str, Value], scalars: Mapping[str, float],

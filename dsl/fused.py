@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.fx
 
-from dsl.evaluate import evaluate_lazy
+from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
 from dsl.expr import Rule, scalar_subtrees
 from dsl.vocabulary import HYPERS
 
@@ -52,16 +52,16 @@ class _Step(torch.nn.Module):
         new = {}
         if m is not None:
             new["m"] = m * s["beta1"] + (1.0 - s["beta1"]) * g  # not lerp: its branch costs vector time
-            values["m"], values["mhat"] = new["m"], new["m"] * s["inv_bc1"]
         if v is not None:
             new["v"] = v * s["beta2"] + (1.0 - s["beta2"]) * g * g
-            values["v"], values["vhat"] = new["v"], new["v"] * s["inv_bc2"]
         if m3 is not None:
             new["m3"] = m3 * s["beta3"] + (1.0 - s["beta3"]) * g * g * g
-            values["m3"], values["m3hat"] = new["m3"], new["m3"] * s["inv_bc3"]
         if vmax is not None:
             new["vmax"] = torch.maximum(vmax, new["v"])
-            values["vmax"] = new["vmax"]
+        values.update(new)
+        for hat, (base, scale) in BIAS_CORRECTED.items():
+            if hat in self.rule.names:
+                values[hat] = new[base] * s[scale]
         if "noise" in self.rule.names:
             values["noise"] = torch.randn_like(p)
         # Per-step scalar sub-expressions come computed, not recomputed for every element.

@@ -25,12 +25,11 @@ from torch.optim import Optimizer
 
 from dsl.evaluate import step_quantities
 from dsl.expr import Rule
-from dsl.foreach import Lazy, apply_rule
+from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
 from dsl.text import parse
 from dsl.vocabulary import hyper_defaults
 
-_DERIVED = {"mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3")}
 
 
 def _as_rule(rule: Rule | str) -> Rule:
@@ -91,22 +90,10 @@ def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
     _update_state(grads, state, group)
     if group["lr"] == 0:  # the state advances and the weights stay, as with torch's optimizers
         return
-    leaves: dict[str, Lazy | float] = {}
-    for name in rule.names:
-        if name in _DERIVED:
-            base, scale = _DERIVED[name]
-            leaves[name] = Lazy(state[base], scalars[scale])
-        elif name in state:
-            leaves[name] = Lazy(state[name])
-        elif name == "g":
-            leaves[name] = Lazy(grads)
-        elif name == "w":
-            leaves[name] = Lazy(params)
-        elif name == "noise":
-            leaves[name] = Lazy([torch.randn_like(p) for p in params], 1.0, False)
-        else:
-            leaves[name] = float(scalars[name])
-    apply_rule(rule.expr, params, leaves, scalars, group["lr"])
+    tensors = {**state, "g": grads, "w": params}
+    if "noise" in rule.names:
+        tensors["noise"] = [torch.randn_like(p) for p in params]
+    apply_rule(rule.expr, params, lazy_leaves(rule.names, tensors, scalars), scalars, group["lr"])
 
 
 class RuleOptimizer(Optimizer):

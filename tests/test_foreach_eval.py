@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dsl.evaluate import evaluate, leaf_values, step_quantities
 from dsl.expr import Rule, nodes
-from dsl.foreach import Lazy, apply_rule
+from dsl.foreach import apply_rule, lazy_leaves
 from dsl.vocabulary import FUNCTIONS, hyper_defaults
 from tests.strategies import group_rules, rules
 
@@ -49,15 +49,8 @@ def _check(rule: Rule, t: float = 7.0) -> None:
                   for k, v in values.items()}
         expected.append(p - lr * evaluate(rule.expr, values))
 
-    derived = {"mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3")}
-    leaves = {}
-    for name in rule.names:
-        if name in derived:
-            leaves[name] = Lazy([d[derived[name][0]] for d in per_param], steps[derived[name][1]])
-        elif name in per_param[0]:
-            leaves[name] = Lazy([d[name] for d in per_param])
-        else:
-            leaves[name] = float(steps[name] if name in steps else hyper[name])
+    tensors = {name: [d[name] for d in per_param] for name in per_param[0]}
+    leaves = lazy_leaves(rule.names, tensors, {**hyper, **steps})
     before = [{k: v.clone() for k, v in d.items()} for d in per_param]
     apply_rule(rule.expr, params, leaves, steps, lr)
 
