@@ -63,12 +63,43 @@ _TORCH_FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+# Python's own float arithmetic for folding: ~100x cheaper than 0-d tensors, which matters because the
+# per-step scalars of a rule (bias corrections, bounds) are folded at every step. Where Python would raise
+# or differ from IEEE/torch (domain errors, overflow, division by zero, NaN in min/max, complex powers),
+# `fold` falls back to torch.
+_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "neg": lambda a, p, b: -a[0],
+    "exp": lambda a, p, b: math.exp(a[0]),
+    "log": lambda a, p, b: math.log(a[0]),
+    "abs": lambda a, p, b: abs(a[0]),
+    "sqrt": lambda a, p, b: math.sqrt(a[0]),
+    "sign": lambda a, p, b: float((a[0] > 0) - (a[0] < 0)),
+    "clip": lambda a, p, b: min(max(a[0], -p[0]), p[0]),
+    "bound": lambda a, p, b: min(max(a[0], b[0]), b[1]),
+    "add": lambda a, p, b: a[0] + a[1],
+    "sub": lambda a, p, b: a[0] - a[1],
+    "mul": lambda a, p, b: a[0] * a[1],
+    "div": lambda a, p, b: a[0] / a[1],
+    "pow": lambda a, p, b: a[0] ** a[1],
+    "max": lambda a, p, b: max(a[0], a[1]),
+    "min": lambda a, p, b: min(a[0], a[1]),
+    "clamp": lambda a, p, b: min(max(a[0], a[1]), a[2]),
+}
+
+
 def fold(fn: str, args: list[float], params: tuple[float, ...],
          bounds: tuple[float, float] | None = None) -> float:
     """A deterministic call whose arguments are all floats, computed once in float64 (inf and nan as
     torch gives them). ``bounds`` are bound_low and bound_high, for ``bound``."""
     if FUNCTIONS[fn].random:
         raise ValueError(f"{fn} draws random numbers: it has no single value to fold")
+    if not any(math.isnan(a) for a in args) and (fn != "bound" or bounds is not None):
+        try:
+            out = _FLOAT_FUNCTIONS[fn](args, params, bounds)
+            if isinstance(out, float) and math.isfinite(out):
+                return out
+        except (ArithmeticError, ValueError):
+            pass
     tensors = [torch.tensor(a, dtype=torch.float64) for a in args]
     ctx = {} if bounds is None else {"bound_low": torch.tensor(bounds[0], dtype=torch.float64),
                                      "bound_high": torch.tensor(bounds[1], dtype=torch.float64)}

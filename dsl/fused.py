@@ -90,7 +90,8 @@ class FusedStep:
             try:
                 # dynamic_threads: a dynamic kernel must use all cores on large tensors even when the
                 # size it was compiled for was small.
-                self.compiled = torch.compile(self.graph, dynamic=None, fullgraph=True,
+                # The graph's forward, not the module: calls skip nn.Module's dispatch (tens of us each).
+                self.compiled = torch.compile(self.graph.forward, dynamic=None, fullgraph=True,
                                               options={"cpp.dynamic_threads": True})
             except Exception as err:  # no compiler or an unsupported Python: run eagerly
                 self._fail(err)
