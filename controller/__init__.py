@@ -1,2 +1,36 @@
 """The controller: an LSTM that emits rules token by token, trained with PPO, and the random-search
-baseline it is always compared with. Imports only `dsl`. (Built in a later issue.)"""
+baseline it is always compared with. Imports only `dsl` of this project's packages.
+
+    from controller import ControllerConfig, make_searcher
+
+    searcher = make_searcher(ControllerConfig.from_mapping(raw_yaml["controller"]))
+    samples = searcher.sample()                       # a batch of `Sample`s, each with .rule
+    stats = searcher.update(samples, rewards)         # `UpdateStats`: rewards, entropy, KL, clip fraction
+    searcher.save("run/controller.pt"); searcher.load("run/controller.pt")
+
+Modules: `config` (validated settings), `space` (tokens and masks of the group grammar), `policy` (the
+LSTM), `samples` (what a sample carries, the shared interface), `ppo`, `random_search`, `checkpoint`
+(weights-only save/load), `synthetic` (a reward without training, for checking that search learns).
+"""
+
+from controller.config import ConfigError, ControllerConfig, PolicyConfig, PPOConfig, VocabularyConfig
+from controller.config import load_controller_config
+from controller.policy import LSTMPolicy
+from controller.ppo import PPOController, approx_kl, ppo_loss
+from controller.random_search import RandomSearch
+from controller.samples import Sample, SampleBatch, Searcher, UpdateStats
+from controller.space import TokenSpace
+from controller.synthetic import SyntheticReward, elementwise_similarity
+
+
+def make_searcher(config: ControllerConfig) -> PPOController | RandomSearch:
+    """The controller the config's ``kind`` names: "ppo" or "random"."""
+    return PPOController(config) if config.kind == "ppo" else RandomSearch(config)
+
+
+__all__ = [
+    "ConfigError", "ControllerConfig", "LSTMPolicy", "PPOConfig", "PPOController", "PolicyConfig",
+    "RandomSearch", "Sample", "SampleBatch", "Searcher", "SyntheticReward", "TokenSpace", "UpdateStats",
+    "VocabularyConfig", "approx_kl", "elementwise_similarity", "load_controller_config", "make_searcher",
+    "ppo_loss",
+]

@@ -1,0 +1,71 @@
+"""Controller checkpoints: plain tensors and numbers on disk, read back without unpickling objects.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts (the policy's and Adam's state
+dicts, the baseline, the sampling generator's state as a uint8 tensor, counters, and the config as plain
+data). It is written with `torch.save` and read with ``torch.load(weights_only=True)``, which refuses
+anything else, so loading a checkpoint never runs code from the file.
+
+The config travels with the state: a checkpoint loads only into a controller built from the same config
+(the seed aside, since the generator state replaces it), because a resumed search that silently changed
+its space or its learning rate would not continue the run it claims to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "nos-controller/1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`, tensors and plain data only."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no controller checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by the damage done
+        raise ValueError(f"{path}: not a readable controller checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not a controller checkpoint of format {FORMAT!r} (found {found!r})")
+    return state
+
+
+def check_same_config(saved: dict[str, Any], current: dict[str, Any], kind: str) -> None:
+    """Raise ValueError naming every setting (dotted key) where ``saved`` and ``current`` differ."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(current)
+    differ = sorted(k for k in a.keys() | b.keys() if k != "seed" and a.get(k) != b.get(k))
+    if differ:
+        details = "; ".join(f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in differ[:8])
+        raise ValueError(f"this {kind} checkpoint was made with another config ({details}); build the "
+                         "controller from the saved config (state['config']) to resume it")
+
+
+def generator_state(generator: torch.Generator) -> torch.Tensor:
+    """The generator's state as a tensor (a uint8 copy)."""
+    return generator.get_state().clone()
+
+
+def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None:
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        raise ValueError("the checkpoint's generator state must be a uint8 tensor")
+    generator.set_state(state.clone())

@@ -1,0 +1,169 @@
+"""Controller configs: the search space, the policy network and PPO's settings, validated with pydantic.
+
+A config is a YAML mapping (or a dict), typically the ``controller:`` section of a run config:
+
+    kind: ppo                # or random: the baseline every search result is compared with
+    seed: 0
+    batch_size: 100          # rules sampled per update
+    vocabulary: {operands: nos, unary: nos, binary: nos, groups: 2}
+    policy: {hidden_size: 150, temperature: 1.0, tanh_constant: 2.5}
+    ppo: {lr: 0.005, epochs: 4, clip: 0.2, entropy_coef: 0.005}
+
+    cfg = ControllerConfig.from_mapping(raw)      # or load_controller_config("path.yaml")
+
+Every problem is reported at once, each with its key path (``ppo.clip``) and what was expected; an
+unknown key is an error with the closest known keys suggested, because a misspelt key silently ignored
+would change an experiment without anyone noticing. Names of operands and functions are checked by the
+rule language itself (`dsl.GroupVocabulary`), so its suggestions for misspelt names come through.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dsl import GroupVocabulary, RuleError
+from dsl.groups import ALL_BINARY, ALL_OPERANDS, ALL_UNARY, NOS_BINARY, NOS_OPERANDS, NOS_UNARY
+
+# Named lists a config may give instead of spelling every name out.
+PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "operands": {"nos": tuple(NOS_OPERANDS), "all": tuple(ALL_OPERANDS)},
+    "unary": {"nos": tuple(NOS_UNARY), "all": tuple(ALL_UNARY)},
+    "binary": {"nos": tuple(NOS_BINARY), "all": tuple(ALL_BINARY)},
+}
+
+
+class ConfigError(ValueError):
+    """A controller config that cannot be read or does not validate; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VocabularyConfig(_Strict):
+    """The search space: which names the groups choose from, and how many groups a rule has."""
+
+    operands: tuple[str, ...] = Field(PRESETS["operands"]["nos"], description="a preset name or a list")
+    unary: tuple[str, ...] = Field(PRESETS["unary"]["nos"], description="a preset name or a list")
+    binary: tuple[str, ...] = Field(PRESETS["binary"]["nos"], description="a preset name or a list")
+    groups: int = Field(2, ge=1, le=8)
+
+    @field_validator("operands", "unary", "binary", mode="before")
+    @classmethod
+    def _preset(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            presets = PRESETS[info.field_name]
+            if value not in presets:
+                raise ValueError(f"a preset name ({' or '.join(presets)}) or a list of names, got {value!r}")
+            return presets[value]
+        return value
+
+    @model_validator(mode="after")
+    def _names_are_known(self) -> VocabularyConfig:
+        try:
+            self.group_vocabulary()
+        except RuleError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    def group_vocabulary(self) -> GroupVocabulary:
+        """The rule language's vocabulary object for this space."""
+        return GroupVocabulary(self.operands, self.unary, self.binary, self.groups)
+
+
+class PolicyConfig(_Strict):
+    """The LSTM policy. Logits are ``tanh_constant * tanh(z / temperature)`` when tanh_constant is set
+    (as in NAS and ENAS controllers: bounded logits keep every legal token reachable), else
+    ``z / temperature``; z is the output layer's value."""
+
+    hidden_size: int = Field(150, ge=1)
+    embedding_size: int | None = Field(None, ge=1, description="token embedding width; hidden_size if unset")
+    init_range: float = Field(0.08, gt=0.0, description="weights start uniform in [-init_range, init_range]")
+    temperature: float = Field(1.0, gt=0.0)
+    tanh_constant: float | None = Field(2.5, gt=0.0)
+
+
+class PPOConfig(_Strict):
+    """PPO on the sampled token sequences (see controller.ppo for the update and why these defaults)."""
+
+    lr: float = Field(0.005, gt=0.0, description="Adam's learning rate")
+    epochs: int = Field(4, ge=1, description="passes over each batch")
+    minibatches: int = Field(1, ge=1, description="each epoch's batch is split into this many steps")
+    clip: float = Field(0.2, gt=0.0, lt=1.0, description="per-token ratio clipped to [1 - clip, 1 + clip]")
+    entropy_coef: float = Field(0.005, ge=0.0)
+    baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="EMA: b <- decay * b + (1 - decay) * r")
+    normalize_advantages: bool = Field(True, description="divide advantages by their batch std")
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    adam_eps: float = Field(1e-8, gt=0.0)
+
+
+class ControllerConfig(_Strict):
+    """Everything a controller (PPO or random search) is built from."""
+
+    kind: Literal["ppo", "random"] = "ppo"
+    seed: int = 0
+    batch_size: int = Field(100, ge=1, description="rules sampled per update")
+    vocabulary: VocabularyConfig = VocabularyConfig()
+    policy: PolicyConfig = PolicyConfig()
+    ppo: PPOConfig = PPOConfig()
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None, source: str = "<mapping>") -> ControllerConfig:
+        """Validate a config given as a mapping (a YAML document's); ``source`` names it in errors."""
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: expected a mapping of keys (kind: ..., ppo: ...), "
+                              f"got {type(values).__name__}")
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as err:
+            problems = [_describe(e) for e in err.errors()]
+            raise ConfigError(f"{source}: {len(problems)} problem(s) in the controller config\n  "
+                              + "\n  ".join(problems)) from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings): YAML-ready, and safe in a weights-only checkpoint."""
+        return self.model_dump(mode="json")
+
+
+def load_controller_config(path: str | Path, section: str | None = None) -> ControllerConfig:
+    """Read a YAML file; ``section`` picks a key of it (``controller`` in a run config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no controller config at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    source = str(path)
+    if section is not None:
+        if not isinstance(raw, Mapping) or section not in raw:
+            raise ConfigError(f"{path}: no {section!r} section")
+        raw, source = raw[section], f"{path} [{section}]"
+    return ControllerConfig.from_mapping(raw, source=source)
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {"vocabulary": VocabularyConfig, "policy": PolicyConfig,
+                                         "ppo": PPOConfig}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    where = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        cls = _SECTIONS.get(loc[0], ControllerConfig) if len(loc) == 2 else ControllerConfig
+        known = list(cls.model_fields)
+        close = difflib.get_close_matches(loc[-1], known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known keys: {', '.join(known)}"
+        return f"{where}: unknown key; {hint}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] not in ("missing", "value_error") and "input" in error:
+        message += f" (got {error['input']!r})"
+    return f"{where}: {message}"
