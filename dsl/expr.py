@@ -127,6 +127,7 @@ class Rule:
 
     expr: Expr
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _state: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         size = sum(1 for _ in nodes(self.expr))
@@ -136,6 +137,9 @@ class Rule:
             raise RuleError(f"rule is nested deeper than the limit of {MAX_DEPTH}")
         names = frozenset(n.name for n in nodes(self.expr) if isinstance(n, Var))
         object.__setattr__(self, "_names", names)
+        # Read on every optimizer step, for every tensor: computed once.
+        needed = {s for n in names if n in OPERANDS for s in OPERANDS[n].state}
+        object.__setattr__(self, "_state", tuple(s for s in ("m", "v", "m3", "vmax") if s in needed))
 
     @property
     def names(self) -> frozenset[str]:
@@ -145,8 +149,7 @@ class Rule:
     @property
     def state(self) -> tuple[str, ...]:
         """Optimizer state buffers the rule needs, in a fixed order (m, v, m3, vmax)."""
-        needed = {s for n in self._names if n in OPERANDS for s in OPERANDS[n].state}
-        return tuple(s for s in ("m", "v", "m3", "vmax") if s in needed)
+        return self._state
 
     @property
     def tensor_operands(self) -> frozenset[str]:

@@ -79,8 +79,7 @@ def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
     """
     scalars = _scalars(group, t)
     if fused and group["lr"] != 0:
-        per_param = [{name: state[name][i] for name in state} for i in range(len(params))]
-        run_fused(rule, params, grads, per_param, scalar_vector(rule, scalars, params[0]),
+        run_fused(rule, params, grads, state, scalar_vector(rule, scalars, params[0]),
                   maximize=group["maximize"], decay=group["weight_decay"] != 0)
         return
     if group["maximize"]:
@@ -150,26 +149,29 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        state_names = self.rule.state
         for group in self.param_groups:
-            # Tensors that share a device, dtype and step count go through one multi-tensor call.
-            buckets: dict[tuple, tuple[list, list, dict[str, list]]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.is_sparse:
                     raise RuntimeError("RuleOptimizer does not support sparse gradients")
                 if torch.is_complex(p):
                     raise RuntimeError("RuleOptimizer does not support complex parameters")
-                state = self._init_state(p)
-                state["step"] += 1
-                key = (p.device, p.dtype, float(state["step"]))
-                params, grads, buffers = buckets.setdefault(key, ([], [], {n: [] for n in self.rule.state}))
-                params.append(p)
-                grads.append(p.grad)
-                for name in self.rule.state:
-                    buffers[name].append(state[name])
-            for (_, _, t), (params, grads, buffers) in buckets.items():
-                rule_step(self.rule, params, grads, buffers, group, t, fused=group["fused"])
+            states = [self._init_state(p) for p in params]
+            if not states:
+                continue
+            steps = [st["step"] for st in states]
+            torch._foreach_add_(steps, 1.0)
+            # Tensors that share a device, dtype and step count go through one multi-tensor call.
+            buckets: dict[tuple, tuple[list, list, dict[str, list]]] = {}
+            for p, st, t in zip(params, states, torch.stack(steps).tolist()):
+                bucket = buckets.setdefault((p.device, p.dtype, t), ([], [], {n: [] for n in state_names}))
+                bucket[0].append(p)
+                bucket[1].append(p.grad)
+                for name in state_names:
+                    bucket[2][name].append(st[name])
+            for (_, _, t), (ps, grads, buffers) in buckets.items():
+                rule_step(self.rule, ps, grads, buffers, group, t, fused=group["fused"])
         return loss
 
     def __repr__(self) -> str:
