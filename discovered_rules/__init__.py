@@ -1,2 +1,143 @@
 """Winners of searches, kept as records and as self-contained PyTorch optimizers. Needs only `dsl`.
-(Export and loading are built in a later issue.)"""
+
+Each winner is a JSON record ``discovered_rules/<name>.json`` (`records.RuleRecord`: the rule's text,
+formula, canonical key, hyper-constant defaults, task, rewards per seed, baselines, ...) and, beside it,
+``<name>.py``: a generated module (`codegen.optimizer_source`) that imports only torch and math, for a
+user to copy into any project. The package itself never imports or executes those .py files: `load`
+builds the optimizer class from the record's rule text through `dsl.parse` and `dsl.optimizer_class`.
+The reference rules of `dsl.known_rules()` load the same way:
+
+    import discovered_rules
+    Adam = discovered_rules.load("adam")            # a dsl.RuleOptimizer subclass
+    opt = discovered_rules.load("nos_1")(model.parameters())
+    discovered_rules.available()                    # name -> rule text, reference and discovered
+    discovered_rules.export(record)                 # writes <name>.json and <name>.py
+
+A record never shadows a reference rule: one named like a reference rule is refused at export, and one
+found in the folder under such a name is an error when the folder is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+
+from discovered_rules.codegen import optimizer_source
+from discovered_rules.records import (
+    RecordError,
+    RuleRecord,
+    make_record,
+    read_record,
+    write_atomic,
+    write_record,
+)
+from dsl import KNOWN_RULE_TEXT, known_rules
+from dsl.optimizer import optimizer_class
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+__all__ = [
+    "PACKAGE_DIR", "RecordError", "RuleRecord", "UnknownRule", "available", "class_name", "export", "load",
+    "make_record", "optimizer_source", "read_record", "record", "write_record",
+]
+
+
+class UnknownRule(KeyError):
+    """No reference rule and no record of that name; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+def class_name(name: str) -> str:
+    """The optimizer class name of a record name: ``powersign_cd`` -> ``PowersignCd``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _record_paths(directory: Path) -> dict[str, Path]:
+    """Stem -> path of each record in ``directory``; a record named like a reference rule is an error."""
+    paths = {p.stem: p for p in sorted(directory.glob("*.json"))} if directory.is_dir() else {}
+    shadowing = sorted(set(paths) & set(KNOWN_RULE_TEXT))
+    if shadowing:
+        raise RecordError(f"{directory}: record(s) {', '.join(shadowing)} are named like reference rules of "
+                          "dsl.known_rules(); rename them (a record must not shadow a reference rule)")
+    return paths
+
+
+def _directory(directory: str | Path | None) -> Path:
+    return PACKAGE_DIR if directory is None else Path(directory)
+
+
+def _unknown(name: str, directory: Path) -> UnknownRule:
+    names = [*KNOWN_RULE_TEXT, *_record_paths(directory)]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownRule(f"no rule named {name!r}{hint} (available: {', '.join(names)})")
+
+
+def record(name: str, directory: str | Path | None = None) -> RuleRecord:
+    """The record of ``name``: read from ``<directory>/<name>.json`` (default: this package's folder), or,
+    for a reference rule, made from its text (source "reference", no task, no rewards)."""
+    folder = _directory(directory)
+    if name in KNOWN_RULE_TEXT:
+        _record_paths(folder)  # a shadowing record is an error whichever name is asked for
+        return make_record(name, known_rules()[name], task=None, rewards={}, source="reference")
+    path = _record_paths(folder).get(name)
+    if path is None:
+        raise _unknown(name, folder)
+    rec = read_record(path)
+    if rec.name != name:
+        raise RecordError(f"{path}: the record's name is {rec.name!r}, not the file's {name!r}")
+    return rec
+
+
+def load(name: str, directory: str | Path | None = None) -> type[torch.optim.Optimizer]:
+    """The optimizer class of a reference rule or a record: a dsl.RuleOptimizer subclass with the rule
+    and the record's hyper-constant defaults (lr among them) bound, built from the rule's text."""
+    if name in KNOWN_RULE_TEXT:
+        _record_paths(_directory(directory))
+        return optimizer_class(known_rules()[name], class_name(name))
+    rec = record(name, directory)
+    return optimizer_class(rec.parsed_rule(), class_name(name), **rec.hyper)
+
+
+def available(directory: str | Path | None = None) -> dict[str, str]:
+    """Name -> rule text of every reference rule, then of every record (sorted by name)."""
+    out = dict(KNOWN_RULE_TEXT)
+    for name in _record_paths(_directory(directory)):
+        out[name] = record(name, directory).rule
+    return out
+
+
+def export(record: RuleRecord, directory: str | Path | None = None, *,
+           overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (the record) and ``<name>.py`` (its self-contained optimizer) to ``directory``
+    (default: this package's folder); returns both paths. An existing record is replaced only with
+    ``overwrite=True``; a record named like a reference rule is refused."""
+    name = record.name
+    if name in KNOWN_RULE_TEXT:
+        raise ValueError(f"{name!r} is the name of a reference rule of dsl.known_rules(); a record "
+                         "must not shadow it: choose another name")
+    folder = _directory(directory)
+    json_path, py_path = folder / f"{name}.json", folder / f"{name}.py"
+    if not overwrite and (json_path.exists() or py_path.exists()):
+        raise FileExistsError(f"{json_path} or {py_path} exists; pass overwrite=True to replace it")
+    source = optimizer_source(record.parsed_rule(), class_name(name), record.hyper, module=name,
+                              about=_provenance(record))
+    write_record(record, json_path)
+    write_atomic(source, py_path)
+    return json_path, py_path
+
+
+def _provenance(rec: RuleRecord) -> str:
+    """A sentence for the generated module's docstring: where the rule comes from and how it did."""
+    if rec.source == "reference" or not rec.rewards:
+        return ""
+    rewards = list(rec.rewards.values())
+    text = (f"Found by neural optimizer search on the task {rec.task!r} ({rec.date.isoformat()}"
+            f"{', run ' + rec.run_id if rec.run_id else ''}): mean reward {sum(rewards) / len(rewards):.4g} "
+            f"over {len(rewards)} seed(s)")
+    baselines = [f"{name} {sum(v) / len(v):.4g}" for name, v in rec.baselines.items() if v]
+    return text + (f"; baselines: {', '.join(baselines)}." if baselines else ".")

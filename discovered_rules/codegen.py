@@ -1,0 +1,456 @@
+"""A rule as the source of a self-contained PyTorch optimizer: one module that imports only torch and math.
+
+`optimizer_source(rule, class_name, defaults)` walks the rule's tree and writes each node as a torch
+expression, inside a `torch.optim.Optimizer` subclass that a user copies into any project. The module
+computes what `dsl.RuleOptimizer` computes (its default, multi-tensor path) with a plain per-tensor loop:
+
+* the gradient with ``maximize`` and coupled ``weight_decay`` applied, then the running averages as
+  dsl's `_update_state` does (lerp for m, mul/addcmul for v, g*g*g for m3, maximum for vmax), and only
+  the buffers the rule reads;
+* the step quantities (t, ld, cd, rd, the bias corrections, AdaBound's bounds with ``initial_lr``) in
+  Python floats with dsl's formulas; the rule's per-step sub-expressions (``sqrt(1 - beta2^t)``) once per
+  step in float64, as dsl folds them, so inf and nan come out as IEEE gives them; sub-expressions of
+  constants only are folded here, by dsl itself;
+* ``clamp`` as dsl defines it, ``min(max(x, low), high)``, and ``max``/``min`` of a tensor and a number
+  as ``clamp_min``/``clamp_max`` (dsl's choice, which matters for NaN).
+
+The values agree with dsl to rounding (dsl keeps scalings aside and fuses the last product into the
+update). Random draws come from torch's global generator, as in dsl: a rule with one source of
+randomness (``noise`` or one ``drop``) on parameters of one dtype and device draws the same numbers as
+dsl's default path; with several sources dsl draws source by source over all tensors while this loop
+draws tensor by tensor, so the numbers differ while their distribution is the same.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import textwrap
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dsl import to_sympy
+from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
+from dsl.expr import Call, Const, Expr, Rule, nodes, scalar_subtrees
+from dsl.text import format_expr, parse
+from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
+
+# Hyper-constants read implicitly: by the state buffers, the bias-corrected operands, decays and bound.
+_IMPLIED_HYPERS: dict[str, tuple[str, ...]] = {
+    "m": ("beta1",), "v": ("beta2",), "m3": ("beta3",), "vmax": ("beta2",),
+    "mhat": ("beta1",), "vhat": ("beta2",), "m3hat": ("beta3",),
+    "ld": ("T",), "cd": ("T", "cd_periods"), "rd": ("T", "rd_periods"), "bound": ("final_lr", "gamma"),
+}
+_STATE_UPDATES = {
+    "m": 'm.lerp_(g, 1.0 - group["beta1"])',
+    "v": 'v.mul_(group["beta2"]).addcmul_(g, g, value=1.0 - group["beta2"])',
+    "m3": 'm3.mul_(group["beta3"]).add_(g * g * g, alpha=1.0 - group["beta3"])',
+    "vmax": "torch.maximum(vmax, v, out=vmax)",
+}
+_STEP_QUANTITIES = {
+    "ld": 'q["ld"] = 1.0 - frac',
+    "cd": 'q["cd"] = 0.5 * (1.0 + math.cos(2.0 * math.pi * group["cd_periods"] * frac))',
+    "rd": 'q["rd"] = 0.5 * (1.0 + math.cos(math.pi * math.fmod(group["rd_periods"] * t, group["T"]) '
+          '/ group["T"]))',
+    "inv_bc1": 'q["inv_bc1"] = 1.0 / (1.0 - group["beta1"] ** t)',
+    "inv_bc2": 'q["inv_bc2"] = 1.0 / (1.0 - group["beta2"] ** t)',
+    "inv_bc3": 'q["inv_bc3"] = 1.0 / (1.0 - group["beta3"] ** t)',
+}
+_ATOM, _POWER, _UNARY, _PRODUCT, _SUM = 5, 4, 3, 2, 1
+_INFIX = {"add": ("+", _SUM), "sub": ("-", _SUM), "mul": ("*", _PRODUCT), "div": ("/", _PRODUCT),
+          "pow": ("**", _POWER)}
+
+
+def hypers_read(rule: Rule) -> list[str]:
+    """The hyper-constants the rule's update depends on, named or implied (m reads beta1), in order."""
+    needed = set()
+    for name in rule.names:
+        if name in HYPERS:
+            needed.add(name)
+        else:
+            needed.update(_IMPLIED_HYPERS.get(name, ()))
+    if any(isinstance(n, Call) and n.fn == "bound" for n in nodes(rule.expr)):
+        needed.update(_IMPLIED_HYPERS["bound"])
+    return [h for h in HYPERS if h in needed]
+
+
+def _split_clamp(expr: Expr) -> Expr:
+    """clamp(x, lo, hi) as dsl defines it, min(max(x, lo), hi): then max(x, lo) of two numbers is a
+    per-step sub-expression like any other."""
+    if not isinstance(expr, Call):
+        return expr
+    args = tuple(_split_clamp(a) for a in expr.args)
+    if expr.fn == "clamp":
+        return Call("min", (Call("max", args[:2]), args[2]))
+    return Call(expr.fn, args, expr.params)
+
+
+def _foldable(expr: Expr) -> bool:
+    """Constants only: no name, no random call, no bound (which reads the step's bounds)."""
+    return all(isinstance(n, Const) or (isinstance(n, Call) and n.fn != "bound"
+                                        and not FUNCTIONS[n.fn].random) for n in nodes(expr))
+
+
+def _literal(value: float) -> tuple[str, int]:
+    if math.isnan(value):
+        return "math.nan", _ATOM
+    if math.isinf(value):
+        return ("math.inf", _ATOM) if value > 0 else ("-math.inf", _UNARY)
+    return repr(float(value)), (_ATOM if value >= 0 else _UNARY)
+
+
+@dataclass
+class _Code:
+    text: str
+    level: int
+    number: bool  # a Python float (or, in the float64 scalar section, a literal) rather than a tensor
+
+
+@dataclass
+class _Emitter:
+    """Writes expressions as Python source; a sub-expression read more than once becomes a local."""
+
+    leaf: Mapping[str, _Code]  # name -> code of a Var
+    hoisted: Mapping[Expr, _Code] = field(default_factory=dict)  # sub-expressions given by name
+    uses: Counter = field(default_factory=Counter)
+    lines: list[str] = field(default_factory=list)
+    memo: dict[Expr, _Code] = field(default_factory=dict)
+    scalar: bool = False  # the float64 section: numbers there are literals, names 0-d tensors
+    temps: int = 0
+
+    def emit(self, node: Expr) -> _Code:
+        if node in self.hoisted:
+            return self.hoisted[node]
+        if node in self.memo:
+            return self.memo[node]
+        if isinstance(node, Const) or (isinstance(node, Call) and _foldable(node)):
+            code = _Code(*_literal(evaluate_lazy(node, {})), number=True)  # dsl's own folding
+        elif not isinstance(node, Call):
+            code = self.leaf[node.name]
+        else:
+            code = self._call(node, [self.emit(a) for a in node.args])
+            if self.uses[node] > 1:  # one value, one draw: computed once
+                name = f"{'s' if self.scalar else 'x'}{self.temps}"
+                self.temps += 1
+                self.lines.append(f"{name} = {code.text}")
+                code = _Code(name, _ATOM, code.number)
+        self.memo[node] = code
+        return code
+
+    def _tensor(self, x: _Code) -> str:
+        """x as a tensor argument: a literal in the float64 section becomes a 0-d tensor."""
+        return f"torch.tensor({x.text}, dtype=torch.float64)" if x.number and self.scalar else x.text
+
+    def _call(self, node: Call, args: list[_Code]) -> _Code:
+        fn = node.fn
+        if fn in _INFIX:
+            op, level = _INFIX[fn]
+            left, right = args
+            # Python's own precedence, and no regrouping: a+(b+c) is not (a+b)+c in floating point.
+            lt = left.text if left.level > level or (left.level == level and level != _POWER) \
+                else f"({left.text})"
+            rt = right.text if right.level > level and right.level != _UNARY \
+                and (level != _POWER or right.level == _ATOM) else f"({right.text})"
+            return _Code(f"{lt} {op} {rt}", level, False)
+        if fn == "neg":
+            x = args[0]
+            return _Code("-" + (x.text if x.level == _ATOM else f"({x.text})"), _UNARY, False)
+        if fn in ("max", "min"):
+            x, y = args
+            if x.number:  # dsl: max(number, tensor) is clamp_min(tensor, number)
+                x, y = y, x
+            if y.number:
+                clamp = "clamp_min" if fn == "max" else "clamp_max"  # max(x, c) raises x to at least c
+                return _Code(f"torch.{clamp}({x.text}, {y.text})", _ATOM, False)
+            both = "maximum" if fn == "max" else "minimum"
+            return _Code(f"torch.{both}({x.text}, {y.text})", _ATOM, False)
+        x = args[0]
+        if fn in ("exp", "log", "abs", "sqrt", "sign"):
+            return _Code(f"torch.{fn}({x.text})", _ATOM, False)
+        if fn == "clip":
+            c = _literal(node.params[0])[0]
+            return _Code(f"torch.clamp({x.text}, -{c}, {c})", _ATOM, False)
+        if fn == "bound":
+            return _Code(f"torch.clamp({self._tensor(x)}, bound_low, bound_high)", _ATOM, False)
+        if fn == "drop":  # dropout of a number draws per element: the number takes the weight's shape
+            arg = f"torch.full_like(w, {x.text})" if x.number else x.text
+            return _Code(f"_drop({arg}, {_literal(node.params[0])[0]})", _ATOM, False)
+        raise AssertionError(f"no code for the function {fn!r}")
+
+
+def _use_counts(expr: Expr) -> Counter:
+    counts: Counter = Counter()
+
+    def visit(node: Expr) -> None:
+        counts[node] += 1
+        if counts[node] == 1 and isinstance(node, Call):
+            for a in node.args:
+                visit(a)
+
+    visit(expr)
+    return counts
+
+
+def _names_in(exprs: list[Expr]) -> set[str]:
+    return {n.name for e in exprs for n in nodes(e) if not isinstance(n, (Const, Call))}
+
+
+def _uses_bound(exprs: list[Expr]) -> bool:
+    return any(isinstance(n, Call) and n.fn == "bound" for e in exprs for n in nodes(e))
+
+
+def _per_step_function(rule: Rule, hoisted: list[Expr], uses: Counter) -> list[str]:
+    """The source of `_per_step(group, t)`: the step quantities and the rule's per-step sub-expressions."""
+    names = rule.names
+    lines = ["def _per_step(group: dict, t: float) -> dict:",
+             '    """The per-step numbers the rule reads (Python floats), computed once per step count."""',
+             '    q = {"t": t}']
+    lines += [f'    q["{h}"] = group["{h}"]' for h in HYPERS if h in names]
+    if names & {"ld", "cd"}:
+        lines.append('    frac = min(t / group["T"], 1.0)  # the decays end at T, as TF\'s sign_decay')
+    lines += [f"    {_STEP_QUANTITIES[n]}" for n in ("ld", "cd", "rd") if n in names]
+    lines += [f"    {_STEP_QUANTITIES[scale]}" for hat, (_, scale) in BIAS_CORRECTED.items() if hat in names]
+    if _uses_bound([rule.expr]):
+        lines += ["    eta = _eta_ratio(group)",
+                  '    q["bound_low"] = eta * (1.0 - 1.0 / (group["gamma"] * t + 1.0))',
+                  '    q["bound_high"] = eta * (1.0 + 1.0 / (group["gamma"] * t))']
+    if hoisted:
+        lines.append("    # The rule's per-step sub-expressions, in float64 as dsl folds them (inf and nan "
+                     "as IEEE gives them).")
+        read = sorted(_names_in(hoisted))
+        if read:
+            lines.append(f"    f64 = {{k: torch.tensor(q[k], dtype=torch.float64) for k in {tuple(read)!r}}}")
+        if _uses_bound(hoisted):
+            lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
+        emitter = _Emitter({n: _Code(f'f64["{n}"]', _ATOM, False) for n in read}, uses=uses, scalar=True)
+        for i, expr in enumerate(hoisted):
+            code = emitter.emit(expr)
+            lines += [f"    {line}" for line in emitter.lines]
+            emitter.lines.clear()
+            lines.append(f"    # c{i} = {format_expr(expr)}")
+            lines.append(f'    q["c{i}"] = float({code.text})')
+    lines.append("    return q")
+    return lines
+
+
+def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[Expr],
+                        uses: Counter) -> tuple[list[str], bool]:
+    """The source of `_direction(w, g, state, q)`, and whether the direction is a number (not a tensor).
+
+    ``live`` are the per-step sub-expressions `_per_step` computes (as c0, c1, ...), ``folded`` those of
+    constants only."""
+    lines = ["def _direction(w: torch.Tensor, g: torch.Tensor, state: dict, q: dict):",
+             '    """The rule\'s value d (RULE) for one tensor w with gradient g."""']
+    given = {h: _Code(f"c{i}", _ATOM, True) for i, h in enumerate(live)}
+    given.update({h: _Code(*_literal(evaluate_lazy(h, {})), number=True) for h in folded})
+    read: set[str] = set()  # names read outside the per-step sub-expressions
+    calls: set[str] = set()
+
+    def visit(node: Expr) -> None:
+        if node in given or isinstance(node, Const):
+            return
+        if isinstance(node, Call):
+            calls.add(node.fn)
+            for a in node.args:
+                visit(a)
+        else:
+            read.add(node.name)
+
+    visit(expr)
+    leaf: dict[str, _Code] = {}
+    for name in [n for n in OPERANDS if n in read and OPERANDS[n].kind is Kind.TENSOR]:
+        if name in BIAS_CORRECTED:
+            base, scale = BIAS_CORRECTED[name]
+            lines.append(f'    {name} = state["{base}"] * q["{scale}"]')
+        elif name == "noise":
+            lines.append("    noise = torch.randn_like(w)")
+        elif name not in ("g", "w"):
+            lines.append(f'    {name} = state["{name}"]')
+        leaf[name] = _Code(name, _ATOM, False)
+    numbers = [n for n in (*HYPERS, *OPERANDS) if n in read and n not in leaf]
+    lines += [f'    {n} = q["{n}"]' for n in numbers]
+    leaf.update({n: _Code(n, _ATOM, True) for n in numbers})
+    if "bound" in calls:
+        lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
+    reached = _reached(expr, given)
+    lines += [f'    c{i} = q["c{i}"]  # {format_expr(h)}' for i, h in enumerate(live) if h in reached]
+    emitter = _Emitter(leaf, given, uses)
+    code = emitter.emit(expr)
+    lines += [f"    {line}" for line in emitter.lines]
+    lines.append(f"    return {code.text}")
+    return lines, code.number
+
+
+def _reached(expr: Expr, given: Mapping[Expr, _Code]) -> set[Expr]:
+    """The given sub-expressions the walk from ``expr`` meets (not those only inside others)."""
+    found: set[Expr] = set()
+
+    def visit(node: Expr) -> None:
+        if node in given:
+            found.add(node)
+        elif isinstance(node, Call):
+            for a in node.args:
+                visit(a)
+
+    visit(expr)
+    return found
+
+
+_HELPERS = {
+    "drop": '''def _drop(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Dropout: each element zeroed with probability rate, the rest scaled by 1 / (1 - rate)."""
+    return x * (torch.rand_like(x) >= rate).to(x.dtype) / (1.0 - rate)''',
+    "bound": '''def _eta_ratio(group: dict) -> float:
+    """AdaBound's final step size in units of the current lr: final_lr / initial_lr (final_lr itself
+    when the run started at lr 0, so that a warm-up from zero keeps bounds)."""
+    if group["initial_lr"] > 0:
+        return group["final_lr"] / group["initial_lr"]
+    return group["final_lr"] / group["lr"] if group["lr"] > 0 else 0.0''',
+}
+
+
+def _check(rule: Rule, class_name: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise ValueError(f"an optimizer class name must be a Python identifier, got {class_name!r}")
+    unknown = sorted(set(defaults) - {"lr", *HYPERS})
+    if unknown:
+        raise ValueError(f"unknown default(s) {', '.join(unknown)}; known: lr, {', '.join(HYPERS)}")
+    for key, value in defaults.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"default {key} must be a finite number, got {value!r}")
+    if defaults.get("lr", 0.0) < 0:
+        raise ValueError(f"default lr must be >= 0, got {defaults['lr']!r}")
+    # Hyper-constants the rule does not read change nothing: they are left out of the signature.
+    values = {"lr": 1e-3, **{h: HYPERS[h].default for h in hypers_read(rule)}}
+    values.update({k: float(v) for k, v in defaults.items() if k in values})
+    return values
+
+
+def _docstring(rule: Rule, class_name: str, values: Mapping[str, float], module: str,
+               about: str) -> list[str]:
+    formula = str(to_sympy(rule, exact=False))
+    settings = [f"{k}={v!r}" for k, v in values.items()]
+    random = "noise" in rule.names or any(isinstance(n, Call) and FUNCTIONS[n.fn].random
+                                          for n in nodes(rule.expr))
+    text = [f"{class_name}: a PyTorch optimizer for the update rule", "",
+            f"    w <- w - lr * d,    d = {rule}", "", f"(as sympy writes it, d = {formula}).", "",
+            *([*textwrap.wrap(about, 100, break_on_hyphens=False), ""] if about else []),
+            *textwrap.wrap(
+                "Generated from the rule's tree by discovered_rules.codegen of neural-optimizer-search: a "
+                "self-contained module (torch and math only) to copy into any project. It computes what "
+                "dsl.RuleOptimizer computes for the rule: g is the gradient (negated with maximize, plus "
+                "weight_decay * w); m, v, m3 the running averages of g, g^2, g^3 with beta1, beta2, beta3 "
+                "(mhat, vhat, m3hat bias-corrected); vmax the running maximum of v; t the step count; "
+                "ld, cd, rd decays over T steps; bound AdaBound's clip, whose bounds follow the lr through "
+                "the param group's initial_lr (as LR schedulers keep it).", 100, break_on_hyphens=False), "",
+            f"    from {module} import {class_name}",
+            f"    optimizer = {class_name}(model.parameters(), lr={values['lr']!r})", "",
+            *_wrapped("Defaults (every param group may set its own): ", [*settings, "weight_decay=0.0",
+                                                                        "maximize=False"], ".", indent=0)]
+    if random:
+        text += ["", "Random numbers come from torch's global generator (torch.manual_seed makes runs "
+                 "repeat)."]
+    body = "\n".join(text).replace("\\", "\\\\").replace('"""', r'\"\"\"')
+    return ['"""' + body + '\n"""']
+
+
+def _wrapped(head: str, items: list[str], tail: str, width: int = 100,
+             indent: int | None = None) -> list[str]:
+    """``head + ", ".join(items) + tail`` over lines of at most about ``width`` characters, continued
+    under the head's end (or ``indent`` spaces in)."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else tail)
+        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip():
+            lines.append(line.rstrip())
+            line = " " * (len(head) if indent is None else indent) + piece
+        else:
+            line += piece
+    return lines + [line]
+
+
+def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, float] | None = None, *,
+                     module: str | None = None, about: str = "") -> str:
+    """The source of a module defining ``class_name``, a torch.optim.Optimizer running ``rule``.
+
+    ``defaults`` sets the defaults of lr and of the hyper-constants (beta1, eps, ...); those the rule
+    does not read are left out. The module imports only torch and math; ``module`` is its name in the
+    docstring's usage line (default: the class name in lower case), ``about`` a paragraph for its
+    docstring (where the rule comes from).
+    """
+    rule = parse(rule) if isinstance(rule, str) else rule
+    values = _check(rule, class_name, dict(defaults or {}))
+    expr = _split_clamp(rule.expr)
+    hoisted = scalar_subtrees(expr)
+    uses = _use_counts(expr)
+    live = [h for h in hoisted if not _foldable(h)]  # computed once per step, as c0, c1, ...
+    per_step = _per_step_function(rule, live, uses)
+    folded = [h for h in hoisted if _foldable(h)]
+    direction, is_number = _direction_function(rule, expr, live, folded, uses)
+    helpers = [_HELPERS[k] for k in ("drop", "bound")
+               if any(isinstance(n, Call) and n.fn == k for n in nodes(expr))]
+    module = module or class_name.lower()
+    state = rule.state
+    update = ('p.add_(-group["lr"] * d)' if is_number else 'p.add_(d, alpha=-group["lr"])')
+    code = [
+        f"RULE = {str(rule)!r}", f"__all__ = [{class_name!r}]", "", "",
+        *sum(([h, "", ""] for h in helpers), []),
+        *per_step, "", "",
+        *direction, "", "",
+        f"class {class_name}(torch.optim.Optimizer):",
+        '    """``w <- w - lr * d`` for the rule d in RULE: see the module\'s docstring."""', "",
+        *_wrapped("    def __init__(", [
+            "self", "params", f"lr: float = {values['lr']!r}", "*",
+            *(f"{k}: float = {v!r}" for k, v in values.items() if k != "lr"),
+            "weight_decay: float = 0.0", "maximize: bool = False"], ") -> None:"),
+        "        if lr < 0:",
+        '            raise ValueError(f"invalid learning rate: {lr}")',
+        *_wrapped("        defaults = dict(", [*(f"{k}={k}" for k in values), "weight_decay=weight_decay",
+                                                 "maximize=maximize"], ")"),
+        "        super().__init__(params, defaults)",
+        "",
+        "    def add_param_group(self, param_group: dict) -> None:",
+        "        # The lr a group starts with (AdaBound's bounds scale with lr / initial_lr); the key",
+        "        # torch's LR schedulers also use, so state_dict, deepcopy and schedulers keep it.",
+        '        param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))',
+        "        super().add_param_group(param_group)", "",
+        "    @torch.no_grad()",
+        "    def step(self, closure=None):",
+        "        loss = None",
+        "        if closure is not None:",
+        "            with torch.enable_grad():",
+        "                loss = closure()",
+        "        for group in self.param_groups:",
+        "            per_step = {}  # step count -> its numbers (the group's tensors usually share one)",
+        '            for p in group["params"]:',
+        "                if p.grad is None:",
+        "                    continue",
+        "                if p.grad.is_sparse:",
+        f'                    raise RuntimeError("{class_name} does not support sparse gradients")',
+        "                if torch.is_complex(p):",
+        f'                    raise RuntimeError("{class_name} does not support complex parameters")',
+        "                state = self.state[p]",
+        "                if not state:",
+        '                    state["step"] = torch.tensor(0.0, dtype=torch.float32)',
+        *[f'                    state["{s}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
+          for s in state],
+        '                state["step"] += 1',
+        '                t = float(state["step"])',
+        '                g = -p.grad if group["maximize"] else p.grad',
+        '                if group["weight_decay"] != 0:',
+        '                    g = g.add(p, alpha=group["weight_decay"])',
+        *([f"                {', '.join(state)} = " + ", ".join(f'state["{s}"]' for s in state)]
+          if state else []),
+        *[f"                {_STATE_UPDATES[s]}" for s in state],
+        '                if group["lr"] == 0:  # the state advances and the weights stay',
+        "                    continue",
+        "                if t not in per_step:",
+        "                    per_step[t] = _per_step(group, t)",
+        "                d = _direction(p, g, state, per_step[t])",
+        f"                {update}",
+        "        return loss", "",
+    ]
+    imports = ["import math", ""] if any("math." in line for line in code) else []
+    return "\n".join([*_docstring(rule, class_name, values, module, about), "", *imports, "import torch", "",
+                      *code])

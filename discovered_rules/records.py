@@ -1,0 +1,189 @@
+"""Records of rules: what was found (or what a reference rule is), where, and how well it did, as JSON.
+
+A `RuleRecord` holds the rule's text (read only through `dsl.parse`), its formula, LaTeX and canonical
+key, the hyper-constant defaults it is used with (lr among them), the task and the reward per seed, the
+baselines' rewards on the same seeds, and optionally the run, its config, learning curves and transfer
+results (filled in later). Records are data: reading one parses JSON and validates it with pydantic in
+strict mode (a reward written as "0.9" is an error, not a guess); nothing in a file is evaluated.
+
+    rec = make_record("nos_1", "exp(sign(g) * sign(m)) * g", task="digits", rewards={0: 0.91, 1: 0.9},
+                      baselines={"adam": [0.9, 0.89]}, hyper={"lr": 0.01})
+    write_record(rec, "nos_1.json")
+    rec = read_record("nos_1.json")
+
+Every error names the file, each bad key (``rewards.1``) and what was wrong.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
+from dsl.vocabulary import HYPERS
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+HYPER_KEYS = ("lr", *HYPERS)
+FILLED_FROM_RULE = ("formula", "latex", "canonical_key")
+
+Reward = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RecordError(ValueError):
+    """A record that cannot be read or does not validate; the message names the file and every problem."""
+
+
+class RuleRecord(BaseModel):
+    """A rule with its provenance and results; stored as ``<name>.json``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants")
+
+    name: str = Field(description="lower-case identifier: the file stem and, capitalised, the class name")
+    rule: str = Field(description="the rule in the language's text, e.g. 'exp(sign(g) * sign(m)) * g'")
+    formula: str = Field(description="str of the rule's sympy expression")
+    latex: str
+    canonical_key: str = Field(pattern=r"^[0-9a-f]{16}$", description="dsl.canonical_key of the rule")
+    hyper: dict[str, float] = Field(description="defaults of lr and hyper-constants the rule is used with")
+    task: str | None = Field(description="the task it was found (scored) on; None for a reference rule")
+    rewards: dict[int, Reward] = Field(description="seed -> reward on the task")
+    baselines: dict[str, list[Reward]] = Field(description="optimizer name -> rewards on the same seeds")
+    run_id: str | None = None
+    config: dict[str, Any] | None = Field(None, description="the run's config, as plain data")
+    date: datetime.date
+    source: Literal["search", "reference"]
+    curves: dict[int, list[float]] | None = Field(None, description="seed -> learning curve")
+    transfer: dict[str, list[dict[str, Any]]] | None = Field(
+        None, description="task -> comparison table rows (child_tasks.compare's to_rows())")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, name: str) -> str:
+        if not NAME_PATTERN.fullmatch(name):
+            raise ValueError("must be 1-64 lower-case letters, digits and underscores starting with a letter "
+                             f"(it names a file and a class), got {name!r}")
+        return name
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, text: str) -> str:
+        try:
+            parse(text)
+        except RuleError as err:
+            raise ValueError(f"the rule text does not parse: {err}") from None
+        return text
+
+    @field_validator("hyper")
+    @classmethod
+    def _known_hypers(cls, hyper: dict[str, float]) -> dict[str, float]:
+        problems = []
+        for key, value in hyper.items():
+            if key not in HYPER_KEYS:
+                close = difflib.get_close_matches(key, HYPER_KEYS, n=2, cutoff=0.6)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                problems.append(f"unknown key {key!r} ({hint}known: {', '.join(HYPER_KEYS)})")
+            elif not math.isfinite(value) or (key == "lr" and value < 0):
+                bound = " >= 0" if key == "lr" else ""
+                problems.append(f"{key} must be a finite number{bound}, got {value!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return hyper
+
+    @model_validator(mode="after")
+    def _search_has_results(self) -> RuleRecord:
+        if self.source == "search" and (not self.task or not self.rewards):
+            raise ValueError("a record from a search needs its task and at least one reward")
+        return self
+
+    def parsed_rule(self) -> Rule:
+        """The rule as a tree (its text went through dsl.parse when the record was validated)."""
+        return parse(self.rule)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
+    where = ".".join(loc) or "(top level)"
+    if error["loc"] and error["loc"][-1] == "[key]":
+        where += " (the key)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], list(RuleRecord.model_fields), n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"{where}: unknown key{hint} (known keys: {', '.join(RuleRecord.model_fields)})"
+    message = error["msg"].replace("Input should be", "expected").replace("Value error, ", "")
+    if kind == "value_error":
+        return f"{where}: {message}"
+    return f"{where}: {message}, got {error.get('input')!r}"
+
+
+def _error(source: str, err: ValidationError) -> RecordError:
+    errors = err.errors()
+    if len(errors) == 1 and errors[0]["type"] == "json_invalid":
+        return RecordError(f"{source}: not valid JSON: {errors[0]['ctx']['error']}")
+    problems = [_describe(e) for e in errors]
+    return RecordError(f"{source}: {len(problems)} problem(s) in the rule record\n  " + "\n  ".join(problems))
+
+
+def read_record(path: str | Path) -> RuleRecord:
+    """Read and validate a record; FileNotFoundError or RecordError naming the file and each bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no rule record at {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"{path}: not UTF-8 text ({err})") from None
+    try:
+        return RuleRecord.model_validate_json(text)
+    except ValidationError as err:
+        raise _error(str(path), err) from None
+
+
+def write_atomic(text: str, path: Path) -> None:
+    """Write via a temporary file in the same folder and os.replace: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(record: RuleRecord, path: str | Path) -> Path:
+    """Write ``record`` as indented JSON (atomically); returns the path."""
+    path = Path(path)
+    write_atomic(record.model_dump_json(indent=2) + "\n", path)
+    return path
+
+
+def make_record(name: str, rule: Rule | str, **fields: Any) -> RuleRecord:
+    """A validated record for ``rule``; formula, LaTeX and canonical key are computed from the rule.
+
+    ``fields`` give the rest (task, rewards, baselines, ...); hyper and baselines default to empty,
+    date to today and source to "search". Values are converted where unambiguous (a date in ISO text).
+    """
+    given = sorted(set(fields) & set(FILLED_FROM_RULE))
+    if given:
+        raise TypeError(f"make_record fills {', '.join(given)} from the rule; do not pass them")
+    parsed = parse(rule) if isinstance(rule, str) else rule
+    values = {"hyper": {}, "baselines": {}, "date": datetime.date.today(), "source": "search", **fields,
+              "name": name, "rule": str(parsed), "formula": str(to_sympy(parsed, exact=False)),
+              "latex": to_latex(parsed), "canonical_key": canonical_key(parsed)}
+    try:
+        return RuleRecord.model_validate(values, strict=False)
+    except ValidationError as err:
+        raise _error(f"record {name!r}", err) from None
