@@ -112,13 +112,16 @@ class RuleOptimizer(Optimizer):
     rule: Rule
 
     def __init__(self, params: Iterable[Any], rule: Rule | str | None = None, lr: float = 1e-3, *,
-                 weight_decay: float = 0.0, foreach: bool | None = None, fused: bool | None = None,
+                 weight_decay: float | None = None, foreach: bool | None = None, fused: bool | None = None,
                  maximize: bool = False, **hyper: float) -> None:
         bound = getattr(type(self), "rule", None)
         if rule is None and bound is None:
             raise TypeError("RuleOptimizer needs a rule: RuleOptimizer(params, 'g', lr=0.1)")
         self.rule = _as_rule(rule) if rule is not None else bound
         defaults = {**hyper_defaults(), **getattr(type(self), "hyper_defaults", {})}
+        if weight_decay is None:  # a class made by optimizer_class may set its own default
+            weight_decay = defaults.pop("weight_decay", 0.0)
+        defaults.pop("weight_decay", None)
         unknown = sorted(set(hyper) - set(defaults))
         if unknown:
             raise TypeError(f"unknown hyper-constant(s) {', '.join(unknown)}; known: {', '.join(defaults)}")

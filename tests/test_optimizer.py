@@ -245,3 +245,11 @@ def test_dropout_of_a_constant_draws_per_element_on_both_paths():
         train(model, RuleOptimizer(model.parameters(), "drop(2, 0.5) * g", lr=0.01, **PATHS[path]), steps=1)
         moved = weights(model) != before
         assert 0.2 < moved.float().mean() < 0.8  # about half the elements, not all or none
+
+
+def test_a_class_default_for_weight_decay_is_kept_unless_overridden():
+    Decayed = optimizer_class("g", "DecayedSGD", lr=0.1, weight_decay=0.5)
+    model = small_network()
+    assert Decayed(model.parameters()).defaults["weight_decay"] == 0.5
+    assert Decayed(model.parameters(), weight_decay=0.0).defaults["weight_decay"] == 0.0
+    assert RuleOptimizer(model.parameters(), "g").defaults["weight_decay"] == 0.0
