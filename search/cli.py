@@ -5,10 +5,13 @@
     nos rules check TEXT      parse and statically check a rule; exit status 1 if it is rejected
     nos rules names           every operand, hyper-constant and function of the rule language
     nos data cifar10 DEST     download CIFAR-10 (md5-checked) for the child tasks, on a machine with a network
+    nos search [KEY=VALUE ...]  search for rules on Ray (configs/quickstart.yaml on a local Ray by default)
 """
 
 from __future__ import annotations
 
+import time
+from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -147,3 +150,92 @@ def data_cifar10(
         raise typer.Exit(1) from None
     console.print(f"CIFAR-10 is at {archive.resolve()}", highlight=False, soft_wrap=True)
     console.print(f"Use it with: export {ENV_VAR}={archive.resolve()}", highlight=False, soft_wrap=True)
+
+
+class ControllerKind(str, Enum):
+    ppo = "ppo"
+    random = "random"
+
+
+@app.command("search", context_settings={"allow_interspersed_args": True})
+def search_command(
+    overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", show_default=False,
+                                          help="Config overrides with dotted keys and YAML values, e.g. "
+                                          "search.budget=200 controller.batch_size=20 task_overrides.epochs=4 "
+                                          "wandb.mode=offline."),
+    config: Path | None = typer.Option(None, "--config", "-c", show_default=False,
+                                       help="Run config YAML (task, controller, search, wandb sections). "
+                                       "Default: configs/quickstart.yaml, digits with PPO (~10 min on 2 cores)."),
+    address: str | None = typer.Option(None, "--address", show_default=False,
+                                       help="Ray cluster to run on: 'auto' (the one `ray start` runs on this "
+                                       "machine) or HOST:PORT of its head. Default: a local Ray in this process."),
+    controller: ControllerKind | None = typer.Option(None, "--controller", case_sensitive=False,
+                                                     show_default=False,
+                                                     help="Search with PPO or random search (the baseline); "
+                                                     "replaces the config's controller.kind."),
+    resume: Path | None = typer.Option(None, "--resume", show_default=False,
+                                       help="Continue the run in this directory (after a crash or Ctrl-C), "
+                                       "with its own config; finished evaluations are never repeated."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", show_default=False,
+                                        help="Where a new run keeps its results store and controller "
+                                        "checkpoint. Default: runs/<timestamp>-<controller>."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Search for update rules: the controller proposes, Ray workers train child networks, every result is
+    stored at once in the run directory (results.sqlite) and the search can be resumed from it."""
+    from search.cluster import ClusterError
+    from search.config import SearchConfigError, load_search_config
+    from search.driver import run_search
+    from search.store import StoreError
+
+    overrides = overrides or []
+    kind = controller.value if controller is not None else None
+    try:
+        if resume is not None:
+            if overrides or config is not None or run_dir is not None:
+                raise SearchConfigError("--resume continues a run with its own config: leave out --config, "
+                                        "--run-dir and KEY=VALUE overrides")
+            directory, run_config = resume, None
+        else:
+            run_config = load_search_config(config, overrides)
+            if kind is not None:
+                run_config = run_config.with_overrides({"controller.kind": kind})
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            directory = run_dir or Path("runs") / f"{stamp}-{run_config.controller.kind}"
+        console.print(f"run directory: [bold]{directory}[/bold]  (resume with: nos search --resume "
+                      f"{directory})", highlight=False, soft_wrap=True)
+        summary = run_search(run_config, directory, address=address, resume=resume is not None,
+                             controller_kind=kind, progress=progress)
+    except (SearchConfigError, FileNotFoundError, FileExistsError) as err:
+        console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (ClusterError, StoreError, ValueError) as err:
+        console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]; continue with: nos search --resume {directory}",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    table = Table(show_header=False, title=f"search {summary.run_id}")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    counts = summary.counts
+    busy = summary.busy_fraction
+    rate = summary.evaluations / summary.wall_time_s if summary.wall_time_s > 0 else 0.0
+    rows = [("run directory", str(summary.run_dir)),
+            ("samples", f"{summary.samples} of a budget of {summary.budget} ({summary.updates} updates)"),
+            ("evaluations", f"{summary.trained} trained ({counts['ok']} ok, {counts['diverged']} diverged, "
+                            f"{counts['failed']} failed); {summary.evaluations} in this session"),
+            ("duplicates skipped", str(counts["duplicate"])),
+            ("invalid rejected", str(counts["invalid"])),
+            ("wall time", f"{summary.wall_time_s:.1f} s, {rate:.2f} evaluations/s on {summary.workers} workers"),
+            ("worker busy fraction", "-" if busy is None else f"{busy:.0%}"),
+            ("best reward", "-" if summary.best_reward is None else f"{summary.best_reward:.2f}"),
+            ("best rule", summary.best_rule or "-")]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)

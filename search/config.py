@@ -1,0 +1,246 @@
+"""Run configs of a search: the child task, the controller, the search's budget and workers, tracking.
+
+A run config is a YAML mapping (configs/quickstart.yaml is the default):
+
+    task: digits                    # a task config name (configs/NAME.yaml) or path, or an inline mapping
+    task_overrides: {epochs: 2}     # dotted keys into the task config (child_tasks.config.override)
+    controller: {kind: ppo, batch_size: 50}           # a ControllerConfig mapping
+    search: {budget: 1000, workers: null, cpus_per_worker: 1, gpu_fraction: 0.25, invalid_reward: 0.0,
+             max_retries: 2, eval_seed: 0, time_limit_s: null}
+    wandb: {mode: disabled, project: neural-optimizer-search, entity: null}
+
+    config = load_search_config("configs/quickstart.yaml", ["search.budget=200", "controller.kind=random"])
+
+``KEY=VALUE`` overrides use dotted keys and YAML values (``search.time_limit_s=30``, ``task=cifar10_convnet``)
+and are applied to the raw mapping before validation, so a misspelt override key is reported like a
+misspelt file key. Every problem is reported at once with its key path and what was expected; unknown keys
+get the closest known keys suggested (a misspelt key silently ignored would change an experiment).
+
+`SearchConfig.to_mapping()` writes the task config out in full (inline, overrides applied), so the copy a
+run keeps in its results store is self-contained: resuming a run never re-reads configs/*.yaml, which may
+have changed since.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
+
+from child_tasks.config import CONFIG_DIR, TaskConfig, load_task_config, override, task_config_from_dict
+from controller import ControllerConfig
+
+DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
+
+
+class SearchConfigError(ValueError):
+    """A run config that cannot be read or does not validate; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSection(_Strict):
+    """How much to search and on what: the sample budget, the workers, penalties and retries."""
+
+    budget: int = Field(ge=1, description="samples in all (invalid and duplicate ones included)")
+    workers: int | None = Field(None, ge=1, description="evaluation actors; None: the cluster's CPUs / "
+                                "cpus_per_worker, or its GPUs / gpu_fraction when it has GPUs")
+    cpus_per_worker: int = Field(1, ge=1, description="CPUs each worker reserves, and its torch threads")
+    gpu_fraction: float = Field(0.25, gt=0.0, le=1.0, description="share of a GPU each worker reserves "
+                                "(only on a cluster that has GPUs)")
+    invalid_reward: float = Field(0.0, description="the reward of a rule that cannot be trained: "
+                                  "undecodable, rejected by the static checks, or failed")
+    max_retries: int = Field(2, ge=0, description="re-runs of an evaluation whose worker process died")
+    eval_seed: int = Field(0, description="the child task's seed for every evaluation")
+    time_limit_s: float | None = Field(None, gt=0.0, description="one evaluation's wall time; the task "
+                                       "config's when None")
+
+
+class WandbSection(_Strict):
+    """Optional tracking with Weights & Biases; offline needs no account, disabled imports nothing."""
+
+    mode: Literal["disabled", "offline", "online"] = "disabled"
+    project: str = "neural-optimizer-search"
+    entity: str | None = None
+
+
+class SearchConfig(_Strict):
+    """Everything a search run is built from (see the module docstring)."""
+
+    task: str | dict[str, Any] = Field(description="a task config name or path, or a task config mapping")
+    task_overrides: dict[str, Any] = Field(default_factory=dict)
+    controller: ControllerConfig = ControllerConfig()
+    search: SearchSection
+    wandb: WandbSection = WandbSection()
+    _task: TaskConfig = PrivateAttr()
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, str | Mapping):
+            raise ValueError(f"expected a task config name (e.g. digits), a path, or a mapping; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _load_task(self) -> SearchConfig:
+        key = "task"
+        try:
+            if isinstance(self.task, str):
+                task = load_task_config(self.task)
+            else:
+                task = task_config_from_dict(self.task, source="the inline task config")
+            if self.task_overrides:
+                key = "task_overrides"
+                task = override(task, _dotted(self.task_overrides))
+        except (FileNotFoundError, ValueError) as err:  # child_tasks' ConfigError is a ValueError
+            # A model-level error has no key path of its own: name the key here, and indent the task
+            # config's own list of problems under it.
+            raise ValueError(f"{key}: " + str(err).replace("\n  ", "\n    ")) from None
+        self._task = task
+        return self
+
+    @property
+    def task_config(self) -> TaskConfig:
+        """The validated task config, overrides applied."""
+        return self._task
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None, source: str = "<mapping>",
+                     overrides: Sequence[str] | Mapping[str, Any] = ()) -> SearchConfig:
+        """Validate a run config given as a mapping, after applying ``overrides`` (``KEY=VALUE`` strings or
+        a mapping of dotted keys); ``source`` names the config in errors."""
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise SearchConfigError(f"{source}: expected a mapping of keys (task: ..., search: ...), "
+                                    f"got {type(values).__name__}")
+        values = apply_overrides(values, overrides, source)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            problems = [_describe(e) for e in err.errors()]
+            where = f"{source} with overrides {list(overrides)}" if overrides else source
+            raise SearchConfigError(f"{where}: {len(problems)} problem(s) in the search config\n  "
+                                    + "\n  ".join(problems)) from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data with the task config inline and its overrides applied (self-contained, for the
+        results store and for resuming)."""
+        values = self.model_dump(mode="json")
+        values["task"] = self.task_config.model_dump(mode="json")
+        values["task_overrides"] = {}
+        return values
+
+    def with_overrides(self, overrides: Sequence[str] | Mapping[str, Any]) -> SearchConfig:
+        """A validated copy with ``overrides`` applied."""
+        return SearchConfig.from_mapping(self.model_dump(mode="json"), "config", overrides)
+
+
+def load_search_config(path: str | Path | None = None,
+                       overrides: Sequence[str] | Mapping[str, Any] = ()) -> SearchConfig:
+    """Read a run config (configs/quickstart.yaml when ``path`` is None) and apply ``overrides``."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SearchConfigError(f"{path}: not valid YAML: {err}") from err
+    return SearchConfig.from_mapping(raw, source=str(path), overrides=overrides)
+
+
+def parse_overrides(items: Sequence[str], source: str = "overrides") -> dict[str, Any]:
+    """``["search.budget=200", ...]`` as ``{"search.budget": 200}``; values are read as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SearchConfigError(f"{source}: {item!r} is not KEY=VALUE with a dotted KEY "
+                                    "(e.g. search.budget=200)")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SearchConfigError(f"{source}: the value of {key} is not valid YAML: {err}") from None
+    return out
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any],
+                    source: str = "config") -> dict[str, Any]:
+    """A deep copy of ``values`` with dotted-key ``overrides`` set (sections are created as needed)."""
+    changes = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides, source)
+    out = _copy(values)
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        node = out
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parents[:depth + 1])
+                hint = f" (use task_overrides.{'.'.join([*parents[1:], key])}=...)" if where == "task" else ""
+                raise SearchConfigError(f"{source}: cannot set {dotted}: {where} is "
+                                        f"{type(child).__name__} {child!r}, not a mapping{hint}")
+            node = child
+        node[key] = value
+    return out
+
+
+def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``{"model": {"width": 8}}`` -> ``{"model.width": 8}``), so that
+    an override sets one key of a task config's section instead of replacing the section."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The config class whose keys live at ``loc`` (a pydantic error location), if it is one."""
+    cls: type[BaseModel] | None = SearchConfig
+    for part in loc:
+        field = cls.model_fields.get(str(part)) if cls is not None else None
+        annotation = field.annotation if field is not None else None
+        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return cls
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = [p for p in error["loc"] if p not in ("str", "dict[str,any]")]  # union branches of `task`
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = list(parent.model_fields) if parent is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known keys: {', '.join(known)}"
+        return f"{where}: unknown key; {hint}"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    if not loc and error["type"] == "value_error":  # the task config's own errors, keyed already
+        return str(error["msg"]).removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "expected")
+    if error["type"] not in ("value_error", "assertion_error") and "input" in error:
+        message += f" (got {error['input']!r})"
+    if error["type"] == "literal_error" and isinstance(error.get("input"), str):
+        options = [o.strip(" '") for o in str(error.get("ctx", {}).get("expected", "")).replace(" or ", ",")
+                   .split(",")]
+        close = difflib.get_close_matches(error["input"], options, n=1, cutoff=0.5)
+        message += f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: {message}"

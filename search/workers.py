@@ -1,0 +1,182 @@
+"""Evaluation workers: long-lived Ray actors that train child networks with candidate rules.
+
+`EvaluationWorker` is a plain class; `WorkerPool` makes it a Ray actor with the resources of
+`search.cluster.worker_options`. Each worker is built once with the task config and the task's data,
+which the driver put in Ray's object store once (``ray.put``): a worker fetches it at start and keeps it
+in memory (on its GPU, when it has one), so an evaluation pays for training only.
+
+``evaluate(rule_text, seed)`` returns a plain dict: status (ok, diverged, failed), reward, lr, curves,
+the child task's result, reason/traceback, duration and the worker's id (``host:pid``). Whatever the rule
+or the training does, an exception is returned as status ``failed`` with its traceback and never ends the
+actor; only the process dying (killed, out of memory, node lost) does, and the pool replaces the actor.
+Workers never log to wandb: the driver does.
+
+`WorkerPool` keeps track of which actors are ready and idle, hands out evaluations, and reports each one's
+outcome as it arrives (``ray.wait``): a `Finished` with the worker's dict, or ``crashed`` set when the
+actor died, after which a fresh actor takes its place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from child_tasks.config import task_config_from_dict
+from child_tasks.train import TrainResult, train
+from dsl import Rule, parse
+
+
+class EvaluationWorker:
+    """Trains rules on one task; built once per actor (see the module docstring)."""
+
+    def __init__(self, task: dict[str, Any], data: Any, threads: int = 1,
+                 time_limit_s: float | None = None) -> None:
+        self.task = task_config_from_dict(task, source="the search's task config")
+        self.threads = threads
+        self.time_limit_s = time_limit_s
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if _has_gpu() else "cpu")
+        self.data = _to_device(data, self.device)
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+
+    def info(self) -> dict[str, Any]:
+        """Who this worker is: id (host:pid), pid, device, threads."""
+        return {"worker": self.id, "pid": os.getpid(), "device": str(self.device), "threads": self.threads}
+
+    def evaluate(self, rule_text: str, seed: int) -> dict[str, Any]:
+        """Train ``rule_text`` on the task with ``seed``; a dict that never raises (module docstring)."""
+        start = time.perf_counter()
+        try:
+            result = self.train(parse(rule_text), seed)
+        except Exception:  # (a failed evaluation is a result to record, never the end of the worker)
+            return {"status": "failed", "reward": None, "error": traceback.format_exc(), "worker": self.id,
+                    "duration": time.perf_counter() - start}
+        return {"status": "ok" if result.status == "ok" else "diverged", "reward": result.reward,
+                "lr": result.lr, "curves": {"train_loss": result.train_loss, "val_curve": result.val_curve},
+                "result": result.to_dict(), "error": result.reason, "worker": self.id,
+                "duration": time.perf_counter() - start}
+
+    def train(self, rule: Rule, seed: int) -> TrainResult:
+        """One child-task training (NOS's lr choice included); the step a subclass may replace."""
+        return train(rule, self.task, seed, data=self.data, threads=self.threads, device=self.device,
+                     time_limit_s=self.time_limit_s)
+
+
+def _has_gpu() -> bool:
+    """Whether Ray gave this actor a GPU (outside Ray, e.g. in a test: whether there is one)."""
+    import ray
+
+    if not ray.is_initialized():
+        return torch.cuda.is_available()
+    return bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+
+
+def _to_device(data: Any, device: torch.device) -> Any:
+    """The data with its tensors on ``device`` (once, here, rather than at every evaluation)."""
+    if device.type == "cpu" or not dataclasses.is_dataclass(data):
+        return data
+    moved = {f.name: getattr(data, f.name).to(device) for f in dataclasses.fields(data)
+             if f.init and isinstance(getattr(data, f.name), torch.Tensor)}
+    return dataclasses.replace(data, **moved)
+
+
+@dataclass
+class Finished:
+    """One evaluation's outcome: the worker's dict, or ``crashed`` (a description) when the actor died."""
+
+    tag: Any
+    result: dict[str, Any] | None
+    crashed: str | None
+    worker: str
+
+
+class WorkerPool:
+    """A fixed number of evaluation actors, replaced when they die; see the module docstring."""
+
+    def __init__(self, size: int, ray_options: dict[str, float], task: dict[str, Any], data_ref: Any,
+                 threads: int, time_limit_s: float | None, worker_class: type = EvaluationWorker) -> None:
+        import ray
+
+        self._actor_class = ray.remote(worker_class).options(max_restarts=0, **ray_options)
+        self._args = (task, data_ref, threads, time_limit_s)
+        self.ray_options = ray_options
+        self.size = size
+        self._starting: dict[Any, Any] = {}  # info ref -> actor, until the actor has started
+        self._idle: list[tuple[Any, str]] = []  # (actor, worker id)
+        self._running: dict[Any, tuple[Any, str, Any]] = {}  # result ref -> (actor, worker id, tag)
+        for _ in range(size):
+            self._start()
+
+    def _start(self) -> None:
+        actor = self._actor_class.remote(*self._args)
+        self._starting[actor.info.remote()] = actor
+
+    @property
+    def started(self) -> int:
+        """Workers that have started (idle or evaluating)."""
+        return len(self._idle) + len(self._running)
+
+    @property
+    def busy(self) -> int:
+        """Evaluations in flight."""
+        return len(self._running)
+
+    def idle_worker(self) -> str | None:
+        """The id of a started, idle worker (the next `submit` goes to it), or None."""
+        return self._idle[-1][1] if self._idle else None
+
+    def submit(self, tag: Any, rule_text: str, seed: int) -> str:
+        """Start an evaluation on the idle worker `idle_worker` named; returns that worker's id."""
+        actor, worker = self._idle.pop()
+        self._running[actor.evaluate.remote(rule_text, seed)] = (actor, worker, tag)
+        return worker
+
+    def wait(self, timeout: float | None = None) -> list[Finished]:
+        """Block until at least one evaluation finishes (or ``timeout``); workers that finished starting
+        meanwhile become idle. Raises RuntimeError if a worker fails to start (its constructor raised)."""
+        import ray
+
+        refs = [*self._running, *self._starting]
+        if not refs:
+            return []
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if ready else (ready, None)
+        finished = []
+        for ref in ready:
+            if ref in self._starting:
+                actor = self._starting.pop(ref)
+                try:
+                    self._idle.append((actor, ray.get(ref)["worker"]))
+                except ray.exceptions.RayError as err:
+                    raise RuntimeError(f"an evaluation worker failed to start: {err}") from None
+                continue
+            actor, worker, tag = self._running.pop(ref)
+            try:
+                finished.append(Finished(tag, ray.get(ref), None, worker))
+                self._idle.append((actor, worker))
+            except ray.exceptions.RayTaskError as err:  # evaluate catches everything; a result that
+                # cannot travel back (serialisation) still lands here: the worker lives on
+                finished.append(Finished(tag, {"status": "failed", "reward": None, "error": str(err),
+                                               "worker": worker, "duration": None}, None, worker))
+                self._idle.append((actor, worker))
+            except ray.exceptions.RayError as err:  # the actor's process died: replace the actor
+                finished.append(Finished(tag, None, f"{type(err).__name__}: {err}", worker))
+                ray.kill(actor, no_restart=True)
+                self._start()
+        return finished
+
+    def shutdown(self) -> None:
+        """End every actor of the pool."""
+        import ray
+
+        actors = [a for a, _ in self._idle] + [a for a, _, _ in self._running.values()]
+        for actor in actors + list(self._starting.values()):
+            ray.kill(actor, no_restart=True)
+        self._idle.clear(), self._running.clear(), self._starting.clear()

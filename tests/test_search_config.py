@@ -1,0 +1,124 @@
+"""Run configs of the search: the shipped configs, overrides, the stored copy, errors a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.config import (DEFAULT_CONFIG, SearchConfig, SearchConfigError, apply_overrides, load_search_config,
+                           parse_overrides)
+from tests.search_helpers import tiny_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_quickstart_is_the_default_and_searches_digits_with_ppo() -> None:
+    config = load_search_config()
+    assert DEFAULT_CONFIG == CONFIGS / "quickstart.yaml"
+    assert config.task_config.task == "digits" and config.controller.kind == "ppo"
+    assert config.wandb.mode == "disabled" and config.search.workers is None
+
+
+def test_cifar10_config_is_nos_setup() -> None:
+    config = load_search_config(CONFIGS / "cifar10_nos.yaml")
+    task = config.task_config
+    assert (task.task, task.model.name, task.model.width, task.epochs) == ("cifar10", "convnet", 32, 5)
+    assert len(task.lr_grid) > 1 and config.search.gpu_fraction == 0.25
+    assert config.search.budget > load_search_config().search.budget
+
+
+def test_cluster_launcher_config_installs_the_project_and_runs_nothing_else() -> None:
+    cluster = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
+    for key in ("cluster_name", "provider", "available_node_types", "head_node_type", "setup_commands"):
+        assert key in cluster
+    head = cluster["available_node_types"][cluster["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0
+    assert any(t["resources"].get("GPU", 0) > 0 for t in cluster["available_node_types"].values())
+    assert any("pip install" in c for c in cluster["setup_commands"])
+
+
+def test_overrides_use_dotted_keys_and_yaml_values() -> None:
+    config = load_search_config(None, ["search.budget=7", "controller.kind=random", "task_overrides.epochs=3",
+                                       "search.time_limit_s=2.5", "wandb.entity=null"])
+    assert (config.search.budget, config.controller.kind, config.task_config.epochs) == (7, "random", 3)
+    assert config.search.time_limit_s == 2.5 and config.wandb.entity is None
+    assert parse_overrides(["a.b=[1, 2]", "c=x=y"]) == {"a.b": [1, 2], "c": "x=y"}
+    raw = {"search": {"budget": 1}}
+    assert apply_overrides(raw, ["search.budget=2"]) == {"search": {"budget": 2}} and raw["search"]["budget"] == 1
+
+
+def test_nested_task_overrides_set_one_key_of_a_section() -> None:
+    config = SearchConfig.from_mapping(tiny_config(task={"model": {"width": 3}}))
+    assert config.task_config.model.name == "convnet" and config.task_config.model.width == 3
+
+
+def test_stored_copy_is_self_contained_and_reads_back_equal() -> None:
+    config = SearchConfig.from_mapping(tiny_config())
+    stored = config.to_mapping()
+    assert isinstance(stored["task"], dict) and stored["task_overrides"] == {}
+    assert stored["task"]["model"]["width"] == 4
+    again = SearchConfig.from_mapping(stored)
+    assert again.task_config == config.task_config and again.to_mapping() == stored
+    assert yaml.safe_load(yaml.safe_dump(stored)) == stored  # plain data only
+
+
+# (mapping, overrides) -> phrases its error must contain
+BAD = [
+    ({"search": {"budget": 5}}, [], ["task: required key is missing"]),
+    ({"task": "digits"}, [], ["search: required key is missing"]),
+    ({"task": "digitz", "search": {"budget": 5}}, [], ["task: no task config", "did you mean 'digits'"]),
+    ({"task": 5, "search": {"budget": 5}}, [], ["task: expected a task config name"]),
+    ({"task": "digits", "search": {"budgt": 5}}, [], ["search.budgt: unknown key", "did you mean budget"]),
+    ({"task": "digits", "search": {"budget": 0}}, [], ["search.budget", "greater than or equal to 1"]),
+    ({"task": "digits", "search": {"budget": 5, "gpu_fraction": 1.5}}, [], ["search.gpu_fraction", "less than"]),
+    ({"task": "digits", "search": {"budget": 5, "workers": "many"}}, [], ["search.workers", "valid integer"]),
+    ({"task": "digits", "search": {"budget": 5}, "controler": {}}, [], ["controler: unknown key",
+                                                                        "did you mean controller"]),
+    ({"task": "digits", "search": {"budget": 5}, "controller": {"ppo": {"lrr": 1}}}, [],
+     ["controller.ppo.lrr: unknown key", "did you mean lr"]),
+    ({"task": "digits", "search": {"budget": 5}, "controller": {"kind": "ppx"}}, [],
+     ["controller.kind", "did you mean 'ppo'"]),
+    ({"task": "digits", "search": {"budget": 5}, "wandb": {"mode": "ofline"}}, [],
+     ["wandb.mode", "did you mean 'offline'"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["task_overrides.epochs=0"],
+     ["task_overrides: digits", "epochs: expected greater than or equal to 1"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["task_overrides.model.widht=3"],
+     ["model.widht: unknown key", "did you mean 'width'"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["serach.budget=3"], ["serach: unknown key",
+                                                                         "did you mean search"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["task.epochs=3"],
+     ["task is str", "use task_overrides.epochs"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["search.budget"], ["not KEY=VALUE"]),
+]
+
+
+@pytest.mark.parametrize(("mapping", "overrides", "phrases"), BAD)
+def test_errors_name_the_key_and_what_was_expected(mapping, overrides, phrases) -> None:
+    with pytest.raises(SearchConfigError) as info:
+        SearchConfig.from_mapping(mapping, source="run.yaml", overrides=overrides)
+    message = str(info.value)
+    assert message.startswith("run.yaml")
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+def test_every_problem_is_reported_at_once(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"task": "digits", "search": {"budget": -1, "max_retries": -1},
+                                    "wandb": {"mod": "offline"}}))
+    with pytest.raises(SearchConfigError, match="3 problem") as info:
+        load_search_config(path)
+    assert str(path) in str(info.value) and "wandb.mod: unknown key" in str(info.value)
+
+
+def test_files_that_cannot_be_read(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no run config"):
+        load_search_config(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("task: [unclosed\n")
+    with pytest.raises(SearchConfigError, match="not valid YAML"):
+        load_search_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(SearchConfigError, match="expected a mapping"):
+        load_search_config(tmp_path / "list.yaml")

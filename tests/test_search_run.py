@@ -1,0 +1,177 @@
+"""The search on a real local Ray: tiny runs end to end, duplicates, random search, failing evaluations,
+errors that come before anything runs."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from child_tasks import train
+from controller import ControllerConfig, make_searcher
+from dsl import RuleError, canonical_key, why_invalid
+from search.cli import app
+from search.cluster import ClusterError, check_gcs
+from search.config import SearchConfig
+from search.driver import CHECKPOINT, run_search
+from search.store import RunStore, StoreError
+from search.workers import EvaluationWorker
+from tests.search_helpers import DUPLICATE_VOCABULARY, free_port, tiny_config
+
+torch.set_num_threads(1)
+TRAINED = ("ok", "diverged", "failed")
+
+
+def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
+    raw = tiny_config(budget=12, batch_size=6, invalid_reward=-1.0)
+    summary = run_search(raw, tmp_path, progress=False)
+    config = SearchConfig.from_mapping(raw)
+    with RunStore(tmp_path, create=False) as store:
+        rows = store.evaluations()
+        updates = store.updates()
+        assert store.config == config.to_mapping()
+    assert len(rows) == 12 and sorted((r.batch, r.position) for r in rows) == [(b, p) for b in (0, 1) for p in range(6)]
+    assert {r.status for r in rows} <= {"ok", "diverged", "invalid", "duplicate"}
+    for row in rows:
+        if row.status == "invalid":
+            assert row.reward == -1.0 and row.attempts == 0 and row.error
+            assert row.rule is None or why_invalid_text(row.rule) == row.error
+        if row.status == "ok":
+            assert 0 < row.reward <= 100 and row.lr in config.task_config.lr_grid and row.attempts == 1
+            assert len(row.curves["val_curve"]) == config.task_config.epochs
+            assert row.result["val_metric"] == row.reward and row.canonical_key == canonical_key_text(row.rule)
+            assert ":" in row.worker and row.duration > 0 and row.finished_at >= row.created_at
+    ok = [r for r in rows if r.status == "ok"]
+    assert ok, "the small space always yields trainable rules"
+    # The worker trained with the run's task and seed: the same training here gives the same reward.
+    assert train(ok[0].rule, config.task_config, seed=0).reward == pytest.approx(ok[0].reward, abs=1e-9)
+    # Each update learned from exactly the rewards in the store's reward column.
+    assert [u["batch"] for u in updates] == [0, 1]
+    for update in updates:
+        rewards = [r.reward for r in rows if r.batch == update["batch"]]
+        assert update["mean_reward"] == pytest.approx(sum(rewards) / len(rewards))
+        assert update["samples"] == 6
+    controller = make_searcher(config.controller)
+    controller.load(tmp_path / CHECKPOINT)
+    assert controller.updates == 2
+    assert summary.counts == {**dict.fromkeys(("pending", "failed"), 0), **_counts(rows)}
+    assert summary.samples == 12 and summary.updates == 2 and summary.evaluations == len(ok)
+    assert summary.best_reward == max(r.reward for r in ok)
+    assert 0 < summary.busy_fraction <= 1 and summary.wall_time_s > summary.eval_phase_s > 0
+
+
+def test_duplicates_are_not_retrained_and_random_search_runs(ray_session, tmp_path) -> None:
+    # 16 samples of a space with 14 distinct rules: at least two are duplicates, within or across batches.
+    summary = run_search(tiny_config(budget=16, batch_size=8, kind="random", vocabulary=DUPLICATE_VOCABULARY),
+                         tmp_path, progress=False)
+    with RunStore(tmp_path, create=False) as store:
+        rows = store.evaluations()
+        updates = store.updates()
+    trained = {}
+    for row in rows:
+        if row.status in TRAINED:
+            assert row.canonical_key not in trained, f"{row.rule} trained twice"
+            trained[row.canonical_key] = row
+    duplicates = [r for r in rows if r.status == "duplicate"]
+    assert len(duplicates) >= 2 and summary.counts["duplicate"] == len(duplicates)
+    for row in duplicates:
+        original = trained[row.canonical_key]
+        assert row.reward == original.reward and f"evaluation {original.id}" in row.error
+        assert row.attempts == 0 and row.worker is None
+    assert sum(r.attempts for r in rows) == len(trained) == summary.evaluations
+    # Random search learns nothing: constant entropy, no KL, no loss.
+    assert len(updates) == 2 and updates[0]["entropy"] == updates[1]["entropy"] > 0
+    assert all(u["approx_kl"] == 0 and u["loss"] == 0 for u in updates)
+    assert summary.best_rule in {r.rule for r in rows if r.status == "ok"}
+
+
+class FailingWorker(EvaluationWorker):
+    """A worker whose training raises for rules that use sign: an exception inside an evaluation."""
+
+    def train(self, rule, seed):
+        if "sign" in str(rule):
+            raise RuntimeError(f"injected failure for {rule}")
+        return super().train(rule, seed)
+
+
+def test_exception_inside_an_evaluation_is_recorded_as_failed(ray_session, tmp_path) -> None:
+    summary = run_search(tiny_config(budget=12, batch_size=12, kind="random", invalid_reward=-1.0), tmp_path,
+                         progress=False, worker_class=FailingWorker)
+    with RunStore(tmp_path, create=False) as store:
+        rows = store.evaluations()
+        update = store.updates()[0]
+    failed = [r for r in rows if r.status == "failed"]
+    assert failed and summary.counts["failed"] == len(failed)
+    for row in failed:
+        assert "sign" in row.rule and row.reward == -1.0
+        assert "Traceback" in row.error and "RuntimeError: injected failure" in row.error
+        assert row.attempts == 1, "an exception is the rule's outcome, not retried"
+    assert all("sign" not in r.rule for r in rows if r.status == "ok")
+    assert update["mean_reward"] == pytest.approx(sum(r.reward for r in rows) / 12)
+
+
+def test_worker_returns_an_exception_with_its_traceback() -> None:
+    config = SearchConfig.from_mapping(tiny_config())
+    from child_tasks.problems import load_data
+
+    worker = EvaluationWorker(config.task_config.model_dump(mode="json"), load_data(config.task_config))
+    out = worker.evaluate("g +", seed=0)  # not a rule: the parse error comes back, the worker stays usable
+    assert out["status"] == "failed" and out["reward"] is None and "RuleSyntaxError" in out["error"]
+    out = worker.evaluate("sign(m)", seed=0)
+    assert out["status"] == "ok" and out["reward"] > 0 and out["worker"] == worker.info()["worker"]
+
+
+def test_unreachable_address_is_a_clear_error_within_seconds(tmp_path) -> None:
+    port = free_port()  # nothing listens there
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["search", "--address", f"127.0.0.1:{port}", "--run-dir",
+                                      str(tmp_path / "run"), "search.budget=4"], terminal_width=200)
+    assert time.perf_counter() - start < 5
+    assert result.exit_code == 1, result.output
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output
+    assert not (tmp_path / "run").exists(), "a wrong address leaves no run behind"
+    # Something that accepts connections but never answers like a Ray GCS: an error within the deadline.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.perf_counter()
+        with pytest.raises(ClusterError, match=f"no Ray cluster answers at {address}: no answer"):
+            check_gcs(address, ("127.0.0.1", silent.getsockname()[1]), timeout=1.0)
+        assert time.perf_counter() - start < 3
+    with pytest.raises(ClusterError, match="expected auto, HOST:PORT"):
+        run_search(tiny_config(), tmp_path / "run", address="somewhere")
+
+
+def test_run_directory_errors(tmp_path) -> None:
+    with pytest.raises(StoreError, match="no results store"):
+        run_search(None, tmp_path / "absent", resume=True)
+    RunStore(tmp_path / "used", SearchConfig.from_mapping(tiny_config()).to_mapping()).close()
+    with pytest.raises(FileExistsError, match="resume it"):
+        run_search(tiny_config(), tmp_path / "used")
+    with pytest.raises(ValueError, match="config=None"):
+        run_search(tiny_config(), tmp_path / "used", resume=True)
+    with pytest.raises(ValueError, match="cannot be resumed with controller 'random'"):
+        run_search(None, tmp_path / "used", resume=True, controller_kind="random")
+
+
+def why_invalid_text(text: str) -> str | None:
+    from dsl import parse
+
+    return why_invalid(parse(text))
+
+
+def canonical_key_text(text: str) -> str:
+    from dsl import parse
+
+    return canonical_key(parse(text))
+
+
+def _counts(rows) -> dict[str, int]:
+    out = dict.fromkeys(("ok", "diverged", "invalid", "duplicate"), 0)
+    for row in rows:
+        out[row.status] += 1
+    return out
