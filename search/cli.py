@@ -1,11 +1,13 @@
-"""The `nos` command line: browse and check rules (the search and transfer commands join it later).
+"""The `nos` command line: browse and check rules, search for new ones, confirm and transfer them.
 
-    nos rules list            the reference rules, as text and formula
-    nos rules show NAME|TEXT  one rule: formula, LaTeX, canonical key, state, hyper-constants, checks
+    nos rules list [RUN_DIR]  the reference and discovered rules, or a run's best (search/cli_rules.py)
+    nos rules show NAME|KEY   one rule: formula, LaTeX, key, checks, rewards, baselines, curves (PNG)
+    nos rules export RUN_DIR  confirm a run's best rules (more seeds, longer) and export them
     nos rules check TEXT      parse and statically check a rule; exit status 1 if it is rejected
     nos rules names           every operand, hyper-constant and function of the rule language
     nos data cifar10 DEST     download CIFAR-10 (md5-checked) for the child tasks, on a machine with a network
     nos search [KEY=VALUE ...]  search for rules on Ray (configs/quickstart.yaml on a local Ray by default)
+    nos transfer NAME --task T  a rule against the baselines on another child task, saved with the rule
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from rich.table import Table
 
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
 from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS
+from search.cli_rules import register
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
                   no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
 rules_app = typer.Typer(help="Browse, inspect and check update rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+register(app, rules_app)  # list, show, export and transfer: search/cli_rules.py
 data_app = typer.Typer(help="Get the data sets the child tasks read (nothing is downloaded at run time).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -56,48 +60,6 @@ def _rule(name_or_text: str) -> tuple[str | None, Rule]:
     except RuleError as err:
         console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
         raise typer.Exit(2) from None
-
-
-@rules_app.command("list")
-def list_rules() -> None:
-    """The reference rules: name, rule text (the update is w <- w - lr * rule), state it keeps."""
-    from dsl.symbolic import to_sympy
-
-    table = Table(title="Reference rules (update: w <- w - lr * rule)")
-    for column in ("name", "rule", "formula (sympy)", "state"):
-        table.add_column(column, overflow="fold")
-    for name, rule in known_rules().items():
-        table.add_row(name, str(rule), str(to_sympy(rule, exact=False)), ", ".join(rule.state) or "-")
-    console.print(table)
-
-
-@rules_app.command("show")
-def show(rule: str = typer.Argument(..., help="A reference rule's name (see `nos rules list`) or rule "
-                                                "text, e.g. 'exp(sign(g) * sign(m)) * g'.")) -> None:
-    """One rule in full: text, formula, LaTeX, canonical key, state, hyper-constants and static checks."""
-    from dsl.checks import why_invalid
-    from dsl.equivalence import canonical_key
-    from dsl.symbolic import simplify, to_latex, to_sympy
-
-    name, parsed = _rule(rule)
-    import sympy
-
-    table = Table(show_header=False, title=name or "rule")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    simpler = simplify(parsed)
-    table.add_row("text", str(parsed))
-    if simpler != parsed:
-        table.add_row("simplified", str(simpler))
-    table.add_row("formula", sympy.pretty(to_sympy(parsed, exact=False), use_unicode=True))
-    table.add_row("LaTeX", to_latex(parsed))
-    table.add_row("canonical key", canonical_key(parsed))
-    table.add_row("state", ", ".join(parsed.state) or "none")
-    used = sorted(n for n in parsed.names if n in HYPERS)
-    table.add_row("hyper-constants", ", ".join(f"{n}={HYPERS[n].default:g}" for n in used) or "none")
-    reason = why_invalid(parsed)
-    table.add_row("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]")
-    console.print(table)
 
 
 @rules_app.command("check")

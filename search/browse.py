@@ -1,0 +1,177 @@
+"""Tables of rules for ``nos rules list``: the reference rules, the discovered records, a run's best rules.
+
+    reference_table()                     # name, rule text, formula, state of dsl.known_rules()
+    discovered_table(directory)           # each record: task, reward mean ± std, gain over the best baseline
+    listing = run_listing("runs/x", top=20, baselines=("adam", "sgd"))
+    listing.table()                       # rank, reward, gain, confirmed reward and gain, formula, key
+
+A run's listing ranks the store's ok evaluations (one per canonical key). Two gains, each measured alike:
+
+* ``gain``: the search reward minus the best baseline trained on the run's own task, budget and eval seed
+  (`search.run_baselines`: computed once, cached in the run directory);
+* ``confirmed gain``: for rules exported by `search.winners`, the confirmed mean reward (more seeds, longer
+  budget) minus the best baseline mean of the same confirmation, from the run's records.
+
+The caption says where each comes from, and how many of the run's samples ended in each status.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import discovered_rules
+from discovered_rules import RuleRecord
+from dsl import KNOWN_RULE_TEXT, known_rules, parse, to_sympy
+from search.run_baselines import FILENAME as BASELINES_FILE
+from search.run_baselines import BaselineCache, run_baselines
+from search.store import STATUSES, Evaluation, RunStore
+from search.winners import run_records
+
+
+def formula(rule_text: str) -> str:
+    """The rule's sympy formula as text (shorter to read than the rule's own text for most rules)."""
+    return str(to_sympy(parse(rule_text), exact=False))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def best_baseline(baselines: dict[str, list[float]]) -> tuple[str, float] | None:
+    """The baseline with the highest mean reward, and that mean."""
+    means = {name: statistics.fmean(values) for name, values in baselines.items() if values}
+    if not means:
+        return None
+    name = max(means, key=means.__getitem__)
+    return name, means[name]
+
+
+def record_gain(rec: RuleRecord) -> tuple[float, str] | None:
+    """The record's mean reward minus its best baseline's mean, and that baseline's name."""
+    best = best_baseline(rec.baselines)
+    if best is None or not rec.rewards:
+        return None
+    return statistics.fmean(rec.rewards.values()) - best[1], best[0]
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
+def reference_table() -> Table:
+    """The reference rules: name, rule text (the update is w <- w - lr * rule), formula, state."""
+    table = Table(title="Reference rules (update: w <- w - lr * rule)")
+    for column in ("name", "rule", "formula (sympy)", "state"):
+        table.add_column(column, overflow="fold")
+    for name, rule in known_rules().items():
+        table.add_row(name, str(rule), str(to_sympy(rule, exact=False)), ", ".join(rule.state) or "-")
+    return table
+
+
+def discovered_table(directory: str | Path | None = None) -> Table | None:
+    """The records in ``directory`` (default: the package's), or None when there are none."""
+    names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
+    if not names:
+        return None
+    table = Table(title=f"Discovered rules ({Path(directory or discovered_rules.PACKAGE_DIR)})",
+                  caption="reward: mean ± std over the record's seeds; gain: over its best baseline on the "
+                          "same seeds", caption_justify="left")
+    for column in ("name", "task", "reward", "gain", "formula (sympy)", "run", "date"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("reward", "gain") else "left")
+    for name in names:
+        rec = discovered_rules.record(name, directory)
+        mean, std = mean_std(list(rec.rewards.values())) if rec.rewards else (None, None)
+        gain = record_gain(rec)
+        table.add_row(name, rec.task or "-", "-" if mean is None else f"{mean:.2f} ± {std:.2f}",
+                      "-" if gain is None else f"{gain[0]:+.2f} ({gain[1]})", rec.formula, rec.run_id or "-",
+                      rec.date.isoformat())
+    return table
+
+
+@dataclass(frozen=True)
+class RunRow:
+    rank: int
+    evaluation: Evaluation
+    formula: str
+    gain: float | None  # search reward minus the best baseline at the run's budget
+    record: RuleRecord | None  # the confirmed export of this rule, if any
+
+    @property
+    def confirmed_gain(self) -> float | None:
+        gain = record_gain(self.record) if self.record is not None else None
+        return None if gain is None else gain[0]
+
+
+@dataclass(frozen=True)
+class RunListing:
+    run_dir: Path
+    run_id: str
+    task: str
+    counts: dict[str, int]
+    rows: list[RunRow]
+    baselines: BaselineCache | None
+    records_dir: Path
+
+    def table(self) -> Table:
+        table = Table(title=f"run {self.run_id} ({self.run_dir}), task {self.task}: best rules",
+                      caption_justify="left")
+        for column in ("rank", "reward", "gain", "confirmed", "conf. gain", "formula (sympy)", "key"):
+            table.add_column(column, justify="right" if column in ("rank", "reward", "gain", "confirmed",
+                                                                   "conf. gain") else "left",
+                             overflow="fold", no_wrap=column == "key")
+        for row in self.rows:
+            rec = row.record
+            confirmed = "-"
+            if rec is not None and rec.rewards:
+                mean, std = mean_std(list(rec.rewards.values()))
+                confirmed = f"{mean:.2f} ± {std:.2f} ({rec.name})"
+            table.add_row(str(row.rank), f"{row.evaluation.reward:.2f}", signed(row.gain), confirmed,
+                          signed(row.confirmed_gain), row.formula, row.evaluation.canonical_key or "-")
+        table.caption = self.caption()
+        return table
+
+    def caption(self) -> str:
+        counts = ", ".join(f"{status} {self.counts.get(status, 0)}" for status in STATUSES)
+        lines = [f"samples: {sum(self.counts.values())} ({counts})"]
+        if self.baselines is None:
+            lines.append("gain: baselines not computed (run without --no-baselines to train them once)")
+        else:
+            best = best_baseline({k: [v] for k, v in self.baselines.rewards.items()})
+            others = ", ".join(f"{k} {v:.2f}" for k, v in self.baselines.rewards.items())
+            lines.append(f"gain: search reward minus the best baseline at the run's budget, seed "
+                         f"{self.baselines.seed} ({best[0] if best else '-'}; {others}), computed "
+                         f"{self.baselines.date}, cached in {self.run_dir / BASELINES_FILE}")
+        confirmed = sum(row.record is not None for row in self.rows)
+        lines.append(f"confirmed: {confirmed} of these rules have records in {self.records_dir} (mean ± std "
+                     "over their seeds at the longer budget); conf. gain: over the best baseline of the same "
+                     "confirmation" if confirmed else
+                     f"confirmed: none of these rules has a record in {self.records_dir} "
+                     "(nos rules export RUN_DIR confirms and exports them)")
+        return "\n".join(lines)
+
+
+def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] = (), compute: bool = True,
+                directory: str | Path | None = None, address: str | None = None, progress: bool = True,
+                console: Console | None = None) -> RunListing:
+    """The run's ``top`` best rules with their gains (see the module docstring); StoreError without a store."""
+    run_dir = Path(run_dir)
+    with RunStore(run_dir, config=None, create=False) as store:
+        run_id, counts, best = store.run_id, store.counts(), store.best(top)
+        task = store.config.get("task", {})
+    cache = run_baselines(run_dir, baselines, compute=compute, address=address, progress=progress,
+                          console=console) if baselines and best else None
+    if cache is not None:  # the cache may hold more baselines than were asked for: use those asked for
+        cache = cache.model_copy(update={"rewards": {b: cache.rewards[b] for b in baselines}})
+    best_reward = max(cache.rewards.values()) if cache is not None else None
+    records = run_records(run_id, directory)
+    rows = [RunRow(rank, row, formula(row.rule), None if best_reward is None else row.reward - best_reward,
+                   records.get(row.canonical_key)) for rank, row in enumerate(best, 1)]
+    name = (task.get("name") or task.get("task", "?")) if isinstance(task, dict) else str(task)
+    return RunListing(run_dir, run_id, name, counts, rows, cache,
+                      Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR)

@@ -1,0 +1,189 @@
+"""The `nos` commands about rules' results: list, show, export (winners of a run) and transfer.
+
+    nos rules list [RUN_DIR]              reference and discovered rules; with RUN_DIR the run's best rules
+    nos rules show NAME|KEY|TEXT          one rule in full, with rewards, baselines and a curves PNG
+    nos rules export RUN_DIR --top K      confirm a run's best rules (more seeds, longer) and export them
+    nos transfer NAME --task convnet      a rule against the baselines on another task, saved with the rule
+
+`register(app, rules_app)` adds them to the `nos` app of `search.cli`. Exit status: 0 done, 1 a failure
+(no results store, a bad task config or override, missing data, a training that failed), 2 an unknown
+rule name, key or baseline, or text that is not a rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from search.comparison import DEFAULT_BASELINES
+
+console = Console()
+BASELINES_HELP = "Comma-separated torch baselines: " + ", ".join(DEFAULT_BASELINES) + " by default."
+DIRECTORY_HELP = "The folder of discovered records. Default: the discovered_rules package's."
+
+
+def _fail(err: BaseException, code: int) -> typer.Exit:
+    console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _baselines(text: str) -> list[str]:
+    import difflib
+
+    from child_tasks.train import BASELINES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in BASELINES:
+            close = difflib.get_close_matches(name, list(BASELINES), n=2, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise _fail(ValueError(f"unknown baseline {name!r}; {hint}baselines: {', '.join(BASELINES)}"), 2)
+    return names
+
+
+def list_rules(
+    run_dir: Path | None = typer.Argument(None, show_default=False,
+                                          help="A search's run directory: list its best rules instead."),
+    top: int = typer.Option(20, "--top", min=1, help="With RUN_DIR: how many of the best rules to list."),
+    baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
+    compute: bool = typer.Option(True, "--compute-baselines/--no-baselines",
+                                 help="With RUN_DIR: train the baselines once on the run's task for the gain "
+                                 "column (cached in RUN_DIR/baselines.json), or never train them."),
+    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+    address: str | None = typer.Option(None, "--address", show_default=False,
+                                       help="Ray cluster for the baselines' training. Default: a local Ray."),
+) -> None:
+    """The reference rules and the discovered ones; with RUN_DIR, the run's best rules from its results
+    store: rank, reward, gain over the best baseline (search reward, and confirmed reward of exported
+    rules), formula and canonical key (for `nos rules show KEY --run RUN_DIR`)."""
+    from search.browse import discovered_table, reference_table, run_listing
+    from search.comparison import ComparisonError
+    from search.store import StoreError
+
+    try:
+        if run_dir is None:
+            console.print(reference_table())
+            discovered = discovered_table(directory)
+            console.print(discovered if discovered is not None else "No discovered rules yet "
+                          "(nos rules export RUN_DIR adds a run's best).", highlight=False)
+            return
+        listing = run_listing(run_dir, top, baselines=_baselines(baselines), compute=compute,
+                              directory=directory, address=address, console=console)
+    except (StoreError, ComparisonError, OSError, ValueError) as err:
+        raise _fail(err, 1) from None
+    console.print(listing.table())
+
+
+def show(
+    rule: str = typer.Argument(..., help="A reference rule's or a record's name, a canonical key (or its "
+                               "first 6+ hex digits), or rule text, e.g. 'exp(sign(g) * sign(m)) * g'."),
+    run: Path | None = typer.Option(None, "--run", show_default=False,
+                                    help="Look the key up among this run's evaluations."),
+    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+) -> None:
+    """One rule in full: text, formula, LaTeX, canonical key, state, hyper-constants and static checks;
+    for a discovered rule or a run's evaluation also its rewards (per seed), the baselines' rewards, the
+    gain, transfer results, and its learning curves drawn as a PNG (the path is printed)."""
+    from discovered_rules import RecordError, UnknownRule
+    from dsl import RuleError
+    from search.show import details, find_rule
+    from search.store import StoreError
+
+    try:
+        found = find_rule(rule, run_dir=run, directory=directory)
+    except RuleError as err:
+        console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
+        raise typer.Exit(2) from None
+    except (UnknownRule, LookupError) as err:
+        raise _fail(err, 2) from None
+    except (StoreError, RecordError, OSError) as err:
+        raise _fail(err, 1) from None
+    table, png = details(found)
+    console.print(table)
+    if png is not None:
+        console.print(f"learning curves: {png}", highlight=False, soft_wrap=True)
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="The search's run directory (holds results.sqlite)."),
+    top: int = typer.Option(5, "--top", min=1, help="How many of the run's best distinct rules to confirm."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds per rule and baseline (the search's own seed "
+                              "is left out)."),
+    budget_scale: float = typer.Option(2.0, "--budget-scale", min=0.01,
+                                       help="Factor on the task's epochs (and time limit)."),
+    baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
+    directory: Path | None = typer.Option(None, "--directory", show_default=False,
+                                          help="Where to write the records. " + DIRECTORY_HELP),
+    address: str | None = typer.Option(None, "--address", show_default=False,
+                                       help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Confirm a run's best rules: train each again with more seeds and a longer budget next to the
+    baselines (on Ray, one task per optimizer and seed), then write each as a record (JSON) and a
+    self-contained PyTorch optimizer (.py) named nos_<run>_<rank>."""
+    from search.cluster import ClusterError
+    from search.comparison import ComparisonError
+    from search.store import StoreError
+    from search.winners import confirm_and_export
+
+    try:
+        confirmed = confirm_and_export(run_dir, top, seeds=seeds, budget_scale=budget_scale,
+                                       baselines=_baselines(baselines), directory=directory, address=address,
+                                       progress=progress, console=console)
+    except (StoreError, ClusterError, ComparisonError, OSError, ValueError) as err:
+        raise _fail(err, 1) from None
+    console.print(confirmed.table.to_rich())
+    for item in confirmed.exported:
+        console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}", highlight=False,
+                      soft_wrap=True)
+
+
+def transfer(
+    name: str = typer.Argument(..., help="A reference rule's or a discovered record's name."),
+    task: str = typer.Option(..., "--task", help="convnet (CIFAR-10 ConvNet), wrn (Wide ResNet on CIFAR-10), "
+                             "nmt (synthetic translation), or a task config name or path."),
+    baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, show_default=False,
+                                     help="Seeds 0..N-1. Default: the task config's seeds."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
+                                        help="Change the task config (YAML values, dotted keys), e.g. "
+                                        "--set epochs=2 --set model.width=8. Repeatable."),
+    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+    out: Path | None = typer.Option(None, "--out", show_default=False,
+                                    help="Also (for a reference rule: instead of "
+                                    "./transfer_<rule>_<task>.json) write the rows to this JSON file."),
+    address: str | None = typer.Option(None, "--address", show_default=False,
+                                       help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Compare a rule with the baselines on another child task (each optimizer and seed one Ray task):
+    print the table and save it in the rule's record (transfer: task -> rows), or for a reference rule
+    in a JSON file. The CIFAR-10 tasks need the data locally (see `nos data cifar10`)."""
+    from discovered_rules import RecordError, UnknownRule
+    from search.cluster import ClusterError
+    from search.comparison import ComparisonError
+    from search.transfer import transfer as run_transfer
+
+    chosen = _baselines(baselines)
+    try:
+        result = run_transfer(name, task, baselines=chosen, seeds=seeds, overrides=overrides,
+                              directory=directory, out=out, address=address, progress=progress,
+                              console=console)
+    except UnknownRule as err:
+        raise _fail(err, 2) from None
+    except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:
+        # A missing data set (FileNotFoundError naming the variable to set) or task config lands here too.
+        raise _fail(err, 1) from None
+    console.print(result.table.to_rich())
+    for path in result.saved_to:
+        console.print(f"saved to {path}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer, rules_app: typer.Typer) -> None:
+    """Add the commands to `nos` (``transfer``) and to `nos rules` (``list``, ``show``, ``export``)."""
+    rules_app.command("list")(list_rules)
+    rules_app.command("show")(show)
+    rules_app.command("export")(export)
+    app.command("transfer")(transfer)

@@ -1,0 +1,195 @@
+"""One rule in detail for ``nos rules show``: found by name, canonical key or text, shown as a table, and
+its learning curves drawn as a PNG.
+
+    found = find_rule("nos_3f9a1c_1")                     # a record (package folder, or directory=...)
+    found = find_rule("3f9a1c0d", run_dir="runs/x")       # a key (or its first 6+ hex digits) in a run
+    table, png = details(found)                            # rich table; the plot's path (None: no curves)
+
+Lookup order: a reference rule's name, a record's name, a canonical key (with ``run_dir``: among the run's
+evaluations, else among the records), then rule text. A name that is none of these is an
+`discovered_rules.UnknownRule` listing close matches. Every rule gets the same rows (text, simplified
+text, formula, LaTeX, key, state, hyper-constants, static checks); a record adds its task, run, lr and
+hyper-constants, rewards per seed, the baselines' rewards, the gain and its transfer results; a run's
+evaluation adds its status, reward, lr, worker and error. Curves: a record's are drawn next to it
+(``<name>_curves.png``), an evaluation's into ``<run_dir>/plots/<key>.png``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy
+from rich.table import Table
+
+import discovered_rules
+from discovered_rules import RuleRecord, UnknownRule
+from dsl import KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, simplify, to_latex, to_sympy
+from dsl.checks import why_invalid
+from dsl.vocabulary import HYPERS
+from search.browse import mean_std, record_gain
+from search.plots import plot_curves
+from search.run_baselines import read_cache
+from search.store import Evaluation, RunStore
+from search.winners import run_records
+
+KEY_PREFIX = re.compile(r"[0-9a-f]{6,16}")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a query named: a reference rule, rule text, a record, or an evaluation of a run."""
+
+    kind: str  # "reference", "text", "record", "evaluation"
+    rule: Rule
+    name: str | None = None
+    record: RuleRecord | None = None
+    directory: Path | None = None  # the records' folder (kind "record")
+    evaluation: Evaluation | None = None
+    run_dir: Path | None = None  # kind "evaluation"
+
+
+def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str | Path | None = None) -> Found:
+    """The rule ``query`` names (module docstring). Raises UnknownRule (close matches listed), LookupError
+    (a key found nowhere, or ambiguous), RuleError (text that does not parse), StoreError (bad run_dir)."""
+    folder = Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR
+    names = discovered_rules.available(folder)
+    if query in KNOWN_RULE_TEXT:
+        return Found("reference", known_rules()[query], name=query)
+    if query in names:
+        rec = discovered_rules.record(query, folder)
+        return Found("record", rec.parsed_rule(), name=query, record=rec, directory=folder)
+    if KEY_PREFIX.fullmatch(query):
+        return _by_key(query, run_dir, folder, names)
+    try:
+        return Found("text", parse(query))
+    except RuleError:
+        if not IDENTIFIER.fullmatch(query):
+            raise
+    # A bare word that is neither a name nor a rule was meant as a name: say which names are close.
+    close = difflib.get_close_matches(query, list(names), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownRule(f"no rule named {query!r}{hint} (reference rules: `nos rules list`; records in {folder}: "
+                      f"{', '.join(n for n in names if n not in KNOWN_RULE_TEXT) or 'none'})")
+
+
+def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[str, str]) -> Found:
+    if run_dir is not None:
+        with RunStore(run_dir, config=None, create=False) as store:
+            rows = [r for r in store.evaluations() if r.canonical_key and r.canonical_key.startswith(prefix)]
+        keys = sorted({r.canonical_key for r in rows})
+        if not keys:
+            raise LookupError(f"no evaluation of run {run_dir} has a canonical key starting {prefix!r} "
+                              f"(nos rules list {run_dir} shows the keys)")
+        if len(keys) > 1:
+            raise LookupError(f"{prefix!r} starts {len(keys)} keys of run {run_dir}: {', '.join(keys[:5])}; "
+                              "give more digits")
+        ok = [r for r in rows if r.status == "ok"]
+        row = max(ok, key=lambda r: r.reward) if ok else rows[0]
+        return Found("evaluation", parse(row.rule), evaluation=row, run_dir=Path(run_dir))
+    records = [discovered_rules.record(n, folder) for n in names if n not in KNOWN_RULE_TEXT]
+    matches = [r for r in records if r.canonical_key.startswith(prefix)]
+    if len(matches) != 1:
+        found = "no record" if not matches else f"{len(matches)} records ({', '.join(r.name for r in matches)})"
+        raise LookupError(f"{found} in {folder} with a canonical key starting {prefix!r}; to look in a run's "
+                          "results give --run RUN_DIR")
+    rec = matches[0]
+    return Found("record", rec.parsed_rule(), name=rec.name, record=rec, directory=folder)
+
+
+def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    """The rows every rule gets: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks."""
+    rows = [("text", str(rule))]
+    simpler = simplify(rule)
+    if simpler != rule:
+        rows.append(("simplified", str(simpler)))
+    rows += [("formula", sympy.pretty(to_sympy(rule, exact=False), use_unicode=True)),
+             ("LaTeX", to_latex(rule)), ("canonical key", canonical_key(rule)),
+             ("state", ", ".join(rule.state) or "none")]
+    values = {n: HYPERS[n].default for n in sorted(rule.names) if n in HYPERS} | dict(hyper or {})
+    rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
+    reason = why_invalid(rule)
+    rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
+    return rows
+
+
+def _seeds(values: dict[int, float]) -> str:
+    mean, std = mean_std(list(values.values()))
+    return ", ".join(f"seed {s}: {v:.2f}" for s, v in values.items()) + f"  (mean {mean:.2f} ± {std:.2f})"
+
+
+def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
+    rows = [("task", rec.task or "-"), ("run", rec.run_id or "-"), ("date", rec.date.isoformat())]
+    if rec.rewards:
+        rows.append(("rewards", _seeds(rec.rewards)))
+    seeds = list(rec.rewards)
+    for name, values in rec.baselines.items():
+        rows.append((f"baseline {name}", _seeds(dict(zip(seeds, values, strict=False)))))
+    gain = record_gain(rec)
+    if gain is not None:
+        rows.append(("gain", f"{gain[0]:+.2f} over {gain[1]}, the best baseline"))
+    for task, table in (rec.transfer or {}).items():
+        cells = [f"{row['name']} {row['mean']:.2f} ± {row['std']:.2f}" for row in table]
+        rows.append((f"transfer {task}", "; ".join(cells)))
+    return rows
+
+
+def evaluation_rows(row: Evaluation, run_dir: Path) -> list[tuple[str, str]]:
+    rows = [("run", str(run_dir)), ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
+            ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.2f}"),
+            ("chosen lr", "-" if row.lr is None else f"{row.lr:g}")]
+    if row.worker:
+        rows.append(("worker", f"{row.worker}, {row.duration or 0:.1f} s"))
+    if row.error:
+        rows.append(("error", row.error))
+    cache = read_cache(run_dir)
+    if cache is not None:
+        rows.append(("baselines", ", ".join(f"{k} {v:.2f}" for k, v in cache.rewards.items())
+                     + f" (run's budget, seed {cache.seed})"))
+    with RunStore(run_dir, config=None, create=False) as store:
+        rec = run_records(store.run_id).get(row.canonical_key)
+    if rec is not None:
+        rows.append(("confirmed as", rec.name))
+    return rows
+
+
+def plot(found: Found) -> Path | None:
+    """Draw the found rule's learning curves (module docstring); None when it has none."""
+    if found.record is not None and found.record.curves:
+        rec = found.record
+        references = {n: statistics.fmean(v) for n, v in rec.baselines.items() if v}
+        return plot_curves(found.directory / f"{rec.name}_curves.png",
+                           {f"seed {s}": c for s, c in rec.curves.items()}, title=f"{rec.name} on {rec.task}",
+                           ylabel="validation metric", references=references)
+    row = found.evaluation
+    if row is not None and row.curves and row.curves.get("val_curve"):
+        cache = read_cache(found.run_dir)
+        return plot_curves(found.run_dir / "plots" / f"{row.canonical_key}.png",
+                           {f"evaluation {row.id}": row.curves["val_curve"]},
+                           title=f"{row.rule} (run {found.run_dir.name})", ylabel="validation metric",
+                           references=cache.rewards if cache is not None else None,
+                           lower={f"evaluation {row.id}": row.curves.get("train_loss", [])})
+    return None
+
+
+def details(found: Found) -> tuple[Table, Path | None]:
+    """The rule's table (module docstring) and its curves' PNG (None: no curves)."""
+    table = Table(show_header=False, title=found.name or ("rule" if found.evaluation is None
+                                                          else f"evaluation {found.evaluation.id}"))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = rule_rows(found.rule, found.record.hyper if found.record is not None else None)
+    if found.record is not None:
+        rows += record_rows(found.record)
+    if found.evaluation is not None:
+        rows += evaluation_rows(found.evaluation, found.run_dir)
+    png = plot(found)
+    if png is not None:
+        rows.append(("curves", str(png)))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table, png

@@ -1,0 +1,178 @@
+"""Confirm a run's best rules with more seeds and a longer budget, next to the baselines, and export them.
+
+    confirmed = confirm_and_export("runs/20250101-120000-ppo", top_k=5, seeds=3, budget_scale=2.0,
+                                   baselines=("adam", "momentum", "sgd", "rmsprop"))
+    confirmed.table.print()              # every winner and baseline, mean ± std over the seeds
+    [e.record.name for e in confirmed.exported]     # ["nos_3f9a1c_1", ...]
+
+The top-K rules of the run's store (status ok, best reward first, one per canonical key) are trained again
+on the run's task with its ``epochs`` (and time limit) scaled by ``budget_scale``, on seeds other than the
+search's ``eval_seed`` (the seed that picked them, whose luck would flatter them), together with the
+baselines on the same seeds (`search.comparison.compare_on_ray`: one Ray call per optimizer and seed).
+Each rule is then written by `discovered_rules.export` as ``<name>.json`` and ``<name>.py``: its text,
+formula, LaTeX and key (from `make_record`), the reward per seed, the baselines' rewards on the same seeds,
+the val-metric curve per seed, the most often chosen lr as the optimizer's default lr, the run id, and as
+``config`` the run's config with a ``confirmation`` entry (the confirmed task, seeds, scale, the rule's
+search rank, reward and evaluation id).
+
+Names are ``nos_<run short id>_<rank>`` with the rank in the search: stable for a run, lower-case, never a
+reference rule's name. Exporting a run again replaces its own records; a record of another run or a
+hand-made one under the same name is never overwritten (FileExistsError).
+
+The search driver calls `confirm_and_export` with a `ConfirmSection` of its run config
+(``confirm_and_export(run_dir, **section.model_dump(), address=...)``); ``nos rules export`` calls it too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+import discovered_rules
+from child_tasks.compare import ComparisonTable
+from child_tasks.config import TaskConfig, override
+from child_tasks.train import BASELINES, TrainResult
+from discovered_rules import RuleRecord, make_record
+from dsl import KNOWN_RULE_TEXT
+from search.comparison import DEFAULT_BASELINES, compare_on_ray, contenders
+from search.config import SearchConfig
+from search.store import Evaluation, RunStore
+
+
+class ConfirmSection(BaseModel):
+    """How winners are confirmed: how many, on how many seeds, how much longer, against which baselines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int = Field(5, ge=1, description="best distinct rules of the run to confirm and export")
+    seeds: int = Field(3, ge=1, description="seeds per rule and baseline (other than the search's eval_seed)")
+    budget_scale: float = Field(2.0, gt=0.0, description="factor on the task's epochs and time limit")
+    baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, description="torch baselines trained alongside")
+
+
+@dataclass(frozen=True)
+class Exported:
+    record: RuleRecord
+    json_path: Path
+    py_path: Path
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What `confirm_and_export` did: the comparison table and the records written (best search rank first)."""
+
+    run_id: str
+    task: TaskConfig  # the confirmed task (longer budget)
+    table: ComparisonTable
+    exported: list[Exported]
+
+
+def record_name(run_id: str, rank: int) -> str:
+    """``nos_<run short id>_<rank>``: the last 6 letters and digits of the run id (its random part)."""
+    short = re.sub(r"[^a-z0-9]", "", run_id.lower())[-6:] or "run"
+    return f"nos_{short}_{rank}"
+
+
+def confirmation_seeds(count: int, eval_seed: int) -> list[int]:
+    """``count`` seeds from 0 up, skipping the seed the search evaluated with."""
+    return [s for s in range(count + 1) if s != eval_seed][:count]
+
+
+def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
+    """The task with its epochs (at least the short run's) and time limit scaled by ``budget_scale``."""
+    epochs = max(round(task.epochs * budget_scale), math.ceil(task.short_run_epochs), 1)
+    changes: dict[str, Any] = {"epochs": epochs}
+    if task.time_limit_s is not None:
+        changes["time_limit_s"] = task.time_limit_s * max(budget_scale, 1.0)
+    return override(task, changes)
+
+
+def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
+    """Canonical key -> record, for the records in ``directory`` (default: the package's) of run ``run_id``."""
+    out = {}
+    for name in discovered_rules.available(directory):
+        if name in KNOWN_RULE_TEXT:
+            continue
+        rec = discovered_rules.record(name, directory)
+        if rec.run_id == run_id:
+            out[rec.canonical_key] = rec
+    return out
+
+
+def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence[int] = 3,
+                       budget_scale: float = 2.0, baselines: Sequence[str] = DEFAULT_BASELINES,
+                       directory: str | Path | None = None, address: str | None = None, progress: bool = True,
+                       console: Console | None = None) -> Confirmation:
+    """Confirm the run's ``top_k`` best rules and export them (see the module docstring).
+
+    ``seeds``: a count (seeds from 0 up, the search's eval_seed left out) or the seeds themselves.
+    ``directory``: where the records go (default: the discovered_rules package folder).
+    ``address``: the Ray cluster (None: a local Ray, or the one this process has already).
+    Raises StoreError (no store in run_dir), ValueError (no ok evaluation, unknown baseline),
+    FileExistsError (a record of that name from elsewhere), ComparisonError (a training failed).
+    """
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
+    with RunStore(run_dir, config=None, create=False) as store:
+        run_id, best = store.run_id, store.best(top_k)
+        config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
+        run_config = store.config
+    if not best:
+        raise ValueError(f"{run_dir}: run {run_id} has no finished ok evaluation to confirm")
+    seed_list = confirmation_seeds(seeds, config.search.eval_seed) if isinstance(seeds, int) else list(seeds)
+    names = {row.id: record_name(run_id, rank) for rank, row in enumerate(best, 1)}
+    folder = discovered_rules.PACKAGE_DIR if directory is None else Path(directory)
+    for name in names.values():  # before hours of training, not after
+        _check_replaceable(folder / f"{name}.json", run_id)
+
+    task = confirmed_task(config.task_config, budget_scale)
+    search = config.search
+    limit = search.time_limit_s * max(budget_scale, 1.0) if search.time_limit_s is not None else None
+    table = compare_on_ray(contenders({names[row.id]: row.rule for row in best}, list(baselines)), task,
+                           seed_list, address=address, workers=search.workers,
+                           cpus_per_worker=search.cpus_per_worker, gpu_fraction=search.gpu_fraction,
+                           time_limit_s=limit, max_retries=search.max_retries, progress=progress,
+                           description=f"confirm {len(best)} rules", console=console)
+    baseline_rewards = {b: table.row(b).rewards for b in baselines}
+    exported = []
+    for rank, row in enumerate(best, 1):
+        name = names[row.id]
+        results = table.row(name).results  # never a baseline's label: names start with nos_
+        rec = _record(name, row, rank, results, baseline_rewards, run_id, run_config, task, budget_scale)
+        json_path, py_path = discovered_rules.export(rec, folder, overwrite=True)
+        exported.append(Exported(rec, json_path, py_path))
+    return Confirmation(run_id, task, table, exported)
+
+
+def _check_replaceable(path: Path, run_id: str) -> None:
+    if not path.exists():
+        return
+    existing = discovered_rules.read_record(path)
+    if existing.run_id != run_id:
+        raise FileExistsError(f"{path} holds a record of {'run ' + existing.run_id if existing.run_id else 'no run'}"
+                              f", not of run {run_id}; move it away or export to another --directory")
+
+
+def _record(name: str, row: Evaluation, rank: int, results: list[TrainResult],
+            baselines: dict[str, list[float]], run_id: str, run_config: dict[str, Any], task: TaskConfig,
+            budget_scale: float) -> RuleRecord:
+    lrs = Counter(r.lr for r in results if r.lr is not None)
+    # The lr the grid chose most often (ties: the one of the best seed) becomes the optimizer's default.
+    best_lr = max(lrs, key=lambda lr: (lrs[lr], max(r.reward for r in results if r.lr == lr)), default=None)
+    confirmation = {"task": task.model_dump(mode="json"), "seeds": [r.seed for r in results],
+                    "budget_scale": budget_scale, "search_rank": rank, "search_reward": row.reward,
+                    "search_lr": row.lr, "evaluation_id": row.id}
+    return make_record(name, row.rule, task=task.name or task.task,
+                       rewards={r.seed: r.reward for r in results}, baselines=baselines,
+                       hyper={} if best_lr is None else {"lr": best_lr}, run_id=run_id,
+                       config={**run_config, "confirmation": confirmation},
+                       curves={r.seed: list(r.val_curve) for r in results}, source="search")
