@@ -121,7 +121,7 @@ class ControllerKind(str, Enum):
 
 @app.command("search", context_settings={"allow_interspersed_args": True})
 def search_command(
-    overrides: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...", show_default=False,
+    overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE", show_default=False,
                                           help="Config overrides with dotted keys and YAML values, e.g. "
                                           "search.budget=200 controller.batch_size=20 task_overrides.epochs=4 "
                                           "wandb.mode=offline."),

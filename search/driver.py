@@ -160,14 +160,15 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     start = time.perf_counter()
     search, batch_size = config.search, config.controller.batch_size
     options = worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction)
-    data_ref = ray.put(load_data(config.task_config))  # once; every worker reads it from the object store
-    pool = WorkerPool(options.workers, options.ray_options, config.task_config.model_dump(mode="json"),
-                      data_ref, options.threads, search.time_limit_s, worker_class)
     tracker = Tracker(config.wandb, run_dir, store.run_id, config.to_mapping())
+    pool = None
     timing = _Timing()
     best = store.best(1)
     done = sum(n for status, n in store.counts().items() if status != "pending")
     try:
+        data_ref = ray.put(load_data(config.task_config))  # once; every worker reads it from the object store
+        pool = WorkerPool(options.workers, options.ray_options, config.task_config.model_dump(mode="json"),
+                          data_ref, options.threads, search.time_limit_s, worker_class)
         with SearchProgress(search.budget, done, progress, best[0].reward if best else None,
                             best[0].rule if best else None) as bar:
             while controller.updates * batch_size < search.budget:
@@ -187,10 +188,11 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
                 stats = controller.update(samples, rewards)
                 store.record_update(batch, stats.as_dict())
                 controller.save(run_dir / CHECKPOINT)
-                tracker.log_update(stats.as_dict(), step=batch, samples=(batch + 1) * batch_size,
+                tracker.log_update(stats.as_dict(), step=batch, samples=batch * batch_size + len(rows),
                                    evaluations=timing.evaluations, best_reward=bar.best_reward)
     finally:
-        pool.shutdown()
+        if pool is not None:
+            pool.shutdown()
         tracker.finish(store.best(10))
     best = store.best(10)
     counts = store.counts()

@@ -3,8 +3,12 @@ errors that come before anything runs."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,8 +69,9 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
 
 def test_duplicates_are_not_retrained_and_random_search_runs(ray_session, tmp_path) -> None:
     # 16 samples of a space with 14 distinct rules: at least two are duplicates, within or across batches.
-    summary = run_search(tiny_config(budget=16, batch_size=8, kind="random", vocabulary=DUPLICATE_VOCABULARY),
-                         tmp_path, progress=False)
+    config = {**tiny_config(budget=16, batch_size=8, kind="random", vocabulary=DUPLICATE_VOCABULARY),
+              "wandb": {"mode": "offline", "project": "test"}}
+    summary = run_search(config, tmp_path, progress=False)
     with RunStore(tmp_path, create=False) as store:
         rows = store.evaluations()
         updates = store.updates()
@@ -86,6 +91,27 @@ def test_duplicates_are_not_retrained_and_random_search_runs(ray_session, tmp_pa
     assert len(updates) == 2 and updates[0]["entropy"] == updates[1]["entropy"] > 0
     assert all(u["approx_kl"] == 0 and u["loss"] == 0 for u in updates)
     assert summary.best_rule in {r.rule for r in rows if r.status == "ok"}
+    # wandb offline: the driver's run, under the run directory, named by the run id.
+    runs = list((tmp_path / "wandb").glob(f"offline-run-*-{summary.run_id}"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert list((runs[0] / "files" / "media" / "table").glob("best_rules_*.table.json"))
+
+
+def test_tracker_logs_updates_offline_and_imports_nothing_when_disabled(tmp_path) -> None:
+    from search.config import WandbSection
+    from search.tracking import Tracker
+
+    tracker = Tracker(WandbSection(mode="offline"), tmp_path, "run-1", {"a": 1})
+    tracker.log_update({"mean_reward": 1.0, "entropy": 2.0}, step=0, samples=10, best_reward=None)
+    tracker.finish([])
+    assert tracker.run is None and list((tmp_path / "wandb").glob("offline-run-*-run-1/*.wandb"))
+    code = ("import sys; from search.config import WandbSection; from search.tracking import Tracker; "
+            "t = Tracker(WandbSection(), '.', 'r', {}); t.log_update({}, step=0); t.finish(); "
+            "assert 'wandb' not in sys.modules, 'wandb imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "wandb"], "disabled: nothing written"
 
 
 class FailingWorker(EvaluationWorker):
@@ -175,3 +201,19 @@ def _counts(rows) -> dict[str, int]:
     for row in rows:
         out[row.status] += 1
     return out
+
+
+def test_search_command_help_and_argument_errors(tmp_path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in ("--config", "--address", "--controller", "--resume", "--run-dir", "KEY=VALUE",
+                   "configs/quickstart.yaml"):
+        assert option in result.output
+    result = runner.invoke(app, ["search", "--resume", str(tmp_path), "search.budget=3"], terminal_width=200)
+    assert result.exit_code == 2 and "--resume continues a run with its own config" in result.output
+    result = runner.invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "search.budgt=3"], terminal_width=200)
+    assert result.exit_code == 2 and "search.budgt: unknown key; did you mean budget?" in result.output
+    result = runner.invoke(app, ["search", "--controller", "evolution"], terminal_width=200)
+    assert result.exit_code == 2
+    assert not (tmp_path / "r").exists()
