@@ -159,7 +159,7 @@ class RunListing:
 def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] = (), compute: bool = True,
                 directory: str | Path | None = None, address: str | None = None, progress: bool = True,
                 console: Console | None = None) -> RunListing:
-    """The run's ``top`` best rules with their gains (see the module docstring); StoreError without a store."""
+    """The run's ``top`` best rules with their gains (module docstring); StoreError without a store."""
     run_dir = Path(run_dir)
     with RunStore(run_dir, config=None, create=False) as store:
         run_id, counts, best = store.run_id, store.counts(), store.best(top)

@@ -30,17 +30,12 @@ def _fail(err: BaseException, code: int) -> typer.Exit:
 
 
 def _baselines(text: str) -> list[str]:
-    import difflib
+    from search.comparison import check_baselines
 
-    from child_tasks.train import BASELINES
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for name in names:
-        if name not in BASELINES:
-            close = difflib.get_close_matches(name, list(BASELINES), n=2, cutoff=0.6)
-            hint = f"did you mean {' or '.join(close)}? " if close else ""
-            raise _fail(ValueError(f"unknown baseline {name!r}; {hint}baselines: {', '.join(BASELINES)}"), 2)
-    return names
+    try:
+        return check_baselines([n.strip() for n in text.split(",") if n.strip()])
+    except ValueError as err:
+        raise _fail(err, 2) from None
 
 
 def list_rules(

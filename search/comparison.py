@@ -53,6 +53,13 @@ class Contender:
     hyper: dict[str, float] = field(default_factory=dict)
 
 
+def check_baselines(names: Sequence[str]) -> list[str]:
+    """The names, if each is a torch baseline; else ValueError naming it, with close matches."""
+    for name in names:
+        resolve_optimizer(f"torch:{name}")
+    return list(names)
+
+
 def contenders(rules: dict[str, str], baselines: Sequence[str]) -> list[Contender]:
     """Rules (label -> text) then torch baselines; a rule labelled like a baseline becomes ``rule:LABEL``."""
     out = [Contender(f"rule:{label}" if label in baselines else label, text) for label, text in rules.items()]
@@ -62,7 +69,9 @@ def contenders(rules: dict[str, str], baselines: Sequence[str]) -> list[Contende
 class ComparisonWorker(EvaluationWorker):
     """An evaluation worker that trains any optimizer (baselines included) and returns the TrainResult."""
 
-    def evaluate(self, optimizer: tuple[str, dict[str, float]], seed: int) -> dict[str, Any]:  # type: ignore[override]
+    def evaluate(self, optimizer: tuple[str, dict[str, float]],  # type: ignore[override]
+                 seed: int) -> dict[str, Any]:
+        """Train ``optimizer`` (text or name, hyper-constants) with ``seed``; never raises (see the base)."""
         start = time.perf_counter()
         text, hyper = optimizer
         try:
@@ -80,7 +89,8 @@ class _Bar:
 
     def __init__(self, total: int, description: str, enabled: bool, console: Console | None) -> None:
         self._progress = Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("trainings"), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
+                                  TextColumn("trainings"), TimeElapsedColumn(),
+                                  TextColumn("{task.fields[last]}"),
                                   console=console, disable=not enabled)
         self._task = self._progress.add_task(description, total=total, last="")
 
@@ -92,7 +102,8 @@ class _Bar:
         self._progress.stop()
 
     def done(self, label: str, seed: int, result: TrainResult) -> None:
-        last = f"{label} seed {seed}: {result.reward:.2f}" + ("" if result.status == "ok" else f" ({result.status})")
+        last = f"{label} seed {seed}: {result.reward:.2f}"
+        last += "" if result.status == "ok" else f" ({result.status})"
         self._progress.update(self._task, advance=1, last=last)
 
 
@@ -152,8 +163,9 @@ def _run(jobs: list[tuple[Contender, int]], task: TaskConfig, data: Any, workers
                     row, seed = done.tag
                     if done.crashed is not None:
                         if tries[row.label, seed] > max_retries:
-                            raise ComparisonError(f"{row.label} seed {seed}: the worker process died on each of "
-                                                  f"{tries[row.label, seed]} attempts; last: {done.crashed}")
+                            attempts = tries[row.label, seed]
+                            raise ComparisonError(f"{row.label} seed {seed}: the worker process died on each "
+                                                  f"of {attempts} attempts; last: {done.crashed}")
                         log.warning("%s seed %d: worker %s died (%s); retrying", row.label, seed, done.worker,
                                     done.crashed)
                         queue.append((row, seed))

@@ -27,7 +27,9 @@ from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
-from dsl import KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, simplify, to_latex, to_sympy
+from discovered_rules.codegen import hypers_read
+from dsl import (KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, simplify, to_latex,
+                 to_sympy)
 from dsl.checks import why_invalid
 from dsl.vocabulary import HYPERS
 from search.browse import mean_std, record_gain
@@ -73,8 +75,9 @@ def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str |
     # A bare word that is neither a name nor a rule was meant as a name: say which names are close.
     close = difflib.get_close_matches(query, list(names), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UnknownRule(f"no rule named {query!r}{hint} (reference rules: `nos rules list`; records in {folder}: "
-                      f"{', '.join(n for n in names if n not in KNOWN_RULE_TEXT) or 'none'})")
+    records = ", ".join(n for n in names if n not in KNOWN_RULE_TEXT) or "none"
+    raise UnknownRule(f"no rule named {query!r}{hint} (reference rules: `nos rules list`; records in "
+                      f"{folder}: {records})")
 
 
 def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[str, str]) -> Found:
@@ -94,7 +97,7 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
     records = [discovered_rules.record(n, folder) for n in names if n not in KNOWN_RULE_TEXT]
     matches = [r for r in records if r.canonical_key.startswith(prefix)]
     if len(matches) != 1:
-        found = "no record" if not matches else f"{len(matches)} records ({', '.join(r.name for r in matches)})"
+        found = f"{len(matches)} records ({', '.join(r.name for r in matches)})" if matches else "no record"
         raise LookupError(f"{found} in {folder} with a canonical key starting {prefix!r}; to look in a run's "
                           "results give --run RUN_DIR")
     rec = matches[0]
@@ -102,7 +105,7 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
 
 
 def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """The rows every rule gets: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks."""
+    """The rows of every rule: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks."""
     rows = [("text", str(rule))]
     simpler = simplify(rule)
     if simpler != rule:
@@ -110,7 +113,8 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     rows += [("formula", sympy.pretty(to_sympy(rule, exact=False), use_unicode=True)),
              ("LaTeX", to_latex(rule)), ("canonical key", canonical_key(rule)),
              ("state", ", ".join(rule.state) or "none")]
-    values = {n: HYPERS[n].default for n in sorted(rule.names) if n in HYPERS} | dict(hyper or {})
+    # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
+    values = {n: HYPERS[n].default for n in hypers_read(rule)} | dict(hyper or {})
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
     reason = why_invalid(rule)
     rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
@@ -139,7 +143,8 @@ def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
 
 
 def evaluation_rows(row: Evaluation, run_dir: Path) -> list[tuple[str, str]]:
-    rows = [("run", str(run_dir)), ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
+    rows = [("run", str(run_dir)),
+            ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
             ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.2f}"),
             ("chosen lr", "-" if row.lr is None else f"{row.lr:g}")]
     if row.worker:

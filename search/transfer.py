@@ -74,7 +74,8 @@ def _finite(value: Any) -> Any:
 
 
 def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELINES, seeds: int | None = None,
-             overrides: Sequence[str] = (), directory: str | Path | None = None, out: str | Path | None = None,
+             overrides: Sequence[str] = (), directory: str | Path | None = None,
+             out: str | Path | None = None,
              address: str | None = None, workers: int | None = None, progress: bool = True,
              console: Console | None = None) -> TransferResult:
     """Compare rule ``name`` (a reference rule or a record in ``directory``) with ``baselines`` on ``task``
@@ -85,8 +86,9 @@ def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELIN
     config, key = resolve_task(task, overrides)
     seed_list = list(range(seeds)) if seeds is not None else list(config.seeds)
     rows = contenders({name: KNOWN_RULE_TEXT[name] if rec is None else rec.rule}, list(baselines))
-    if rec is not None:  # the record's hyper-constants; its lr is chosen from the task's grid like the others'
-        rows[0] = Contender(rows[0].label, rows[0].optimizer, {k: v for k, v in rec.hyper.items() if k != "lr"})
+    if rec is not None:  # its hyper-constants; its lr is chosen from the task's grid like the others'
+        hyper = {k: v for k, v in rec.hyper.items() if k != "lr"}
+        rows[0] = Contender(rows[0].label, rows[0].optimizer, hyper)
     table = compare_on_ray(rows, config, seed_list, address=address, workers=workers, progress=progress,
                            description=f"transfer {name} to {key}", console=console)
     table_rows = _finite(table.to_rows())

@@ -39,10 +39,10 @@ from rich.console import Console
 import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, override
-from child_tasks.train import BASELINES, TrainResult
+from child_tasks.train import TrainResult
 from discovered_rules import RuleRecord, make_record
 from dsl import KNOWN_RULE_TEXT
-from search.comparison import DEFAULT_BASELINES, compare_on_ray, contenders
+from search.comparison import DEFAULT_BASELINES, check_baselines, compare_on_ray, contenders
 from search.config import SearchConfig
 from search.store import Evaluation, RunStore
 
@@ -67,7 +67,7 @@ class Exported:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """What `confirm_and_export` did: the comparison table and the records written (best search rank first)."""
+    """What `confirm_and_export` did: the comparison table, the records written (best search rank first)."""
 
     run_id: str
     task: TaskConfig  # the confirmed task (longer budget)
@@ -96,7 +96,7 @@ def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
 
 
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
-    """Canonical key -> record, for the records in ``directory`` (default: the package's) of run ``run_id``."""
+    """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the package's)."""
     out = {}
     for name in discovered_rules.available(directory):
         if name in KNOWN_RULE_TEXT:
@@ -119,9 +119,7 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     Raises StoreError (no store in run_dir), ValueError (no ok evaluation, unknown baseline),
     FileExistsError (a record of that name from elsewhere), ComparisonError (a training failed).
     """
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
+    baselines = check_baselines(baselines)
     with RunStore(run_dir, config=None, create=False) as store:
         run_id, best = store.run_id, store.best(top_k)
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
@@ -158,8 +156,9 @@ def _check_replaceable(path: Path, run_id: str) -> None:
         return
     existing = discovered_rules.read_record(path)
     if existing.run_id != run_id:
-        raise FileExistsError(f"{path} holds a record of {'run ' + existing.run_id if existing.run_id else 'no run'}"
-                              f", not of run {run_id}; move it away or export to another --directory")
+        owner = f"run {existing.run_id}" if existing.run_id else "no run"
+        raise FileExistsError(f"{path} holds a record of {owner}, not of run {run_id}; move it away or "
+                              "export to another --directory")
 
 
 def _record(name: str, row: Evaluation, rank: int, results: list[TrainResult],
