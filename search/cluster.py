@@ -6,9 +6,10 @@
     disconnect(started)                        # shuts Ray down (or detaches) only if connect() started it
 
 `ray.init` on an address where no Ray answers can retry for many minutes, so a ``HOST:PORT`` address is
-first checked with one request to the cluster's GCS, with a 5 s deadline (`check_gcs`). ``auto`` finds the cluster that ``ray start`` left on
-this machine. A local instance is started with ``address="local"``: plain ``ray.init()`` would join a
-cluster started by ``ray start`` on the same machine instead, and then refuse ``num_cpus``.
+first checked with one request to the cluster's GCS, with a 5 s deadline (`check_gcs`). ``auto`` finds the
+cluster that ``ray start`` left on this machine. A local instance is started with ``address="local"``:
+plain ``ray.init()`` would join a cluster started by ``ray start`` on the same machine instead, and then
+refuse ``num_cpus``.
 
 `worker_options` decides what each evaluation worker reserves: a share of a GPU on a cluster that has GPUs,
 else CPUs; never a GPU on a cluster without one, where such an actor would wait forever.
@@ -154,9 +155,9 @@ def check_gcs(address: str, target: tuple[str, int], timeout: float = CONNECT_TI
 
 
 def _unreachable(address: str, target: tuple[str, int], timeout: float, reason: str) -> str:
-    return (f"no Ray cluster answers at {address}: {reason} (tried {target[0]}:{target[1]} for up to {timeout:g} "
-            f"s). Is the head node running (`ray start --head --port={target[1]}`) and is the port reachable "
-            "from here?")
+    host, port = target
+    return (f"no Ray cluster answers at {address}: {reason} (tried {host}:{port} for up to {timeout:g} s). "
+            f"Is the head node running (`ray start --head --port={port}`) and its port reachable from here?")
 
 
 @dataclass(frozen=True)

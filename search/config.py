@@ -85,7 +85,8 @@ class SearchConfig(_Strict):
     @classmethod
     def _name_or_mapping(cls, value: Any) -> Any:
         if not isinstance(value, str | Mapping):
-            raise ValueError(f"expected a task config name (e.g. digits), a path, or a mapping; got {value!r}")
+            raise ValueError(f"expected a task config name (e.g. digits), a path, or a mapping; "
+                             f"got {value!r}")
         return value
 
     @model_validator(mode="after")

@@ -196,9 +196,10 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         tracker.finish(store.best(10))
     best = store.best(10)
     counts = store.counts()
-    return SearchSummary(run_dir, store.run_id, search.budget, sum(counts.values()), counts, controller.updates,
-                         timing.evaluations, options.workers, time.perf_counter() - start, timing.phase_s,
-                         timing.busy_s, best[0].reward if best else None, best[0].rule if best else None, best)
+    return SearchSummary(run_dir, store.run_id, search.budget, sum(counts.values()), counts,
+                         controller.updates, timing.evaluations, options.workers, time.perf_counter() - start,
+                         timing.phase_s, timing.busy_s, best[0].reward if best else None,
+                         best[0].rule if best else None, best)
 
 
 def screen(sample: Sample, position: int, store: RunStore, invalid_reward: float) -> dict[str, Any]:
@@ -220,7 +221,8 @@ def screen(sample: Sample, position: int, store: RunStore, invalid_reward: float
     row["canonical_key"] = key
     found = store.finished_reward(key)
     if found is not None:
-        return {**row, "status": "duplicate", "reward": found[0], "error": f"same rule as evaluation {found[1]}"}
+        return {**row, "status": "duplicate", "reward": found[0],
+                "error": f"same rule as evaluation {found[1]}"}
     return row
 
 
@@ -281,11 +283,12 @@ def evaluate_batch(rows: list[Evaluation], store: RunStore, pool: WorkerPool, se
             row = done.tag
             if done.crashed is not None:
                 if tries[row.id] <= search.max_retries:
-                    log.warning("evaluation %d: worker %s died (%s); retrying", row.id, done.worker, done.crashed)
+                    log.warning("evaluation %d: worker %s died (%s); retrying", row.id, done.worker,
+                                done.crashed)
                     queue.appendleft(row)
                     continue
-                out = {"status": "failed", "worker": done.worker,
-                       "error": f"the worker process died on each of {tries[row.id]} attempts; last: {done.crashed}"}
+                out = {"status": "failed", "worker": done.worker, "error": f"the worker process died on each "
+                       f"of {tries[row.id]} attempts; last: {done.crashed}"}
             else:
                 out = done.result
                 timing.evaluations += 1
@@ -309,7 +312,8 @@ def _record(store: RunStore, row: Evaluation, out: dict[str, Any], followers: li
         if status in ("ok", "diverged"):
             store.record(other.id, "duplicate", reward, error=f"same rule as evaluation {row.id}")
         else:
-            store.record(other.id, "failed", invalid_reward, error=f"same rule as evaluation {row.id}, which failed")
+            store.record(other.id, "failed", invalid_reward,
+                         error=f"same rule as evaluation {row.id}, which failed")
         rewards[other.id] = reward if status in ("ok", "diverged") else invalid_reward
         bar.finished()
     return rewards

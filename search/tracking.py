@@ -27,7 +27,8 @@ BEST_COLUMNS = ["rank", "reward", "rule", "lr", "canonical_key", "evaluation_id"
 class Tracker:
     """Logs to a wandb run, or nothing when the mode is disabled."""
 
-    def __init__(self, section: WandbSection, run_dir: str | Path, run_id: str, config: dict[str, Any]) -> None:
+    def __init__(self, section: WandbSection, run_dir: str | Path, run_id: str,
+                 config: dict[str, Any]) -> None:
         self.run = None
         if section.mode == "disabled":
             return
@@ -53,7 +54,8 @@ class Tracker:
         """Log the table of the best rules and close the run."""
         if self.run is None:
             return
-        rows = [[rank, e.reward, e.rule, e.lr, e.canonical_key, e.id, e.batch] for rank, e in enumerate(best, 1)]
+        rows = [[rank, e.reward, e.rule, e.lr, e.canonical_key, e.id, e.batch]
+                for rank, e in enumerate(best, 1)]
         self.run.log({"best_rules": self._wandb.Table(columns=BEST_COLUMNS, data=rows)})
         if best:
             self.run.summary["best_reward"] = best[0].reward

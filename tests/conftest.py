@@ -16,5 +16,5 @@ def ray_session():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts processes or Ray clusters of its own (seconds to tens of "
-                            "seconds); part of the default run")
+    config.addinivalue_line("markers", "slow: starts processes or Ray clusters of its own (seconds to tens "
+                            "of seconds); part of the default run")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.config import (DEFAULT_CONFIG, SearchConfig, SearchConfigError, apply_overrides, load_search_config,
-                           parse_overrides)
+from search.config import (DEFAULT_CONFIG, SearchConfig, SearchConfigError, apply_overrides,
+                           load_search_config, parse_overrides)
 from tests.search_helpers import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -46,7 +46,8 @@ def test_overrides_use_dotted_keys_and_yaml_values() -> None:
     assert config.search.time_limit_s == 2.5 and config.wandb.entity is None
     assert parse_overrides(["a.b=[1, 2]", "c=x=y"]) == {"a.b": [1, 2], "c": "x=y"}
     raw = {"search": {"budget": 1}}
-    assert apply_overrides(raw, ["search.budget=2"]) == {"search": {"budget": 2}} and raw["search"]["budget"] == 1
+    assert apply_overrides(raw, ["search.budget=2"]) == {"search": {"budget": 2}}
+    assert raw["search"]["budget"] == 1, "the mapping given is left as it was"
 
 
 def test_nested_task_overrides_set_one_key_of_a_section() -> None:
@@ -72,7 +73,8 @@ BAD = [
     ({"task": 5, "search": {"budget": 5}}, [], ["task: expected a task config name"]),
     ({"task": "digits", "search": {"budgt": 5}}, [], ["search.budgt: unknown key", "did you mean budget"]),
     ({"task": "digits", "search": {"budget": 0}}, [], ["search.budget", "greater than or equal to 1"]),
-    ({"task": "digits", "search": {"budget": 5, "gpu_fraction": 1.5}}, [], ["search.gpu_fraction", "less than"]),
+    ({"task": "digits", "search": {"budget": 5, "gpu_fraction": 1.5}}, [],
+     ["search.gpu_fraction", "less than"]),
     ({"task": "digits", "search": {"budget": 5, "workers": "many"}}, [], ["search.workers", "valid integer"]),
     ({"task": "digits", "search": {"budget": 5}, "controler": {}}, [], ["controler: unknown key",
                                                                         "did you mean controller"]),

@@ -40,9 +40,9 @@ def test_a_killed_search_resumes_and_evaluates_nothing_twice(ray_session, tmp_pa
     config = tiny_config(budget=24, batch_size=6, kind="random", task={**TINY_TASK, "epochs": 6})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([*nos_command(), "search", "--config", str(tmp_path / "run.yaml"), "--run-dir",
-                                str(run_dir), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen([*nos_command(), "search", "--config", str(tmp_path / "run.yaml"),
+                                "--run-dir", str(run_dir), "--no-progress"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while len(_finished(run_dir)) < 3:  # some results on disk
@@ -122,10 +122,10 @@ def test_search_on_a_cluster_started_with_ray_start(tmp_path) -> None:
     temp_dir = tempfile.mkdtemp(prefix="nosray-", dir="/tmp")  # short: Ray's socket paths must stay short
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # loopback only; no token to hand around
     ray = str(Path(sys.executable).parent / "ray")
-    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                             "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-                             "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                             "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp_dir}",
+                             "--disable-usage-stats", "--block"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -138,7 +138,8 @@ def test_search_on_a_cluster_started_with_ray_start(tmp_path) -> None:
                 time.sleep(0.5)
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(tiny_config(budget=8, batch_size=4)))
         run = subprocess.run([*nos_command(), "search", "--address", f"127.0.0.1:{port}", "--config",
-                              str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run"), "--no-progress"],
+                              str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run"),
+                              "--no-progress"],
                              env=env, capture_output=True, text=True, timeout=180)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "busy fraction" in run.stdout and "best rule" in run.stdout
