@@ -17,6 +17,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _points(values: Sequence[float | None]) -> tuple[list[int], list[float]]:
@@ -47,6 +48,7 @@ def plot_curves(path: str | Path, curves: Mapping[str, Sequence[float | None]], 
             axes[1].plot(*_points(values), marker="o", markersize=3, label=label)
         axes[1].set_ylabel(lower_label)
     axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -50,7 +50,7 @@ class Found:
     rule: Rule
     name: str | None = None
     record: RuleRecord | None = None
-    directory: Path | None = None  # the records' folder (kind "record")
+    directory: Path | None = None  # the records' folder
     evaluation: Evaluation | None = None
     run_dir: Path | None = None  # kind "evaluation"
 
@@ -91,9 +91,11 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
         if len(keys) > 1:
             raise LookupError(f"{prefix!r} starts {len(keys)} keys of run {run_dir}: {', '.join(keys[:5])}; "
                               "give more digits")
+        # The best ok training of the key, else one that was trained (curves, error), else any row.
         ok = [r for r in rows if r.status == "ok"]
-        row = max(ok, key=lambda r: r.reward) if ok else rows[0]
-        return Found("evaluation", parse(row.rule), evaluation=row, run_dir=Path(run_dir))
+        trained = [r for r in rows if r.status in ("diverged", "failed")]
+        row = max(ok, key=lambda r: r.reward) if ok else (trained or rows)[0]
+        return Found("evaluation", parse(row.rule), directory=folder, evaluation=row, run_dir=Path(run_dir))
     records = [discovered_rules.record(n, folder) for n in names if n not in KNOWN_RULE_TEXT]
     matches = [r for r in records if r.canonical_key.startswith(prefix)]
     if len(matches) != 1:
@@ -114,7 +116,9 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
              ("LaTeX", to_latex(rule)), ("canonical key", canonical_key(rule)),
              ("state", ", ".join(rule.state) or "none")]
     # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
-    values = {n: HYPERS[n].default for n in hypers_read(rule)} | dict(hyper or {})
+    hyper = dict(hyper or {})
+    values = {"lr": hyper["lr"]} if "lr" in hyper else {}
+    values |= {n: HYPERS[n].default for n in hypers_read(rule)} | hyper
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
     reason = why_invalid(rule)
     rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
@@ -142,7 +146,7 @@ def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
     return rows
 
 
-def evaluation_rows(row: Evaluation, run_dir: Path) -> list[tuple[str, str]]:
+def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> list[tuple[str, str]]:
     rows = [("run", str(run_dir)),
             ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
             ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.2f}"),
@@ -156,7 +160,7 @@ def evaluation_rows(row: Evaluation, run_dir: Path) -> list[tuple[str, str]]:
         rows.append(("baselines", ", ".join(f"{k} {v:.2f}" for k, v in cache.rewards.items())
                      + f" (run's budget, seed {cache.seed})"))
     with RunStore(run_dir, config=None, create=False) as store:
-        rec = run_records(store.run_id).get(row.canonical_key)
+        rec = run_records(store.run_id, directory).get(row.canonical_key)
     if rec is not None:
         rows.append(("confirmed as", rec.name))
     return rows
@@ -175,9 +179,11 @@ def plot(found: Found) -> Path | None:
         cache = read_cache(found.run_dir)
         return plot_curves(found.run_dir / "plots" / f"{row.canonical_key}.png",
                            {f"evaluation {row.id}": row.curves["val_curve"]},
-                           title=f"{row.rule} (run {found.run_dir.name})", ylabel="validation metric",
+                           title=f"{row.rule} (evaluation {row.id} of {found.run_dir})",
+                           ylabel="validation metric",
                            references=cache.rewards if cache is not None else None,
-                           lower={f"evaluation {row.id}": row.curves.get("train_loss", [])})
+                           lower={f"evaluation {row.id}": row.curves["train_loss"]}
+                           if row.curves.get("train_loss") else None)
     return None
 
 
@@ -191,7 +197,7 @@ def details(found: Found) -> tuple[Table, Path | None]:
     if found.record is not None:
         rows += record_rows(found.record)
     if found.evaluation is not None:
-        rows += evaluation_rows(found.evaluation, found.run_dir)
+        rows += evaluation_rows(found.evaluation, found.run_dir, found.directory)
     png = plot(found)
     if png is not None:
         rows.append(("curves", str(png)))

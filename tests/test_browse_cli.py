@@ -130,7 +130,7 @@ def test_show_a_record_draws_its_curves(browsed) -> None:
 
 
 def test_show_a_run_evaluation_by_key(browsed) -> None:
-    run_dir, records, _, _ = browsed
+    run_dir, records, _, confirmed = browsed
     key = canonical_key(parse("mhat"))
     result = run("rules", "show", key, "--run", run_dir, "--directory", records)
     assert result.exit_code == 0, result.output
@@ -139,8 +139,20 @@ def test_show_a_run_evaluation_by_key(browsed) -> None:
                      "worker host:1", "static checks pass"):
         assert expected in text
     assert _png(result.output) == run_dir / "plots" / f"{key}.png"
+    assert "confirmed as" not in text
     prefix = run("rules", "show", key[:6], "--run", run_dir, "--directory", records)
     assert prefix.exit_code == 0 and "reward 85.00" in flat(prefix.output)
+    best = run("rules", "show", confirmed.canonical_key, "--run", run_dir, "--directory", records)
+    assert f"confirmed as {confirmed.name}" in flat(best.output) and "reward 90.00" in flat(best.output)
+
+
+def test_show_a_diverged_evaluation_draws_its_partial_curves(browsed) -> None:
+    run_dir, records, _, _ = browsed
+    key = canonical_key(parse("exp(g) * 1e30"))
+    result = run("rules", "show", key, "--run", run_dir, "--directory", records)
+    assert result.exit_code == 0, result.output
+    assert "status diverged" in flat(result.output) and "error non-finite loss" in flat(result.output)
+    assert _png(result.output) == run_dir / "plots" / f"{key}.png"  # a NaN loss is a gap, not an error
 
 
 def test_show_keeps_reference_rules_and_text(browsed) -> None:
