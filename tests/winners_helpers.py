@@ -25,7 +25,7 @@ def make_run(run_dir: Path, rows=ROWS) -> str:
                 "rule": rule, "canonical_key": canonical_key(parse(rule)) if status != "invalid" else None}
                for i, (rule, status, _) in enumerate(rows)]
         ids = store.add_batch(0, new)
-        for id_, (rule, status, reward) in zip(ids, rows, strict=True):
+        for id_, (_, status, reward) in zip(ids, rows, strict=True):
             if status == "ok":
                 store.record(id_, "ok", reward, lr=0.1, worker="host:1", duration=0.5,
                              curves={"val_curve": [reward - 20, reward], "train_loss": [2.0, 0.5]})
