@@ -12,9 +12,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
                            TimeElapsedColumn)
+from rich.table import Column
 from rich.text import Text
-
-RULE_WIDTH = 48
 
 
 class EvalRateColumn(ProgressColumn):
@@ -27,15 +26,16 @@ class EvalRateColumn(ProgressColumn):
 
 
 class BestColumn(ProgressColumn):
-    """The best reward so far and its rule, shortened to fit."""
+    """The best reward so far and its rule, cut to the terminal's width (one line, ending in …)."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1))
 
     def render(self, task: Task) -> Text:
         reward, rule = task.fields.get("best_reward"), task.fields.get("best_rule") or ""
         if reward is None:
             return Text("best: -", style="dim")
-        if len(rule) > RULE_WIDTH:
-            rule = rule[:RULE_WIDTH - 1] + "…"
-        text = Text("best ")
+        text = Text("best ", no_wrap=True, overflow="ellipsis")
         text.append(f"{reward:.2f}", style="bold green")
         text.append(f"  {rule}", style="cyan")
         return text
@@ -49,9 +49,9 @@ class SearchProgress:
         self.enabled = enabled
         self.best_reward, self.best_rule = best_reward, best_rule
         self.evaluations = 0
-        self._progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+        self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
                                   TextColumn("samples"), EvalRateColumn(), TimeElapsedColumn(), BestColumn(),
-                                  console=console, disable=not enabled, transient=False)
+                                  console=console, disable=not enabled, transient=False, expand=True)
         self._task = self._progress.add_task("search", total=budget, completed=done, evaluations=0,
                                              best_reward=best_reward, best_rule=best_rule)
 
