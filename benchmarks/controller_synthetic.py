@@ -70,6 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budget", type=int, default=5000)
+    parser.add_argument("--target", default=TARGET, help="the hidden rule, as text (default: PowerSign)")
+    parser.add_argument("--probes", default="training", choices=["training", "independent"],
+                        help="operand probes of the similarity (controller.synthetic)")
     parser.add_argument("--config", type=str, default=None, help="a controller YAML (default: defaults)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides, e.g. ppo.lr=0.01 policy.temperature=2 batch_size=50")
@@ -90,11 +93,11 @@ def main() -> None:
         node[key] = yaml.safe_load(value)
     base = ControllerConfig.from_mapping(raw, source="benchmark config")
     vocab = base.vocabulary
-    print(f"target {TARGET}; space: {vocab.groups} groups, {len(vocab.operands)} operands, "
+    print(f"target {args.target}; space: {vocab.groups} groups, {len(vocab.operands)} operands, "
           f"{len(vocab.unary)} unary, {len(vocab.binary)} binary; budget {args.budget} samples")
     print(f"config: {base.to_mapping()}")
 
-    reward = SyntheticReward(TARGET)
+    reward = SyntheticReward(args.target, probes=args.probes)
     cache: dict[tuple[int, ...], tuple[float, bool]] = {}
     found: dict[str, list[int | None]] = {"ppo": [], "random": []}
     kinds = ["ppo"] + ([] if args.no_random else ["random"])

@@ -34,30 +34,20 @@ class LSTMPolicy(nn.Module):
         self.cell = nn.LSTMCell(embedding_size, hidden_size)
         self.head = nn.Linear(hidden_size, vocab_size)
         self.start_token = vocab_size
-        import os
-        self.pos = nn.Embedding(64, embedding_size) if os.environ.get("POS") else None
-        self.step_bias = nn.Parameter(torch.zeros(64, vocab_size)) if os.environ.get("SB") else None
-        self.heads = nn.Parameter(torch.zeros(20, hidden_size, vocab_size)) if os.environ.get("HEADS") else None
         with torch.no_grad():  # NOS: every weight uniform in [-0.08, 0.08]; biases too
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
 
-    def _logits(self, hidden: torch.Tensor, mask: torch.Tensor, step: int = 0) -> torch.Tensor:
-        z = self.head(hidden) if self.heads is None else hidden @ self.heads[step] + self.head.bias
-        if self.step_bias is not None:
-            z = z + self.step_bias[step]
-        z = z / self.temperature
+    def _logits(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        z = self.head(hidden) / self.temperature
         if self.tanh_constant is not None:
             z = self.tanh_constant * torch.tanh(z)
         return z.masked_fill(~mask, float("-inf"))
 
     def _step(self, previous: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None,
-              mask: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        x = self.embedding(previous)
-        if self.pos is not None:
-            x = x + self.pos.weight[step]
-        h, c = self.cell(x, state)
-        return torch.log_softmax(self._logits(h, mask, step), dim=-1), (h, c)
+              mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, c = self.cell(self.embedding(previous), state)
+        return torch.log_softmax(self._logits(h, mask), dim=-1), (h, c)
 
     @torch.no_grad()
     def sample(self, masks: torch.Tensor, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +55,7 @@ class LSTMPolicy(nn.Module):
         previous = torch.full((n,), self.start_token, dtype=torch.int64)
         state, tokens, log_probs = None, [], []
         for step in range(masks.shape[0]):
-            logp, state = self._step(previous, state, masks[step].expand(n, -1), step)
+            logp, state = self._step(previous, state, masks[step].expand(n, -1))
             token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
             tokens.append(token)
             log_probs.append(logp.gather(1, token[:, None]).squeeze(1))
@@ -79,7 +69,7 @@ class LSTMPolicy(nn.Module):
         previous = torch.full((batch,), self.start_token, dtype=torch.int64)
         state, log_probs, entropies = None, [], []
         for step in range(steps):
-            logp, state = self._step(previous, state, masks[:, step], step)
+            logp, state = self._step(previous, state, masks[:, step])
             log_probs.append(logp.gather(1, tokens[:, step:step + 1]).squeeze(1))
             # Illegal tokens have p = 0 and logp = -inf: their term must be 0, not 0 * inf = nan, in the
             # backward pass too (torch.where would still send nan gradients through the unused branch).

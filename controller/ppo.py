@@ -15,6 +15,15 @@ One update, for samples with rewards r (drawn by this policy now or a few update
 Because the ratio's denominator is the stored log-probability, rewards for samples drawn by an older
 policy (asynchronous workers) are used correctly: the clip bounds how far such samples can pull.
 
+Two options for search spaces where good rules are rare (both off by default in the config's schema):
+
+* ``risk_seeking`` = eps (risk-seeking policy gradient, Petersen et al. 2021, Deep Symbolic Regression):
+  a search wants the best rule, not a good average, so only the samples at or above the batch's (1 - eps)
+  reward quantile are learned from, with that quantile as their baseline;
+* ``elite_replay`` = K (priority queue training, Abolafia et al. 2018): the K best distinct rules seen so
+  far join every update, with this policy's log-probabilities as their drawing policy's. PPO's clip
+  lets one batch raise a rule's probability only a little, so a rule drawn once would otherwise be lost.
+
 The defaults (`controller.config.PPOConfig`, `PolicyConfig`) were chosen with
 benchmarks/controller_synthetic.py; that script's docstring records the runs behind them.
 """
@@ -75,6 +84,8 @@ class PPOController:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
         self.baseline: float | None = None
         self.updates = 0
+        # The best distinct token sequences seen so far and their rewards (elite replay), best first.
+        self.elites: list[tuple[float, tuple[int, ...], str]] = []
 
     def sample(self, n: int | None = None) -> list[Sample]:
         """Draw ``n`` rules (the config's batch_size by default) from the current policy."""
@@ -82,20 +93,52 @@ class PPOController:
         tokens, log_probs = self.policy.sample(self.space.masks, n, self.generator)
         return make_samples(self.space, tokens, log_probs, self.updates)
 
-    def _advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+    def _remember(self, tokens: torch.Tensor, rewards: torch.Tensor,
+                  rules: list[str | None]) -> tuple[SampleBatch, torch.Tensor] | None:
+        """Replay of the best sequences found before this batch (priority queue training), then the queue
+        updated with this batch. Replayed samples get this policy's log-probabilities as their drawing
+        policy's, so each update can raise them by at most the clip range, like fresh samples."""
+        k = self.config.ppo.elite_replay
+        if not k:
+            return None
+        replay = None
+        if self.elites:
+            tokens_old = torch.tensor([t for _, t, _ in self.elites], dtype=torch.int64)
+            masks = self.space.masks.expand(len(self.elites), -1, -1)
+            with torch.no_grad():
+                log_probs, _ = self.policy.evaluate(tokens_old, masks)
+            replay = (SampleBatch(tokens_old, log_probs, masks,
+                                  torch.full((len(self.elites),), self.updates, dtype=torch.int64)),
+                      torch.tensor([rw for rw, _, _ in self.elites], dtype=rewards.dtype))
+        # One entry per rule (the first token sequence that spelt it): sequences that differ only in
+        # tokens the rule ignores would otherwise fill the queue with one rule.
+        best = {rule: (rw, t) for rw, t, rule in self.elites}
+        for t, rw, rule in zip(map(tuple, tokens.tolist()), rewards.tolist(), rules):
+            if rule is not None and (rule not in best or rw > best[rule][0]):
+                best[rule] = (rw, t)
+        self.elites = sorted(((rw, t, rule) for rule, (rw, t) in best.items()), key=lambda e: (-e[0], e[1]))[:k]
+        return replay
+
+    def _advantages(self, rewards: torch.Tensor, fresh: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The advantages, and the indices of the samples they belong to (all, or the risk-seeking elite).
+        The first ``fresh`` rewards are this batch's (the rest replayed); only they move the EMA."""
         ppo = self.config.ppo
-        baseline = float(rewards.mean()) if self.baseline is None else self.baseline
-        advantages = rewards - baseline
-        # The baseline moves only now, after this batch's advantages are fixed.
-        self.baseline = ppo.baseline_decay * baseline + (1.0 - ppo.baseline_decay) * float(rewards.mean())
-        if ppo.normalize_advantages and rewards.numel() > 1:
-            std = float(rewards.std())
+        mean = float(rewards[:fresh].mean())
+        keep = torch.arange(rewards.numel())
+        if ppo.risk_seeking is None:
+            baseline = mean if self.baseline is None else self.baseline
+        else:  # the batch's (1 - eps) quantile is the baseline; only samples at or above it are learned from
+            baseline = float(torch.quantile(rewards[:fresh].double(), 1.0 - ppo.risk_seeking))
+            keep = (rewards >= baseline).nonzero().flatten()
+        advantages = rewards[keep] - baseline
+        # The EMA moves only now, after this batch's advantages are fixed.
+        previous = mean if self.baseline is None else self.baseline
+        self.baseline = ppo.baseline_decay * previous + (1.0 - ppo.baseline_decay) * mean
+        if ppo.normalize_advantages and advantages.numel() > 1:
+            std = float(advantages.std())
             if std > 1e-8:  # equal rewards: leave the advantages as they are rather than blow them up
                 advantages = advantages / std
-                import os
-                if os.environ.get("CENTER"):
-                    advantages = advantages - advantages.mean()
-        return advantages
+        return advantages, keep
 
     def update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> UpdateStats:
         """One PPO update from ``samples`` (of this policy or an older one) and their ``rewards``."""
@@ -105,8 +148,15 @@ class PPOController:
         if batch.tokens.shape[1] != self.space.steps:
             raise ValueError(f"samples have {batch.tokens.shape[1]} tokens, this space {self.space.steps}")
         baseline_before = r.mean().item() if self.baseline is None else self.baseline
-        advantages = self._advantages(r)
-        n = len(samples)
+        oldest = int(batch.versions.min())
+        replayed = self._remember(batch.tokens, r, [str(x.rule) if x.rule is not None else None for x in samples])
+        if replayed is not None:
+            batch, r_learn = SampleBatch.concat(batch, replayed[0]), torch.cat([r, replayed[1]])
+        else:
+            r_learn = r
+        advantages, keep = self._advantages(r_learn, fresh=len(samples))
+        batch = batch.select(keep)
+        n = len(keep)
         clip_fractions, losses, grad_norms, entropies = [], [], [], []
         for epoch in range(ppo.epochs):
             order = torch.randperm(n, generator=self.generator) if ppo.minibatches > 1 else torch.arange(n)
@@ -127,10 +177,10 @@ class PPOController:
         with torch.no_grad():  # where the update ended up, against the policies that drew the samples
             new_logp, _ = self.policy.evaluate(batch.tokens, batch.masks)
         stats = UpdateStats(
-            update=self.updates, samples=n, mean_reward=float(r.mean()), max_reward=float(r.max()),
+            update=self.updates, samples=len(samples), mean_reward=float(r.mean()), max_reward=float(r.max()),
             baseline=baseline_before, entropy=sum(entropies) / len(entropies), approx_kl=approx_kl(new_logp, batch.log_probs),
             clip_fraction=sum(clip_fractions) / len(clip_fractions), loss=sum(losses) / len(losses),
-            grad_norm=max(grad_norms), staleness=int(self.updates - batch.versions.min()))
+            grad_norm=max(grad_norms), staleness=self.updates - oldest)
         self.updates += 1
         log.info("update %d: reward mean %.4f max %.4f, entropy %.3f, kl %.4f, clip %.3f", stats.update,
                  stats.mean_reward, stats.max_reward, stats.entropy, stats.approx_kl, stats.clip_fraction)
@@ -140,7 +190,8 @@ class PPOController:
         """Everything a resumed run needs, as tensors and plain data."""
         return {"kind": "ppo", "config": self.config.to_mapping(), "policy": self.policy.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "baseline": self.baseline,
-                "generator": generator_state(self.generator), "updates": self.updates}
+                "generator": generator_state(self.generator), "updates": self.updates,
+                "elites": [[reward, list(tokens), rule] for reward, tokens, rule in self.elites]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "ppo":
@@ -151,6 +202,8 @@ class PPOController:
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         set_generator_state(self.generator, state["generator"])
         self.updates = int(state["updates"])
+        self.elites = [(float(reward), tuple(int(t) for t in tokens), str(rule))
+                       for reward, tokens, rule in state.get("elites", [])]
 
     def save(self, path: str | Path) -> None:
         save_checkpoint(self.state_dict(), path)

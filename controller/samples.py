@@ -55,6 +55,15 @@ class SampleBatch:
     masks: torch.Tensor
     versions: torch.Tensor
 
+    def select(self, index: torch.Tensor) -> SampleBatch:
+        """The samples at ``index`` (a 1-D index tensor)."""
+        return SampleBatch(self.tokens[index], self.log_probs[index], self.masks[index], self.versions[index])
+
+    @classmethod
+    def concat(cls, *batches: SampleBatch) -> SampleBatch:
+        return cls(*(torch.cat([getattr(b, f) for b in batches]) for f in ("tokens", "log_probs", "masks",
+                                                                         "versions")))
+
     @classmethod
     def stack(cls, samples: Sequence[Sample]) -> SampleBatch:
         if not samples:

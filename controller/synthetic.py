@@ -3,9 +3,16 @@
 Used to check that the controller learns (benchmarks/controller_synthetic.py, and a small version in the
 tests) in seconds instead of the hours real child networks would take.
 
-Similarity. Both rules are evaluated on the fixed probe environments of `dsl.equivalence` (`dsl.fingerprint`:
-4 probes × 288 elements, gradients and running averages over 9 orders of magnitude, exact zeros included).
-Each element scores
+Probes. Both rules are evaluated on fixed random operand probes: per element, g, m, v, m3, vmax, w and
+noise are drawn independently (v, vmax positive; scales over 5 orders of magnitude; the step count and
+hyper-constants of `dsl.equivalence`'s four probe settings). Independent operands, not the training-like
+histories of `dsl.fingerprint` (where m mostly has g's sign), because there sign(g) * sign(m) is nearly
+always 1 and ``e * g`` already matches PowerSign on most elements: a reward that ranks the rules the
+target is built from below a rule that ignores them, which no search could climb. With independent
+operands every quadrant of (sign(g), sign(m)) counts alike, so each ingredient of the target is worth
+the same partial credit.
+
+Similarity. Each element scores
 
     min(|u|, |t|) / max(|u|, |t|)   when u and t are finite, nonzero and of the same sign,
     1                               when both are 0 (or both the same non-finite value),
@@ -20,11 +27,47 @@ similarity, capped just below 1, for every other rule; equivalent rules share on
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
-from dsl import Rule, canonical_key, fingerprint, parse
+from dsl import Rule, canonical_key, parse
+from dsl.equivalence import PROBE_SETTINGS, Probes
+from dsl.equivalence import probes as dsl_probes
+from dsl.evaluate import leaf_values, step_quantities
+from dsl.vocabulary import HYPERS, OPERANDS
 
 BELOW_ONE = 1.0 - 1e-6  # the most a rule without the target's canonical key can score
+ELEMENTS = 256  # per probe setting
+SEED = 4242
+
+
+@cache
+def independent_probes() -> Probes:
+    """The fixed probes: independent random operands under each of dsl's probe settings (seeded)."""
+    gen = torch.Generator().manual_seed(SEED)
+    shape = (len(PROBE_SETTINGS), ELEMENTS)
+
+    def normal(scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+
+    scale = 10.0 ** (torch.rand(shape, generator=gen, dtype=torch.float64) * 5.0 - 4.0)  # 1e-4 .. 10
+    v = (normal() ** 2 + normal() ** 2) / 2 * scale**2
+    tensors = {"g": normal(scale), "m": normal(scale), "v": v, "m3": normal(scale**3),
+               "vmax": v * (1.0 + torch.rand(shape, generator=gen, dtype=torch.float64)),
+               "w": normal(10.0 ** (-3.0 * torch.rand(shape, generator=gen, dtype=torch.float64))),
+               "noise": normal()}
+    column = {k: torch.tensor([[float(row[k])] for row in PROBE_SETTINGS], dtype=torch.float64)
+              for k in PROBE_SETTINGS[0]}
+    hyper = {k: column[k] for k in HYPERS}
+    steps = step_quantities(column["t"], hyper, column["final_lr"] / column["lr"])
+    values = leaf_values(tensors, steps, hyper, set(OPERANDS) | set(HYPERS))
+    values |= {"bound_low": steps["bound_low"], "bound_high": steps["bound_high"]}
+    every = torch.ones(shape, dtype=torch.bool)
+    return Probes(values, values, every, torch.zeros(ELEMENTS, dtype=torch.int64), shape)
+
+
+PROBES = {"training": dsl_probes, "independent": independent_probes}
 
 
 def elementwise_similarity(values: torch.Tensor, target: torch.Tensor) -> float:
@@ -41,10 +84,13 @@ def elementwise_similarity(values: torch.Tensor, target: torch.Tensor) -> float:
 class SyntheticReward:
     """Reward of a rule: similarity of its updates to the target's on the probes (module docstring)."""
 
-    def __init__(self, target: Rule | str) -> None:
+    def __init__(self, target: Rule | str, probes: str = "training") -> None:
+        if probes not in PROBES:
+            raise ValueError(f"probes must be one of {', '.join(PROBES)}, got {probes!r}")
+        self.probes = PROBES[probes]
         self.target = parse(target) if isinstance(target, str) else target
         self.target_key = canonical_key(self.target)
-        self._target_values = fingerprint(self.target)
+        self._target_values = self.probes().run(self.target)
         self._by_key: dict[str, float] = {}
         self.evaluations = 0  # similarities computed (cache misses)
 
@@ -53,7 +99,7 @@ class SyntheticReward:
         return rule is not None and canonical_key(rule) == self.target_key
 
     def similarity(self, rule: Rule) -> float:
-        return elementwise_similarity(fingerprint(rule), self._target_values)
+        return elementwise_similarity(self.probes().run(rule), self._target_values)
 
     def __call__(self, rule: Rule | None) -> float:
         """The reward; 0.0 for a sample that is no rule (``Sample.rule`` is None)."""

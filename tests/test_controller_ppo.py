@@ -117,3 +117,45 @@ def test_rewards_for_samples_of_an_older_policy() -> None:
     with torch.no_grad():
         after, _ = controller.policy.evaluate(tokens, masks)
     assert after[5].sum() > before[5].sum()
+
+
+def test_risk_seeking_learns_only_from_the_top_of_the_batch() -> None:
+    controller = PPOController(small(epochs=1, entropy_coef=0.0, normalize_advantages=False,
+                                     risk_seeking=0.2))
+    rewards = torch.tensor([0.1 * i for i in range(10)], dtype=torch.float64)
+    advantages, keep = controller._advantages(rewards)
+    threshold = float(torch.quantile(rewards, 0.8))  # 0.72: the batch's 80th percentile
+    assert keep.tolist() == [8, 9]
+    assert advantages.tolist() == pytest.approx([0.8 - threshold, 0.9 - threshold])
+    # The EMA baseline still follows the whole batch's mean, for logging and for plain PPO.
+    assert controller.baseline == pytest.approx(0.45)
+    samples = controller.sample(10)
+    stats = controller.update(samples, rewards.tolist())
+    assert stats.samples == 10 and stats.mean_reward == pytest.approx(0.45)
+
+
+def test_elite_replay_keeps_the_best_distinct_rules_and_replays_them() -> None:
+    controller = PPOController(small(epochs=1, elite_replay=3))
+    samples = controller.sample(8)
+    rewards = [0.1 * i for i in range(8)]
+    controller.update(samples, rewards)
+    by_rule: dict[str, float] = {}
+    for s, r in zip(samples, rewards):
+        if s.rule is not None:
+            by_rule[str(s.rule)] = max(r, by_rule.get(str(s.rule), r))
+    expected = sorted(by_rule.values(), reverse=True)[:3]
+    assert [r for r, _, _ in controller.elites] == pytest.approx(expected)
+    assert len({rule for _, _, rule in controller.elites}) == len(controller.elites)
+    # A replayed elite rises even in a batch where every fresh sample scored 0 ...
+    best_tokens = torch.tensor([controller.elites[0][1]])
+    masks = controller.space.masks.expand(1, -1, -1)
+    with torch.no_grad():
+        before = controller.policy.evaluate(best_tokens, masks)[0].sum()
+    controller.update(controller.sample(8), [0.0] * 8)
+    with torch.no_grad():
+        after = controller.policy.evaluate(best_tokens, masks)[0].sum()
+    assert after > before
+    # ... and the queue travels with the checkpoint.
+    clone = PPOController(small(epochs=1, elite_replay=3))
+    clone.load_state_dict(controller.state_dict())
+    assert clone.elites == controller.elites

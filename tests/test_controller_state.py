@@ -31,15 +31,19 @@ def run(searcher, updates: int) -> list:
     return last
 
 
-@pytest.mark.parametrize("make", [PPOController, RandomSearch])
-def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, tmp_path) -> None:
-    straight = make(config())
+@pytest.mark.parametrize("make, ppo", [
+    (PPOController, {"epochs": 2, "minibatches": 2}),
+    (PPOController, {"epochs": 2, "minibatches": 2, "risk_seeking": 0.25, "elite_replay": 4}),
+    (RandomSearch, {}),
+])
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, ppo, tmp_path) -> None:
+    straight = make(config(ppo=ppo))
     run(straight, 6)
 
-    first = make(config())
+    first = make(config(ppo=ppo))
     run(first, 2)
     first.save(tmp_path / "controller.pt")
-    resumed = make(config(seed=12345))  # a different seed: the loaded generator state must win
+    resumed = make(config(seed=12345, ppo=ppo))  # a different seed: the loaded generator state must win
     resumed.load(tmp_path / "controller.pt")
     run(resumed, 4)
 
@@ -50,6 +54,7 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, tmp_path) -> Non
         for a, b in zip(straight.optimizer.state.values(), resumed.optimizer.state.values()):
             assert all(torch.equal(a[k], b[k]) for k in a)
         assert straight.baseline == resumed.baseline
+        assert straight.elites == resumed.elites
     # and the next draws are the same
     assert [s.groups for s in straight.sample()] == [s.groups for s in resumed.sample()]
 
