@@ -4,7 +4,11 @@ The reward (`controller.synthetic.SyntheticReward`) is the similarity between a 
 hidden target rule's updates on dsl's fixed probes, 1.0 only for a rule with the target's canonical
 key. Target: PowerSign, ``exp(sign(g) * sign(m)) * g``; space: NOS's 2-group grammar.
 
-    python benchmarks/controller_synthetic.py [--seeds 0 1 2 3 4] [--budget 5000] [--space nos]
+    python benchmarks/controller_synthetic.py [--seeds 0 1 2 3 4] [--budget 5000] [--space nos|small]
+        [--target RULE] [--probes training|independent] [--config YAML] [--set ppo.lr=0.01 ...]
+
+``--space small`` is a 2-group space of 9 operands, 6 unary and 5 binary functions that still holds
+PowerSign; ``--target "exp(sign(g)) * g"`` a target one group can express.
 
 Prints, for each seed, whether PPO and random search drew a rule equivalent to the target (by
 `dsl.canonical_key`) within the budget and after how many samples; the two counts (issue 4's targets:
@@ -28,6 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller import ControllerConfig, PPOController, RandomSearch, Searcher, SyntheticReward  # noqa: E402
 
 TARGET = "exp(sign(g) * sign(m)) * g"
+SPACES = {
+    "nos": {},
+    "small": {"operands": ["g", "g^2", "mhat", "vhat", "sign(g)", "sign(m)", "1", "2", "adam"],
+              "unary": ["identity", "neg", "exp", "log_abs", "sqrt_abs", "sign"],
+              "binary": ["add", "sub", "mul", "div", "keep_left"], "groups": 2},
+}
 
 
 def search(searcher: Searcher, reward: SyntheticReward, budget: int, batch: int,
@@ -74,6 +84,7 @@ def main() -> None:
     parser.add_argument("--probes", default="training", choices=["training", "independent"],
                         help="operand probes of the similarity (controller.synthetic)")
     parser.add_argument("--config", type=str, default=None, help="a controller YAML (default: defaults)")
+    parser.add_argument("--space", choices=list(SPACES), default="nos", help="the vocabulary (see above)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides, e.g. ppo.lr=0.01 policy.temperature=2 batch_size=50")
     parser.add_argument("--no-random", action="store_true", help="skip random search")
@@ -84,6 +95,8 @@ def main() -> None:
 
     import yaml
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    if SPACES[args.space]:
+        raw["vocabulary"] = SPACES[args.space]
     for item in args.set:
         dotted, value = item.split("=", 1)
         *parents, key = dotted.split(".")

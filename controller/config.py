@@ -7,7 +7,7 @@ A config is a YAML mapping (or a dict), typically the ``controller:`` section of
     batch_size: 100          # rules sampled per update
     vocabulary: {operands: nos, unary: nos, binary: nos, groups: 2}
     policy: {hidden_size: 150, temperature: 1.0, tanh_constant: 2.5}
-    ppo: {lr: 0.005, epochs: 4, clip: 0.2, entropy_coef: 0.005}
+    ppo: {lr: 0.005, epochs: 4, clip: 0.2, entropy_coef: 0.005, risk_seeking: 0.1, elite_replay: 0}
 
     cfg = ControllerConfig.from_mapping(raw)      # or load_controller_config("path.yaml")
 
@@ -99,7 +99,7 @@ class PPOConfig(_Strict):
     entropy_coef: float = Field(0.005, ge=0.0)
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="EMA: b <- decay * b + (1 - decay) * r")
     risk_seeking: float | None = Field(
-        None, gt=0.0, le=1.0, description="risk-seeking policy gradient (Petersen et al. 2021): learn only from "
+        0.1, gt=0.0, le=1.0, description="risk-seeking policy gradient (Petersen et al. 2021): learn only from "
         "the top fraction of a batch, with the batch's reward quantile at 1 - risk_seeking as the baseline")
     elite_replay: int = Field(0, ge=0, description="replay the best this many distinct sequences seen so far "
                               "in every update (priority queue training, Abolafia et al. 2018); 0: off")

@@ -15,7 +15,8 @@ One update, for samples with rewards r (drawn by this policy now or a few update
 Because the ratio's denominator is the stored log-probability, rewards for samples drawn by an older
 policy (asynchronous workers) are used correctly: the clip bounds how far such samples can pull.
 
-Two options for search spaces where good rules are rare (both off by default in the config's schema):
+Two options for search spaces where good rules are rare (risk seeking on by default, eps = 0.1; elite
+replay off; set ``risk_seeking: null`` for plain PPO):
 
 * ``risk_seeking`` = eps (risk-seeking policy gradient, Petersen et al. 2021, Deep Symbolic Regression):
   a search wants the best rule, not a good average, so only the samples at or above the batch's (1 - eps)

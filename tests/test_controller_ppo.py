@@ -14,8 +14,9 @@ torch.set_num_threads(1)
 
 
 def small(**ppo) -> ControllerConfig:
+    # Plain PPO unless a test asks for risk seeking (the default learns from the batch's top only).
     return ControllerConfig.from_mapping({"vocabulary": {"groups": 1}, "policy": {"hidden_size": 16},
-                                          "batch_size": 8, "ppo": ppo})
+                                          "batch_size": 8, "ppo": {"risk_seeking": None, **ppo}})
 
 
 def test_clipped_objective_by_hand() -> None:
