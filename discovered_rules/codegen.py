@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from dsl import to_sympy
 from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
-from dsl.expr import Call, Const, Expr, Rule, nodes, scalar_subtrees
+from dsl.expr import Call, Const, Expr, Rule, nodes, scalar_subtrees, use_counts
 from dsl.text import format_expr, parse
 from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
 
@@ -177,19 +177,6 @@ class _Emitter:
             arg = f"torch.full_like(w, {x.text})" if x.number else x.text
             return _Code(f"_drop({arg}, {_literal(node.params[0])[0]})", _ATOM, False)
         raise AssertionError(f"no code for the function {fn!r}")
-
-
-def _use_counts(expr: Expr) -> Counter:
-    counts: Counter = Counter()
-
-    def visit(node: Expr) -> None:
-        counts[node] += 1
-        if counts[node] == 1 and isinstance(node, Call):
-            for a in node.args:
-                visit(a)
-
-    visit(expr)
-    return counts
 
 
 def _names_in(exprs: list[Expr]) -> set[str]:
@@ -383,7 +370,7 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
     values = _check(rule, class_name, dict(defaults or {}))
     expr = _split_clamp(rule.expr)
     hoisted = scalar_subtrees(expr)
-    uses = _use_counts(expr)
+    uses = use_counts(expr)
     live = [h for h in hoisted if not _foldable(h)]  # computed once per step, as c0, c1, ...
     per_step = _per_step_function(rule, live, uses)
     folded = [h for h in hoisted if _foldable(h)]

@@ -8,6 +8,7 @@ are kept on the call node, apart from its expression arguments.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -119,6 +120,21 @@ def depth(expr: Expr) -> int:
     if isinstance(expr, Call):
         return 1 + max(depth(a) for a in expr.args)
     return 1
+
+
+def use_counts(expr: Expr) -> Counter:
+    """How many times each distinct subtree occurs in ``expr`` (a shared subtree's inside counted once):
+    what an evaluator needs to know to compute a repeated subtree once and keep it."""
+    counts: Counter = Counter()
+
+    def visit(node: Expr) -> None:
+        counts[node] += 1
+        if counts[node] == 1 and isinstance(node, Call):
+            for a in node.args:
+                visit(a)
+
+    visit(expr)
+    return counts
 
 
 @dataclass(frozen=True)

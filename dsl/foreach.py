@@ -16,14 +16,13 @@ depend on a tensor operand (step quantities, hyper-constants, constants) is a Py
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from dsl.evaluate import BIAS_CORRECTED, fold
-from dsl.expr import Call, Const, Expr, reduce_tree
+from dsl.expr import Call, Const, Expr, reduce_tree, use_counts
 
 TensorList = list[torch.Tensor]
 
@@ -229,19 +228,6 @@ def _call(node: Call, args: list[Value], scalars: Mapping[str, float], like: Ten
     return _unary(node.fn, args[0], node.params, scalars)
 
 
-def _use_counts(expr: Expr) -> Counter:
-    counts: Counter = Counter()
-
-    def visit(node: Expr) -> None:
-        counts[node] += 1
-        if counts[node] == 1 and isinstance(node, Call):
-            for a in node.args:
-                visit(a)
-
-    visit(expr)
-    return counts
-
-
 def lazy_leaves(names: Iterable[str], tensors: Mapping[str, TensorList],
                 scalars: Mapping[str, float]) -> dict[str, Value]:
     """The value of each name a rule reads: the tensor lists in ``tensors`` (g, w, state buffers,
@@ -261,7 +247,7 @@ def lazy_leaves(names: Iterable[str], tensors: Mapping[str, TensorList],
 def apply_rule(expr: Expr, params: TensorList, leaves: Mapping[str, Value], scalars: Mapping[str, float],
                step_size: float) -> None:
     """``params -= step_size * rule``, with ``leaves`` giving a Lazy or a float for each name read."""
-    uses = _use_counts(expr)
+    uses = use_counts(expr)
     memo: dict[Expr, Value] = {}
 
     def call(node: Call, args: list[Value]) -> Value:
