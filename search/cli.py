@@ -123,14 +123,16 @@ class ControllerKind(str, Enum):
 def search_command(
     overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE", show_default=False,
                                           help="Config overrides with dotted keys and YAML values, e.g. "
-                                          "search.budget=200 controller.batch_size=20 task_overrides.epochs=4 "
-                                          "wandb.mode=offline."),
+                                          "search.budget=200 controller.batch_size=20 "
+                                          "task_overrides.epochs=4 confirm.top_k=0 wandb.mode=offline."),
     config: Path | None = typer.Option(None, "--config", "-c", show_default=False,
-                                       help="Run config YAML (task, controller, search, wandb sections). "
-                                       "Default: configs/quickstart.yaml, digits with PPO (~10 min on 2 cores)."),
+                                       help="Run config YAML (task, controller, search, confirm, wandb "
+                                       "sections). Default: configs/quickstart.yaml, digits with PPO "
+                                       "(~10 min on 2 cores)."),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster to run on: 'auto' (the one `ray start` runs on this "
-                                       "machine) or HOST:PORT of its head. Default: a local Ray in this process."),
+                                       "machine) or HOST:PORT of its head. Default: a local Ray in this "
+                                       "process."),
     controller: ControllerKind | None = typer.Option(None, "--controller", case_sensitive=False,
                                                      show_default=False,
                                                      help="Search with PPO or random search (the baseline); "
@@ -141,10 +143,15 @@ def search_command(
     run_dir: Path | None = typer.Option(None, "--run-dir", show_default=False,
                                         help="Where a new run keeps its results store and controller "
                                         "checkpoint. Default: runs/<timestamp>-<controller>."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    records_dir: Path | None = typer.Option(None, "--records-dir", show_default=False,
+                                            help="Where the confirmed winners are exported (the config's "
+                                            "confirm section). Default: the discovered_rules package's "
+                                            "folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bars."),
 ) -> None:
     """Search for update rules: the controller proposes, Ray workers train child networks, every result is
-    stored at once in the run directory (results.sqlite) and the search can be resumed from it."""
+    stored at once in the run directory (results.sqlite) and the search can be resumed from it. The budget
+    counts trainings; at the end the best rules are confirmed against the baselines and exported."""
     from search.cluster import ClusterError
     from search.config import SearchConfigError, load_search_config
     from search.driver import run_search
@@ -167,7 +174,7 @@ def search_command(
         console.print(f"run directory: [bold]{directory}[/bold]  (resume with: nos search --resume "
                       f"{directory})", highlight=False, soft_wrap=True)
         summary = run_search(run_config, directory, address=address, resume=resume is not None,
-                             controller_kind=kind, progress=progress)
+                             controller_kind=kind, progress=progress, records_dir=records_dir)
     except (SearchConfigError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -179,6 +186,11 @@ def search_command(
                       highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     _print_summary(summary)
+    if summary.confirm_error is not None:
+        console.print(f"[red]confirmation failed[/red]: {summary.confirm_error}\nThe search's results are "
+                      f"stored; try again with: nos rules export {summary.run_dir}", highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _print_summary(summary) -> None:
@@ -189,15 +201,25 @@ def _print_summary(summary) -> None:
     busy = summary.busy_fraction
     rate = summary.evaluations / summary.wall_time_s if summary.wall_time_s > 0 else 0.0
     rows = [("run directory", str(summary.run_dir)),
-            ("samples", f"{summary.samples} of a budget of {summary.budget} ({summary.updates} updates)"),
-            ("evaluations", f"{summary.trained} trained ({counts['ok']} ok, {counts['diverged']} diverged, "
-                            f"{counts['failed']} failed); {summary.evaluations} in this session"),
-            ("duplicates skipped", str(counts["duplicate"])),
-            ("invalid rejected", str(counts["invalid"])),
-            ("wall time", f"{summary.wall_time_s:.1f} s, {rate:.2f} evaluations/s on {summary.workers} workers"),
-            ("worker busy fraction", "-" if busy is None else f"{busy:.0%}"),
+            ("trainings", f"{summary.trained} of a budget of {summary.budget} ({counts['ok']} ok, "
+                          f"{counts['diverged']} diverged, {counts['failed']} failed); "
+                          f"{summary.evaluations} in this session"),
+            ("samples", f"{summary.samples} in {summary.updates} controller updates"),
+            ("duplicates skipped", f"{counts['duplicate']} (a rule already trained: its reward reused)"),
+            ("invalid rejected", f"{counts['invalid']} (undecodable or rejected by the static checks)"),
+            ("stopped", summary.stopped_because),
+            ("wall time", f"{summary.wall_time_s:.1f} s this session, {rate:.2f} trainings/s on "
+                          f"{summary.workers} workers"),
+            ("worker busy fraction", "-" if busy is None else
+             f"{busy:.0%}  (training seconds / ({summary.workers} workers x {summary.span_s:.1f} s from the "
+             "first submission to the last result))"),
             ("best reward", "-" if summary.best_reward is None else f"{summary.best_reward:.2f}"),
             ("best rule", summary.best_rule or "-")]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if summary.confirmation is not None:
+        console.print(summary.confirmation.table.to_rich())
+        for item in summary.confirmation.exported:
+            console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}",
+                          highlight=False, soft_wrap=True)

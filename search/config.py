@@ -5,9 +5,17 @@ A run config is a YAML mapping (configs/quickstart.yaml is the default):
     task: digits                    # a task config name (configs/NAME.yaml) or path, or an inline mapping
     task_overrides: {epochs: 2}     # dotted keys into the task config (child_tasks.config.override)
     controller: {kind: ppo, batch_size: 50}           # a ControllerConfig mapping
-    search: {budget: 1000, workers: null, cpus_per_worker: 1, gpu_fraction: 0.25, invalid_reward: 0.0,
-             max_retries: 2, eval_seed: 0, time_limit_s: null}
+    search: {budget: 1000, patience: 20, max_batches_ahead: 1, workers: null, cpus_per_worker: 1,
+             gpu_fraction: 0.25, invalid_reward: 0.0, max_retries: 2, eval_seed: 0, time_limit_s: null}
+    confirm: {top_k: 3, seeds: 2, budget_scale: 2.0, baselines: [adam, momentum, sgd, rmsprop]}
     wandb: {mode: disabled, project: neural-optimizer-search, entity: null}
+
+The budget counts child-task trainings (the search's cost), not samples: a sample that is invalid or a
+duplicate of a rule already trained costs no training and no budget. The search stops drawing batches
+when the trainings of the batches drawn reach the budget (the batches drawn are finished, so the last may
+take it past the budget by less than a batch), or when ``patience`` batches in a row brought no rule to
+train (a controller that only proposes rules it has seen would otherwise spin). ``confirm`` retrains the
+search's best rules at the end (`search.winners`); absent or ``top_k: 0``, nothing is confirmed.
 
     config = load_search_config("configs/quickstart.yaml", ["search.budget=200", "controller.kind=random"])
 
@@ -34,6 +42,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from child_tasks.config import CONFIG_DIR, TaskConfig, load_task_config, override, task_config_from_dict
 from controller import ControllerConfig
+from search.comparison import DEFAULT_BASELINES, check_baselines
 
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
 
@@ -47,9 +56,15 @@ class _Strict(BaseModel):
 
 
 class SearchSection(_Strict):
-    """How much to search and on what: the sample budget, the workers, penalties and retries."""
+    """How much to search and on what: the training budget, when to stop early, the workers, penalties."""
 
-    budget: int = Field(ge=1, description="samples in all (invalid and duplicate ones included)")
+    budget: int = Field(ge=1, description="child-task trainings in all (invalid and duplicate samples cost "
+                        "none); the last batch may take the run past it by less than a batch")
+    patience: int = Field(20, ge=1, description="stop early after this many batches in a row without a rule "
+                          "to train (all invalid or duplicates)")
+    max_batches_ahead: int = Field(1, ge=0, description="batches drawn beyond the one the next update needs, "
+                                   "so that the workers never wait for the controller; samples are this many "
+                                   "updates stale (PPO weighs them by their stored log-probabilities)")
     workers: int | None = Field(None, ge=1, description="evaluation actors; None: the cluster's CPUs / "
                                 "cpus_per_worker, or its GPUs / gpu_fraction when it has GPUs")
     cpus_per_worker: int = Field(1, ge=1, description="CPUs each worker reserves, and its torch threads")
@@ -61,6 +76,20 @@ class SearchSection(_Strict):
     eval_seed: int = Field(0, description="the child task's seed for every evaluation")
     time_limit_s: float | None = Field(None, gt=0.0, description="one evaluation's wall time; the task "
                                        "config's when None")
+
+
+class ConfirmSection(_Strict):
+    """How winners are confirmed at the end of a search (`search.winners.confirm_and_export`)."""
+
+    top_k: int = Field(5, ge=0, description="best distinct rules of the run to confirm and export; 0: none")
+    seeds: int = Field(3, ge=1, description="seeds per rule and baseline (other than the search's eval_seed)")
+    budget_scale: float = Field(2.0, gt=0.0, description="factor on the task's epochs and time limit")
+    baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, description="torch baselines trained alongside")
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_baselines(value))  # a misspelt baseline fails now, not after the search
 
 
 class WandbSection(_Strict):
@@ -78,6 +107,7 @@ class SearchConfig(_Strict):
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     controller: ControllerConfig = ControllerConfig()
     search: SearchSection
+    confirm: ConfirmSection = ConfirmSection(top_k=0)  # absent: no confirmation
     wandb: WandbSection = WandbSection()
     _task: TaskConfig = PrivateAttr()
 

@@ -3,39 +3,55 @@
     summary = run_search(load_search_config(), "runs/mine")            # a new run, on a local Ray
     summary = run_search(None, "runs/mine", resume=True)                 # continue it after a crash
 
-One batch, top to bottom (`run_search`):
+`_search` repeats four steps, top to bottom, until no batch is left to learn from:
 
-1. ``controller.sample()`` draws the batch (batch number = the controller's update count);
-2. `screen` decides what it can at once and ``store.add_batch`` writes the batch in one transaction:
-   an undecodable rule or one `dsl.why_invalid` rejects is ``invalid`` with ``invalid_reward``; a rule
-   whose canonical key already finished in the store is a ``duplicate`` with the stored reward; the
-   rest is ``pending``;
-3. `evaluate_batch` sends the pending rules to the workers (a rule whose key came earlier in the same
-   batch waits for that one and becomes its duplicate) and records each result with ``store.record``
-   the moment it arrives (one fsynced transaction each). A worker process that dies mid-evaluation is
-   replaced and the evaluation retried, up to ``max_retries`` times, then ``failed``; an exception inside
-   an evaluation is ``failed`` at once, with its traceback;
-4. ``controller.update(samples, rewards)``, ``store.record_update``, and the controller checkpoint is
-   saved atomically (``controller.pt``, temp file + rename).
+1. Draw. While at most ``max_batches_ahead`` (k) batches are drawn beyond the one the next update waits
+   for, and neither the budget nor the patience has run out (`search.config`), the controller draws the
+   next batch: batch b right after update b - k - 1 (batches 0..k at the start), so its samples come from
+   policy version max(0, b - k) and carry their log-probabilities. `screen` decides what it can at once
+   and ``store.add_batch`` writes the batch in one transaction: an undecodable rule or one
+   `dsl.why_invalid` rejects is ``invalid`` with ``invalid_reward``; a rule whose canonical key finished
+   in the store is a ``duplicate`` with the stored reward; the rest is ``pending`` and joins the queue of
+   trainings (`search.trainings`: one training per rule, across batches).
+2. Feed: every idle worker starts the oldest queued training.
+3. Learn: once every row of the oldest drawn batch has finished, ``controller.update(samples, rewards)``,
+   ``store.record_update``, the controller checkpoint (``controller.pt``, temp file + rename), and back
+   to 1, which draws the batch this update let in.
+4. Wait for results and store each the moment it arrives (one fsynced transaction each).
+
+So while the controller waits for a batch's last trainings, the workers already train the next k
+batches: they never wait for the controller's sampling, screening or update, only for rules to train.
+Each batch is drawn at a fixed point of the update sequence rather than when the queue runs low, which
+keeps a run reproducible (a seed draws the same batches from the same policies however fast the workers
+are) and its resume exact; the price is that samples are k updates old when learned from, which PPO
+allows for (its ratio is taken against the stored log-probabilities; ``staleness`` in the update stats).
 
 The ``reward`` column of every row is what the controller learned from: the validation metric (0 for
 diverged runs), the stored reward for duplicates, ``invalid_reward`` for invalid and failed rows.
 
-Resume: the config comes back from the store, the controller from its checkpoint (taken after an update:
-the state just before the next batch was drawn). The controller draws that batch again, which moves its
-random generator on exactly as the first time, but the samples used are the stored rows (tokens,
-log-probabilities, version; masks from the token space; rules decoded again), and only their pending rows
-are evaluated: nothing finished is evaluated twice. A crash between ``record_update`` and the checkpoint
-just repeats that update (the store's update row is replaced with the same values).
+Resume: the config comes back from the store, the controller from its checkpoint, written after update
+U - 1 (U updates, the generator as it was then). Batches U and later are in the store, drawn but not yet
+learned from, and their stored rows are what is used: tokens, log-probabilities and version (masks from
+the token space, rules decoded again); finished rows are never evaluated again, pending ones are queued
+again. For the generator the rule is: a stored batch whose version is below U was drawn before the
+checkpoint, which already holds the generator past that draw; a stored batch whose version is U or more
+was drawn after it, so the controller draws it again when its update count reaches that version, as it
+did the first time, which moves the generator on exactly as then; that draw is thrown away (a draw that
+differs from the stored tokens, e.g. under another torch, is logged). The generator, and every batch
+drawn later, is then what the uninterrupted run had. Budget and patience count the store's rows. A crash
+between ``record_update`` and the checkpoint repeats that update with the same samples and rewards (the
+store's update row is replaced with the same values).
+
+At the end (of a resumed run too) the ``confirm`` section's top rules are confirmed with more seeds and a
+longer budget next to the baselines, and exported (`search.winners.confirm_and_export`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +61,20 @@ from child_tasks.problems import load_data
 from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
 from search.cluster import check_address, connect, disconnect, worker_options
+from search.comparison import ComparisonError
 from search.config import SearchConfig, SearchSection, load_search_config
 from search.progress import SearchProgress
 from search.store import FILENAME, Evaluation, RunStore
 from search.tracking import Tracker
+from search.trainings import Trainings
+from search.winners import Confirmation, confirm_and_export
 from search.workers import EvaluationWorker, WorkerPool
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "controller.pt"
-WAIT_WARNING_S = 60.0  # no worker started after this long: say so (an autoscaler may still be adding nodes)
+STOP_REASONS = {"budget": "the budget's trainings were reached (search.budget)",
+                "patience": "{patience} batches in a row brought no rule to train (search.patience)"}
 
 
 @dataclass
@@ -63,50 +83,67 @@ class SearchSummary:
 
     run_dir: Path
     run_id: str
-    budget: int
+    budget: int  # child-task trainings
+    stopped: str | None  # why no further batch was drawn: "budget", "patience" (STOP_REASONS)
+    patience: int
     samples: int  # rows in the store (finished or not)
     counts: dict[str, int]  # rows per status
+    trained: int  # rows trained over the whole run (sent to a worker: ok, diverged, failed)
     updates: int  # controller updates done
-    evaluations: int  # child-task trainings in this session (retries of crashed workers not counted)
+    evaluations: int  # trainings that returned a result in this session (retries of dead workers not counted)
     workers: int
     wall_time_s: float  # this session, from connecting to Ray to the last update
-    eval_phase_s: float  # this session: from each batch's first submission to its last result, summed
+    span_s: float  # this session, from the first submission to a worker to the last result
     busy_s: float  # this session: sum of the evaluations' durations, as the workers measured them
     best_reward: float | None
     best_rule: str | None
     best: list[Evaluation] = field(default_factory=list, repr=False)
+    confirmation: Confirmation | None = field(default=None, repr=False)
+    confirm_error: str | None = None  # why the confirmation failed (the search's results are stored)
+
+    @property
+    def stopped_because(self) -> str:
+        """Why the search ended, in words."""
+        return STOP_REASONS[self.stopped].format(patience=self.patience) if self.stopped else "-"
 
     @property
     def busy_fraction(self) -> float | None:
-        """Share of the workers' time spent evaluating while batches were being evaluated."""
-        phase = self.workers * self.eval_phase_s
-        return self.busy_s / phase if phase > 0 else None
-
-    @property
-    def trained(self) -> int:
-        """Rows trained over the whole run (ok, diverged, failed)."""
-        return self.counts["ok"] + self.counts["diverged"] + self.counts["failed"]
+        """Share of the workers' time spent training, from the first submission to the last result."""
+        span = self.workers * self.span_s
+        return self.busy_s / span if span > 0 else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "run_id": self.run_id, "budget": self.budget,
-                "samples": self.samples, "counts": self.counts, "updates": self.updates,
-                "evaluations": self.evaluations, "workers": self.workers, "wall_time_s": self.wall_time_s,
-                "eval_phase_s": self.eval_phase_s, "busy_s": self.busy_s, "busy_fraction": self.busy_fraction,
-                "best_reward": self.best_reward, "best_rule": self.best_rule}
+        """Plain data: the fields (the best rows and the confirmation as names), the busy fraction."""
+        skip = ("run_dir", "best", "confirmation")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        exported = self.confirmation.exported if self.confirmation is not None else []
+        return {**out, "run_dir": str(self.run_dir), "busy_fraction": self.busy_fraction,
+                "exported": [e.record.name for e in exported]}
+
+
+@dataclass
+class _Batch:
+    """A drawn batch awaiting its update: its store rows and the controller's samples of them."""
+
+    rows: list[Evaluation]
+    samples: list[Sample]
 
 
 def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run_dir: str | Path, *,
                address: str | None = None, resume: bool = False, controller_kind: str | None = None,
-               progress: bool = True, worker_class: type = EvaluationWorker) -> SearchSummary:
-    """Run (or, with ``resume``, continue) a search in ``run_dir``; see the module docstring.
+               progress: bool = True, worker_class: type = EvaluationWorker,
+               records_dir: str | Path | None = None) -> SearchSummary:
+    """Run (or, with ``resume``, continue) a search in ``run_dir``, then confirm and export its winners;
+    see the module docstring.
 
     Args:
         config: a SearchConfig, a mapping, or a YAML path (None: configs/quickstart.yaml); must be None
             with ``resume``, which reads the run's own config from its store.
         address: a Ray cluster (``auto``, ``HOST:PORT``); None starts a local Ray in this process.
         controller_kind: "ppo" or "random", replacing the config's ``controller.kind``.
-        progress: show a progress bar.
+        progress: show the progress bars.
         worker_class: the evaluation actor's class (an `EvaluationWorker` subclass, e.g. another trainer).
+        records_dir: where confirmed winners are exported (None: the discovered_rules package's folder).
     """
     run_dir = Path(run_dir)
     check_address(address)  # before anything is written: a wrong address should leave no trace
@@ -120,7 +157,11 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
         started = connect(address, num_cpus=num_cpus)
         try:
-            return _search(config, controller, store, run_dir, progress, worker_class)
+            summary = _search(config, controller, store, run_dir, progress, worker_class)
+            if config.confirm.top_k:
+                summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
+                                                                       records_dir)
+            return summary
         finally:
             disconnect(started)
     finally:
@@ -158,48 +199,106 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     import ray
 
     start = time.perf_counter()
-    search, batch_size = config.search, config.controller.batch_size
+    search, ahead = config.search, config.search.max_batches_ahead
     options = worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction)
     tracker = Tracker(config.wandb, run_dir, store.run_id, config.to_mapping())
-    pool = None
-    timing = _Timing()
+    checkpointed = controller.updates  # stored batches of this version or later are drawn again (docstring)
+    last = store.last_batch()
+    stored = {b: store.batch(b) for b in range(checkpointed, -1 if last is None else last + 1)}
+    trained_before = store.trained_by_batch()
+    trained = [trained_before.get(b, 0) for b in range(checkpointed)]  # per batch, for budget and patience
     best = store.best(1)
-    done = sum(n for status, n in store.counts().items() if status != "pending")
+    pool = None
     try:
         data_ref = ray.put(load_data(config.task_config))  # once; every worker reads it from the object store
         pool = WorkerPool(options.workers, options.ray_options, config.task_config.model_dump(mode="json"),
                           data_ref, options.threads, search.time_limit_s, worker_class)
-        with SearchProgress(search.budget, done, progress, best[0].reward if best else None,
-                            best[0].rule if best else None) as bar:
-            while controller.updates * batch_size < search.budget:
-                batch = controller.updates
-                samples = controller.sample(min(batch_size, search.budget - batch * batch_size))
-                rows = store.batch(batch)
-                if rows:  # a resumed batch: the stored samples are the ones being evaluated
-                    samples = rebuild_samples(rows, controller.space)
-                else:
-                    store.add_batch(batch, [screen(s, i, store, search.invalid_reward)
+        with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,
+                            best[0].reward if best else None, best[0].rule if best else None) as bar:
+            trainings = Trainings(store, pool, search, bar)
+            drawn: dict[int, _Batch] = {}  # batches awaiting their update, by number
+            while True:
+                # 1. Draw: keep `ahead` batches drawn beyond the one the next update waits for.
+                while True:
+                    b = controller.updates + len(drawn)
+                    if b in stored and stored[b][0].version <= controller.updates:
+                        rows = stored.pop(b)  # drawn before an interruption: its stored rows are the batch
+                        if rows[0].version >= checkpointed:
+                            _draw_again(controller, b, rows)
+                        samples = rebuild_samples(rows, controller.space)
+                    elif b not in stored and len(drawn) <= ahead and _stop_reason(trained, search) is None:
+                        samples = controller.sample()
+                        store.add_batch(b, [screen(s, i, store, search.invalid_reward)
                                             for i, s in enumerate(samples)])
-                    rows = store.batch(batch)
-                    for row in rows:
-                        if row.status != "pending":
-                            bar.finished()
-                rewards = evaluate_batch(rows, store, pool, search, bar, timing)
-                stats = controller.update(samples, rewards)
-                store.record_update(batch, stats.as_dict())
-                controller.save(run_dir / CHECKPOINT)
-                tracker.log_update(stats.as_dict(), step=batch, samples=batch * batch_size + len(rows),
-                                   evaluations=timing.evaluations, best_reward=bar.best_reward)
+                        rows = store.batch(b)
+                        bar.sampled(rows)
+                    else:
+                        break
+                    drawn[b] = _Batch(rows, samples)
+                    trained.append(trainings.add(rows))
+                # 2. Feed every idle worker.
+                trainings.feed()
+                # 3. Learn from the oldest batch once all its rows have finished, in batch order.
+                b = controller.updates
+                if b in drawn and trainings.complete(drawn[b].rows):
+                    batch = drawn.pop(b)
+                    stats = controller.update(batch.samples, trainings.rewards(batch.rows))
+                    store.record_update(b, stats.as_dict())
+                    controller.save(run_dir / CHECKPOINT)
+                    tracker.log_update(stats.as_dict(), step=b, trainings=sum(trained[:b + 1]),
+                                       evaluations=trainings.evaluations, best_reward=bar.best_reward)
+                    continue
+                if not drawn:
+                    break
+                if not trainings.under_way:  # would wait forever: a bug, not a state of the search
+                    raise RuntimeError(f"batch {b} awaits rows that are neither finished nor being trained")
+                # 4. Wait for results; each is stored as it arrives.
+                trainings.collect()
     finally:
         if pool is not None:
             pool.shutdown()
         tracker.finish(store.best(10))
     best = store.best(10)
     counts = store.counts()
-    return SearchSummary(run_dir, store.run_id, search.budget, sum(counts.values()), counts,
-                         controller.updates, timing.evaluations, options.workers, time.perf_counter() - start,
-                         timing.phase_s, timing.busy_s, best[0].reward if best else None,
-                         best[0].rule if best else None, best)
+    return SearchSummary(
+        run_dir, store.run_id, search.budget, stopped=_stop_reason(trained, search), patience=search.patience,
+        samples=sum(counts.values()), counts=counts, trained=sum(store.trained_by_batch().values()),
+        updates=controller.updates, evaluations=trainings.evaluations, workers=options.workers,
+        wall_time_s=time.perf_counter() - start, span_s=trainings.span_s, busy_s=trainings.busy_s,
+        best_reward=best[0].reward if best else None, best_rule=best[0].rule if best else None, best=best)
+
+
+def _stop_reason(trained: list[int], search: SearchSection) -> str | None:
+    """Why no further batch may be drawn, given the trainings of each batch drawn so far; None: draw."""
+    if sum(trained) >= search.budget:
+        return "budget"
+    if len(trained) >= search.patience and not any(trained[-search.patience:]):
+        return "patience"
+    return None
+
+
+def _draw_again(controller: Any, batch: int, rows: list[Evaluation]) -> None:
+    """Draw a stored batch again, to move the controller's generator past it as the first draw did; the
+    stored rows stay the batch (module docstring)."""
+    again = controller.sample(len(rows))
+    if [s.tokens.tolist() for s in again] != [row.tokens for row in rows]:
+        log.warning("batch %d drawn again differs from its stored samples (another torch version?); the "
+                    "stored samples are used, later batches will differ from an uninterrupted run", batch)
+
+
+def _confirm(config: SearchConfig, run_dir: Path, address: str | None, progress: bool,
+             records_dir: str | Path | None) -> tuple[Confirmation | None, str | None]:
+    """The confirmation of the run's winners, or why it failed (the search's results stay in the store,
+    and ``nos rules export RUN_DIR`` can try again)."""
+    section = config.confirm
+    try:
+        confirmation = confirm_and_export(run_dir, section.top_k, seeds=section.seeds,
+                                          budget_scale=section.budget_scale, baselines=section.baselines,
+                                          directory=records_dir, address=address, progress=progress)
+        return confirmation, None
+    except (ComparisonError, FileExistsError, ValueError) as err:
+        log.error("confirmation of %s failed: %s", run_dir, err)
+        return None, str(err)
 
 
 def screen(sample: Sample, position: int, store: RunStore, invalid_reward: float) -> dict[str, Any]:
@@ -237,83 +336,3 @@ def rebuild_samples(rows: list[Evaluation], space: TokenSpace) -> list[Sample]:
     return samples
 
 
-@dataclass
-class _Timing:
-    evaluations: int = 0
-    busy_s: float = 0.0
-    phase_s: float = 0.0
-
-
-def evaluate_batch(rows: list[Evaluation], store: RunStore, pool: WorkerPool, search: SearchSection,
-                   bar: SearchProgress, timing: _Timing) -> list[float]:
-    """Evaluate a batch's pending rows on the pool, recording each result as it arrives; the rewards of
-    all rows, in order."""
-    rewards = {row.id: row.reward if row.reward is not None else search.invalid_reward
-               for row in rows if row.status != "pending"}
-    queue: deque[Evaluation] = deque()
-    leaders: dict[str, Evaluation] = {}  # canonical key -> the row evaluating it
-    followers: dict[int, list[Evaluation]] = defaultdict(list)  # that row's id -> same-key rows
-    for row in rows:
-        if row.status != "pending":
-            continue
-        found = store.finished_reward(row.canonical_key)
-        if found is not None:  # finished since the batch was stored (a resumed batch)
-            store.record(row.id, "duplicate", found[0], error=f"same rule as evaluation {found[1]}")
-            rewards[row.id] = found[0]
-            bar.finished()
-        elif row.canonical_key in leaders:
-            followers[leaders[row.canonical_key].id].append(row)
-        else:
-            leaders[row.canonical_key] = row
-            queue.append(row)
-
-    start = None  # the evaluation phase runs from the first submission (workers started) to the last result
-    tries = {row.id: row.attempts for row in queue}
-    while queue or pool.busy:
-        while queue and pool.idle_worker() is not None:
-            start = start or time.perf_counter()
-            row = queue.popleft()
-            tries[row.id] = store.add_attempt(row.id, pool.idle_worker())
-            pool.submit(row, row.rule, search.eval_seed)
-        finished = pool.wait(timeout=WAIT_WARNING_S)
-        if not finished and pool.started == 0:
-            log.warning("no evaluation worker has started after %.0f s: the cluster may lack the resources "
-                        "each worker asks for (%s); still waiting", WAIT_WARNING_S, pool.ray_options)
-        for done in finished:
-            row = done.tag
-            if done.crashed is not None:
-                if tries[row.id] <= search.max_retries:
-                    log.warning("evaluation %d: worker %s died (%s); retrying", row.id, done.worker,
-                                done.crashed)
-                    queue.appendleft(row)
-                    continue
-                out = {"status": "failed", "worker": done.worker, "error": f"the worker process died on each "
-                       f"of {tries[row.id]} attempts; last: {done.crashed}"}
-            else:
-                out = done.result
-                timing.evaluations += 1
-                timing.busy_s += out.get("duration") or 0.0
-            rewards.update(_record(store, row, out, followers.pop(row.id, []), search.invalid_reward, bar))
-    if start is not None:
-        timing.phase_s += time.perf_counter() - start
-    return [rewards[row.id] for row in rows]
-
-
-def _record(store: RunStore, row: Evaluation, out: dict[str, Any], followers: list[Evaluation],
-            invalid_reward: float, bar: SearchProgress) -> dict[int, float]:
-    """Store one evaluation's outcome and its same-key followers'; their rewards by row id."""
-    status = out["status"]
-    reward = out["reward"] if status in ("ok", "diverged") else invalid_reward
-    store.record(row.id, status, reward, lr=out.get("lr"), curves=out.get("curves"), result=out.get("result"),
-                 worker=out.get("worker"), duration=out.get("duration"), error=out.get("error"))
-    bar.finished(evaluated=True, reward=reward if status == "ok" else None, rule=row.rule)
-    rewards = {row.id: reward}
-    for other in followers:
-        if status in ("ok", "diverged"):
-            store.record(other.id, "duplicate", reward, error=f"same rule as evaluation {row.id}")
-        else:
-            store.record(other.id, "failed", invalid_reward,
-                         error=f"same rule as evaluation {row.id}, which failed")
-        rewards[other.id] = reward if status in ("ok", "diverged") else invalid_reward
-        bar.finished()
-    return rewards

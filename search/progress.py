@@ -1,13 +1,18 @@
-"""The search's progress bar: samples finished of the budget, trainings per second, the best rule so far.
+"""The search's progress bar: trainings done of the budget, samples drawn (duplicates and invalid ones
+among them), trainings per second, the best rule so far.
 
-    with SearchProgress(budget=1000, done=0, enabled=True) as bar:
-        bar.finished(evaluated=True, reward=91.2, rule="sign(m) * g")   # one sample finished
+    with SearchProgress(budget=1000, enabled=True) as bar:
+        bar.sampled(rows)                                   # a new batch's rows, as screened
+        bar.trained(reward=91.2, rule="sign(m) * g")        # one training finished (reward None: not ok)
+        bar.duplicate()                                     # a pending row took another training's reward
 
 A `rich.progress.Progress` with columns of its own; with ``enabled=False`` every call is a no-op, so the
-driver calls it unconditionally.
+driver calls it unconditionally. A resumed search starts the counts from the store's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
@@ -15,14 +20,24 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Column
 from rich.text import Text
 
+from search.store import Evaluation
 
-class EvalRateColumn(ProgressColumn):
-    """Child-task trainings per second in this session (invalid and duplicate samples cost none)."""
+
+class RateColumn(ProgressColumn):
+    """Child-task trainings per second in this session."""
 
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
-        rate = task.fields.get("evaluations", 0) / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:5.2f} evals/s", style="progress.data.speed")
+        rate = task.fields.get("session", 0) / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:5.2f}/s", style="progress.data.speed")
+
+
+class SamplesColumn(ProgressColumn):
+    """Samples drawn, and how many of them cost no training."""
+
+    def render(self, task: Task) -> Text:
+        f = task.fields
+        return Text(f"{f['samples']} samples ({f['duplicates']} dup, {f['invalid']} invalid)", style="dim")
 
 
 class BestColumn(ProgressColumn):
@@ -44,16 +59,21 @@ class BestColumn(ProgressColumn):
 class SearchProgress:
     """The bar over one search session; see the module docstring."""
 
-    def __init__(self, budget: int, done: int = 0, enabled: bool = True, best_reward: float | None = None,
-                 best_rule: str | None = None, console: Console | None = None) -> None:
+    def __init__(self, budget: int, trained: int = 0, counts: Mapping[str, int] | None = None,
+                 enabled: bool = True, best_reward: float | None = None, best_rule: str | None = None,
+                 console: Console | None = None) -> None:
+        counts = counts or {}
         self.enabled = enabled
+        self.budget = budget
         self.best_reward, self.best_rule = best_reward, best_rule
-        self.evaluations = 0
+        self.fields = {"samples": sum(counts.values()), "duplicates": counts.get("duplicate", 0),
+                       "invalid": counts.get("invalid", 0), "session": 0}
         self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
-                                  TextColumn("samples"), EvalRateColumn(), TimeElapsedColumn(), BestColumn(),
-                                  console=console, disable=not enabled, transient=False, expand=True)
-        self._task = self._progress.add_task("search", total=budget, completed=done, evaluations=0,
-                                             best_reward=best_reward, best_rule=best_rule)
+                                  TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), SamplesColumn(),
+                                  BestColumn(), console=console, disable=not enabled, transient=False,
+                                  expand=True)
+        self._task = self._progress.add_task("search", total=max(budget, trained), completed=trained,
+                                             best_reward=best_reward, best_rule=best_rule, **self.fields)
 
     def __enter__(self) -> SearchProgress:
         self._progress.start()
@@ -62,11 +82,25 @@ class SearchProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def finished(self, evaluated: bool = False, reward: float | None = None, rule: str | None = None) -> None:
-        """One sample finished; ``evaluated`` when it was trained, ``reward`` and ``rule`` when it is an ok
-        evaluation (the best so far is kept)."""
-        self.evaluations += int(evaluated)
+    def sampled(self, rows: Sequence[Evaluation]) -> None:
+        """A new batch's rows as stored: each is a sample; duplicates and invalid ones are counted."""
+        self.fields["samples"] += len(rows)
+        self.fields["duplicates"] += sum(r.status == "duplicate" for r in rows)
+        self.fields["invalid"] += sum(r.status == "invalid" for r in rows)
+        self._progress.update(self._task, **self.fields)
+
+    def duplicate(self) -> None:
+        """A row that waited for a training of its rule took that training's reward."""
+        self.fields["duplicates"] += 1
+        self._progress.update(self._task, **self.fields)
+
+    def trained(self, reward: float | None = None, rule: str | None = None) -> None:
+        """One training finished; ``reward`` and ``rule`` when it is an ok one (the best so far is kept).
+        Past the budget (the last batch may take the run there), the bar's total grows with it."""
+        self.fields["session"] += 1
         if reward is not None and (self.best_reward is None or reward > self.best_reward):
             self.best_reward, self.best_rule = reward, rule
-        self._progress.update(self._task, advance=1, evaluations=self.evaluations,
-                              best_reward=self.best_reward, best_rule=self.best_rule)
+        task = self._progress.tasks[0]
+        total = max(task.total or 0, task.completed + 1)
+        self._progress.update(self._task, advance=1, total=total, best_reward=self.best_reward,
+                              best_rule=self.best_rule, **self.fields)

@@ -337,6 +337,12 @@ class RunStore:
         rows = self._rows("SELECT batch, stats FROM updates ORDER BY batch")
         return [{"batch": r["batch"], **json.loads(r["stats"])} for r in rows]
 
+    def trained_by_batch(self) -> dict[int, int]:
+        """Finished evaluations that went to a worker (attempts > 0), per batch that has any."""
+        rows = self._rows("SELECT batch, COUNT(*) FROM evaluations "
+                          "WHERE attempts > 0 AND status != 'pending' GROUP BY batch")
+        return {int(r[0]): int(r[1]) for r in rows}
+
     def last_batch(self) -> int | None:
         """The highest batch with evaluations, None for a new run."""
         return self._rows("SELECT MAX(batch) FROM evaluations")[0][0]

@@ -19,8 +19,9 @@ Names are ``nos_<run short id>_<rank>`` with the rank in the search: stable for 
 reference rule's name. Exporting a run again replaces its own records; a record of another run or a
 hand-made one under the same name is never overwritten (FileExistsError).
 
-The search driver calls `confirm_and_export` with a `ConfirmSection` of its run config
-(``confirm_and_export(run_dir, **section.model_dump(), address=...)``); ``nos rules export`` calls it too.
+The search driver calls `confirm_and_export` at the end of every search (a resumed one too) with the
+run config's ``confirm`` section (`search.config.ConfirmSection`, re-exported here); ``nos rules export``
+calls it too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 import discovered_rules
@@ -43,19 +43,8 @@ from child_tasks.train import TrainResult
 from discovered_rules import RuleRecord, make_record
 from dsl import KNOWN_RULE_TEXT
 from search.comparison import DEFAULT_BASELINES, check_baselines, compare_on_ray, contenders
-from search.config import SearchConfig
+from search.config import ConfirmSection, SearchConfig  # noqa: F401 (ConfirmSection re-exported)
 from search.store import Evaluation, RunStore
-
-
-class ConfirmSection(BaseModel):
-    """How winners are confirmed: how many, on how many seeds, how much longer, against which baselines."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    top_k: int = Field(5, ge=1, description="best distinct rules of the run to confirm and export")
-    seeds: int = Field(3, ge=1, description="seeds per rule and baseline (other than the search's eval_seed)")
-    budget_scale: float = Field(2.0, gt=0.0, description="factor on the task's epochs and time limit")
-    baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, description="torch baselines trained alongside")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,17 @@ def test_quickstart_is_the_default_and_searches_digits_with_ppo() -> None:
     assert DEFAULT_CONFIG == CONFIGS / "quickstart.yaml"
     assert config.task_config.task == "digits" and config.controller.kind == "ppo"
     assert config.wandb.mode == "disabled" and config.search.workers is None
+    assert config.search.max_batches_ahead >= 1, "the workers train the next batch while PPO waits"
+    assert (config.confirm.top_k, config.confirm.seeds) == (3, 2), "a small confirmation at the end"
+
+
+def test_search_and_confirm_defaults() -> None:
+    config = SearchConfig.from_mapping(tiny_config())
+    assert (config.search.patience, config.search.max_batches_ahead) == (20, 1)
+    assert config.confirm.top_k == 0, "no confirm section: nothing is confirmed or exported"
+    config = SearchConfig.from_mapping({**tiny_config(), "confirm": {"seeds": 2, "baselines": ["sgd"]}})
+    assert (config.confirm.top_k, config.confirm.seeds, config.confirm.baselines) == (5, 2, ("sgd",))
+    assert SearchConfig.from_mapping(config.to_mapping()).confirm == config.confirm  # stored with the run
 
 
 def test_cifar10_config_is_nos_setup() -> None:
@@ -93,6 +104,15 @@ BAD = [
     ({"task": "digits", "search": {"budget": 5}}, ["task.epochs=3"],
      ["task is str", "use task_overrides.epochs"]),
     ({"task": "digits", "search": {"budget": 5}}, ["search.budget"], ["not KEY=VALUE"]),
+    ({"task": "digits", "search": {"budget": 5, "patience": 0}}, [], ["search.patience", "greater than"]),
+    ({"task": "digits", "search": {"budget": 5, "max_batches_ahead": -1}}, [],
+     ["search.max_batches_ahead", "greater than or equal to 0"]),
+    ({"task": "digits", "search": {"budget": 5}, "confirm": {"top_k": -1}}, [],
+     ["confirm.top_k", "greater than or equal to 0"]),
+    ({"task": "digits", "search": {"budget": 5}, "confirm": {"baselines": ["adm"]}}, [],
+     ["confirm.baselines", "unknown torch baseline 'adm'", "did you mean 'adam'"]),
+    ({"task": "digits", "search": {"budget": 5}, "confirm": {"top": 3}}, [],
+     ["confirm.top: unknown key", "did you mean top_k"]),
 ]
 
 

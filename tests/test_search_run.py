@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import discovered_rules
 from child_tasks import train
 from controller import make_searcher
 from dsl import canonical_key, why_invalid
@@ -30,14 +31,17 @@ TRAINED = ("ok", "diverged", "failed")
 
 
 def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
-    raw = tiny_config(budget=12, batch_size=6, invalid_reward=-1.0)
-    summary = run_search(raw, tmp_path, progress=False)
+    raw = {**tiny_config(budget=12, batch_size=6, invalid_reward=-1.0),
+           "confirm": {"top_k": 2, "seeds": 1, "budget_scale": 1.0, "baselines": ["sgd"]}}
+    summary = run_search(raw, tmp_path / "run", progress=False, records_dir=tmp_path / "records")
     config = SearchConfig.from_mapping(raw)
-    with RunStore(tmp_path, create=False) as store:
+    with RunStore(tmp_path / "run", create=False) as store:
         rows = store.evaluations()
         updates = store.updates()
         assert store.config == config.to_mapping()
-    assert sorted((r.batch, r.position) for r in rows) == [(b, p) for b in (0, 1) for p in range(6)]
+    batches = sorted({r.batch for r in rows})
+    assert batches == list(range(len(batches))) and len(batches) >= 2
+    assert sorted((r.batch, r.position) for r in rows) == [(b, p) for b in batches for p in range(6)]
     assert {r.status for r in rows} <= {"ok", "diverged", "invalid", "duplicate"}
     for row in rows:
         if row.status == "invalid":
@@ -53,25 +57,44 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
     assert ok, "the small space always yields trainable rules"
     # The worker trained with the run's task and seed: the same training here gives the same reward.
     assert train(ok[0].rule, config.task_config, seed=0).reward == pytest.approx(ok[0].reward, abs=1e-9)
-    # Each update learned from exactly the rewards in the store's reward column.
-    assert [u["batch"] for u in updates] == [0, 1]
+    # The budget counts trainings: batches were drawn until their trainings reached it, and no further.
+    trained = [sum(r.attempts > 0 for r in rows if r.batch == b) for b in batches]
+    assert sum(trained[:-1]) < 12 <= sum(trained) == summary.trained and summary.stopped == "budget"
+    # Pipelined: batch b came from the policy after update b - 2 (max_batches_ahead 1), each update
+    # learned from exactly the rewards in the store's reward column, and the last update is checkpointed.
+    assert all(r.version == max(0, r.batch - 1) for r in rows)
+    assert [u["batch"] for u in updates] == batches
     for update in updates:
         rewards = [r.reward for r in rows if r.batch == update["batch"]]
         assert update["mean_reward"] == pytest.approx(sum(rewards) / len(rewards))
-        assert update["samples"] == 6
+        assert update["samples"] == 6 and update["staleness"] == min(update["batch"], 1)
     controller = make_searcher(config.controller)
-    controller.load(tmp_path / CHECKPOINT)
-    assert controller.updates == 2
+    controller.load(tmp_path / "run" / CHECKPOINT)
+    assert controller.updates == len(batches)
     assert summary.counts == {**dict.fromkeys(("pending", "failed"), 0), **_counts(rows)}
-    assert summary.samples == 12 and summary.updates == 2 and summary.evaluations == len(ok)
+    assert summary.samples == len(rows) and summary.updates == len(batches) and summary.evaluations == len(ok)
     assert summary.best_reward == max(r.reward for r in ok)
-    assert 0 < summary.busy_fraction <= 1 and summary.wall_time_s > summary.eval_phase_s > 0
+    assert summary.busy_s == pytest.approx(sum(r.duration for r in ok))
+    assert summary.busy_fraction == pytest.approx(summary.busy_s / (2 * summary.span_s))
+    assert 0 < summary.busy_fraction <= 1 and summary.wall_time_s > summary.span_s > 0
+    # The two best rules were confirmed on seed 1 next to sgd and exported where asked.
+    confirmation = summary.confirmation
+    assert summary.confirm_error is None and confirmation is not None
+    best = sorted({r.canonical_key: r for r in ok}.values(), key=lambda r: (-r.reward, r.id))[:2]
+    assert [e.record.rule for e in confirmation.exported] == [r.rule for r in best]
+    assert [r.name for r in confirmation.table.rows] == [*(e.record.name for e in confirmation.exported), "sgd"]
+    assert confirmation.table.seeds == [1]
+    for item in confirmation.exported:
+        assert item.json_path.parent == tmp_path / "records" and item.py_path.is_file()
+        assert discovered_rules.record(item.record.name, tmp_path / "records").run_id == summary.run_id
 
 
-def test_duplicates_are_not_retrained_and_random_search_runs(ray_session, tmp_path) -> None:
-    # 16 samples of a space with 14 distinct rules: at least two are duplicates, within or across batches.
-    config = {**tiny_config(budget=16, batch_size=8, kind="random", vocabulary=DUPLICATE_VOCABULARY),
-              "wandb": {"mode": "offline", "project": "test"}}
+def test_duplicates_are_not_retrained_and_patience_ends_a_search_that_finds_nothing_new(ray_session,
+                                                                                         tmp_path) -> None:
+    # Random search in a space of 14 distinct rules, with a budget it cannot reach: once every rule is
+    # trained, every batch is duplicates, and the search stops after `patience` such batches.
+    config = {**tiny_config(budget=100, batch_size=8, kind="random", vocabulary=DUPLICATE_VOCABULARY,
+                            patience=6), "wandb": {"mode": "offline", "project": "test"}}
     summary = run_search(config, tmp_path, progress=False)
     with RunStore(tmp_path, create=False) as store:
         rows = store.evaluations()
@@ -81,21 +104,34 @@ def test_duplicates_are_not_retrained_and_random_search_runs(ray_session, tmp_pa
         if row.status in TRAINED:
             assert row.canonical_key not in trained, f"{row.rule} trained twice"
             trained[row.canonical_key] = row
+    assert len(trained) == 14 == summary.trained and summary.stopped == "patience"
+    batches = max(r.batch for r in rows) + 1
+    new = [sum(r.attempts > 0 for r in rows if r.batch == b) for b in range(batches)]
+    assert new[-6:] == [0] * 6 and new[-7] > 0, "stopped after the sixth batch in a row with nothing new"
     duplicates = [r for r in rows if r.status == "duplicate"]
-    assert len(duplicates) >= 2 and summary.counts["duplicate"] == len(duplicates)
+    assert summary.counts["duplicate"] == len(duplicates) == len(rows) - 14
     for row in duplicates:
         original = trained[row.canonical_key]
         assert row.reward == original.reward and f"evaluation {original.id}" in row.error
         assert row.attempts == 0 and row.worker is None
     assert sum(r.attempts for r in rows) == len(trained) == summary.evaluations
     # Random search learns nothing: constant entropy, no KL, no loss.
-    assert len(updates) == 2 and updates[0]["entropy"] == updates[1]["entropy"] > 0
+    assert len(updates) == batches and updates[0]["entropy"] == updates[1]["entropy"] > 0
     assert all(u["approx_kl"] == 0 and u["loss"] == 0 for u in updates)
     assert summary.best_rule in {r.rule for r in rows if r.status == "ok"}
     # wandb offline: the driver's run, under the run directory, named by the run id.
     runs = list((tmp_path / "wandb").glob(f"offline-run-*-{summary.run_id}"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert list((runs[0] / "files" / "media" / "table").glob("best_rules_*.table.json"))
+
+
+def test_without_lookahead_each_batch_is_drawn_after_the_previous_update(ray_session, tmp_path) -> None:
+    summary = run_search(tiny_config(budget=6, batch_size=4, max_batches_ahead=0), tmp_path, progress=False)
+    with RunStore(tmp_path, create=False) as store:
+        rows = store.evaluations()
+        updates = store.updates()
+    assert all(r.version == r.batch for r in rows) and all(u["staleness"] == 0 for u in updates)
+    assert summary.updates == len(updates) == max(r.batch for r in rows) + 1 >= 2
 
 
 def test_tracker_logs_updates_offline_and_imports_nothing_when_disabled(tmp_path) -> None:
@@ -125,19 +161,24 @@ class FailingWorker(EvaluationWorker):
 
 
 def test_exception_inside_an_evaluation_is_recorded_as_failed(ray_session, tmp_path) -> None:
-    summary = run_search(tiny_config(budget=12, batch_size=12, kind="random", invalid_reward=-1.0), tmp_path,
+    summary = run_search(tiny_config(budget=6, batch_size=12, kind="random", invalid_reward=-1.0), tmp_path,
                          progress=False, worker_class=FailingWorker)
     with RunStore(tmp_path, create=False) as store:
         rows = store.evaluations()
-        update = store.updates()[0]
+        updates = store.updates()
     failed = [r for r in rows if r.status == "failed"]
     assert failed and summary.counts["failed"] == len(failed)
     for row in failed:
         assert "sign" in row.rule and row.reward == -1.0
-        assert "Traceback" in row.error and "RuntimeError: injected failure" in row.error
-        assert row.attempts == 1, "an exception is the rule's outcome, not retried"
+        if row.attempts == 0:  # proposed while the same rule was training: it shares that outcome
+            assert "which failed" in row.error
+        else:
+            assert "Traceback" in row.error and "RuntimeError: injected failure" in row.error
+            assert row.attempts == 1, "an exception is the rule's outcome, not retried"
     assert all("sign" not in r.rule for r in rows if r.status == "ok")
-    assert update["mean_reward"] == pytest.approx(sum(r.reward for r in rows) / 12)
+    for update in updates:
+        batch = [r.reward for r in rows if r.batch == update["batch"]]
+        assert update["mean_reward"] == pytest.approx(sum(batch) / 12)
 
 
 def test_worker_returns_an_exception_with_its_traceback() -> None:
