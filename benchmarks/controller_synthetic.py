@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dsl import canonical_key  # noqa: E402
 from controller import ControllerConfig, PPOController, RandomSearch, Searcher, SyntheticReward  # noqa: E402
 
 TARGET = "exp(sign(g) * sign(m)) * g"
@@ -41,20 +42,24 @@ SPACES = {
 
 
 def search(searcher: Searcher, reward: SyntheticReward, budget: int, batch: int,
-           cache: dict[tuple[int, ...], tuple[float, bool]]) -> tuple[int | None, list[float]]:
-    """Run until the target is drawn or ``budget`` samples are spent: (samples needed or None, the
-    mean reward of each batch)."""
-    drawn, means = 0, []
-    while drawn < budget:
-        samples = searcher.sample(min(batch, budget - drawn))
+           cache: dict[tuple[int, ...], tuple[float, bool, str]], distinct: bool = False
+           ) -> tuple[int | None, list[float]]:
+    """Run until the target is drawn or the budget is spent: (samples needed or None, the mean reward of
+    each batch). The budget counts samples, or with ``distinct`` only rules (canonical keys) this search
+    had not drawn before, which is what a real search trains (duplicates reuse stored rewards)."""
+    drawn, means, seen = 0, [], set()
+    while (len(seen) if distinct else drawn) < budget:
+        samples = searcher.sample(batch if distinct else min(batch, budget - drawn))
         rewards = []
         for i, s in enumerate(samples):
             key = tuple(s.tokens.tolist())
             if key not in cache:
-                cache[key] = (reward(s.rule), reward.is_target(s.rule))
-            value, hit = cache[key]
+                cache[key] = (reward(s.rule), reward.is_target(s.rule),
+                              canonical_key(s.rule) if s.rule is not None else "none")
+            value, hit, rule_key = cache[key]
+            seen.add(rule_key)
             if hit:
-                return drawn + i + 1, means
+                return (len(seen) if distinct else drawn + i + 1), means
             rewards.append(value)
         drawn += len(samples)
         means.append(statistics.fmean(rewards))
@@ -84,6 +89,8 @@ def main() -> None:
     parser.add_argument("--probes", default="training", choices=["training", "independent"],
                         help="operand probes of the similarity (controller.synthetic)")
     parser.add_argument("--config", type=str, default=None, help="a controller YAML (default: defaults)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="count the budget in distinct rules drawn, not samples (duplicates are free)")
     parser.add_argument("--space", choices=list(SPACES), default="nos", help="the vocabulary (see above)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides, e.g. ppo.lr=0.01 policy.temperature=2 batch_size=50")
@@ -107,7 +114,8 @@ def main() -> None:
     base = ControllerConfig.from_mapping(raw, source="benchmark config")
     vocab = base.vocabulary
     print(f"target {args.target}; space: {vocab.groups} groups, {len(vocab.operands)} operands, "
-          f"{len(vocab.unary)} unary, {len(vocab.binary)} binary; budget {args.budget} samples")
+          f"{len(vocab.unary)} unary, {len(vocab.binary)} binary; budget {args.budget} "
+          f"{'distinct rules' if args.distinct else 'samples'}")
     print(f"config: {base.to_mapping()}")
 
     reward = SyntheticReward(args.target, probes=args.probes)
@@ -119,7 +127,7 @@ def main() -> None:
             config = base.model_copy(update={"seed": seed, "kind": kind})
             searcher = PPOController(config) if kind == "ppo" else RandomSearch(config)
             t0 = time.perf_counter()
-            needed, means = search(searcher, reward, args.budget, config.batch_size, cache)
+            needed, means = search(searcher, reward, args.budget, config.batch_size, cache, args.distinct)
             found[kind].append(needed)
             result = f"found after {needed} samples" if needed else "not found"
             print(f"seed {seed} {kind:6s}: {result:26s} ({time.perf_counter() - t0:.0f} s; "
