@@ -82,7 +82,8 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
     assert summary.confirm_error is None and confirmation is not None
     best = sorted({r.canonical_key: r for r in ok}.values(), key=lambda r: (-r.reward, r.id))[:2]
     assert [e.record.rule for e in confirmation.exported] == [r.rule for r in best]
-    assert [r.name for r in confirmation.table.rows] == [*(e.record.name for e in confirmation.exported), "sgd"]
+    names = [e.record.name for e in confirmation.exported]
+    assert [r.name for r in confirmation.table.rows] == [*names, "sgd"]
     assert confirmation.table.seeds == [1]
     for item in confirmation.exported:
         assert item.json_path.parent == tmp_path / "records" and item.py_path.is_file()
