@@ -181,8 +181,17 @@ def config_path(path_or_name: str | Path) -> Path:
 
 
 def available_configs() -> list[str]:
-    """Names of the task configs in configs/."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    """Names of the task configs in configs/ (the folder also holds run and cluster configs: a task
+    config is a mapping with ``task`` and ``model`` and no ``search`` section)."""
+    names = []
+    for path in CONFIG_DIR.glob("*.yaml"):
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            continue  # not ours to judge here; load_task_config reports it when asked for by name
+        if isinstance(raw, dict) and "task" in raw and "model" in raw and "search" not in raw:
+            names.append(path.stem)
+    return sorted(names)
 
 
 def load_task_config(path_or_name: str | Path) -> TaskConfig:
