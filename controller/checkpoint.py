@@ -44,15 +44,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level of dotted keys: {"ppo": {"lr": 1}} -> {"ppo.lr": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def check_same_config(saved: dict[str, Any], current: dict[str, Any], kind: str) -> None:
     """Raise ValueError naming every setting (dotted key) where ``saved`` and ``current`` differ."""
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved), flat(current)
+    a, b = flatten(saved), flatten(current)
     differ = sorted(k for k in a.keys() | b.keys() if k != "seed" and a.get(k) != b.get(k))
     if differ:
         details = "; ".join(f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in differ[:8])

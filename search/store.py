@@ -32,6 +32,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from controller.checkpoint import flatten
+
 STATUSES = ("pending", "ok", "diverged", "invalid", "duplicate", "failed")  # pending = queued, not finished
 FINISHED_WITH_REWARD = ("ok", "diverged")  # trained to the end: the reward can stand in for a duplicate's
 FORMAT = "nos-results"
@@ -142,13 +144,7 @@ def _check_status(status: str) -> None:
 
 def _config_diff(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """The dotted keys where two configs differ, each with both values."""
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved), flat(given)
+    a, b = flatten(saved), flatten(given)
     show = lambda d, k: repr(d[k]) if k in d else "absent"  # noqa: E731
     return [f"{k}: stored {show(a, k)}, given {show(b, k)}"
             for k in sorted(a.keys() | b.keys()) if (k in a, a.get(k)) != (k in b, b.get(k))]
