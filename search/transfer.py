@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, load_task_config, override
+from child_tasks.train import json_safe
 from discovered_rules import RuleRecord
 from discovered_rules.records import write_atomic, write_record
 from dsl import KNOWN_RULE_TEXT
@@ -62,17 +61,6 @@ def resolve_task(task: str, overrides: Sequence[str] = ()) -> tuple[TaskConfig, 
     return config, key
 
 
-def _finite(value: Any) -> Any:
-    """Rows as plain JSON: non-finite numbers become None (as TrainResult.to_dict does)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELINES, seeds: int | None = None,
              overrides: Sequence[str] = (), directory: str | Path | None = None,
              out: str | Path | None = None,
@@ -91,7 +79,7 @@ def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELIN
         rows[0] = Contender(rows[0].label, rows[0].optimizer, hyper)
     table = compare_on_ray(rows, config, seed_list, address=address, workers=workers, progress=progress,
                            description=f"transfer {name} to {key}", console=console)
-    table_rows = _finite(table.to_rows())
+    table_rows = json_safe(table.to_rows())  # rows as plain JSON: NaN and inf as None
     saved = []
     if rec is not None:
         updated = RuleRecord.model_validate({**rec.model_dump(), "transfer": {**(rec.transfer or {}),
