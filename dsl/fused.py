@@ -9,7 +9,8 @@ per dtype and device however many shapes a network has. Per-step scalars travel 
 small tensor, so a changing lr or step count never recompiles. The tensors of a step go through the
 compiled function in chunks of up to `CHUNK` (the graph holds one copy of the step per tensor), so a step
 costs one call into the compiled code per chunk instead of one per tensor; the price is compile time,
-which grows with the chunk (about twice a one-tensor graph's for a Wide ResNet's 44 tensors).
+which grows with the chunk (a Wide ResNet's 44 tensors: first step 39 s against 15 s one tensor at a
+time, measured on a busy 2-core machine).
 
 Where torch.compile is unavailable or fails, the same traced graph runs eagerly, tensor by tensor, with a
 warning: slower, never wrong.

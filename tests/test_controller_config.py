@@ -54,6 +54,10 @@ BAD = [
     ({"vocabulary": {"binary": ["mul", "mul"]}}, ["without repeats"]),
     ({"vocabulary": {"groups": 9}}, ["vocabulary.groups", "less than or equal to 8"]),
     ({"batch_size": "many"}, ["batch_size", "valid integer"]),
+    ({"ppo": {"risk_seeking": 1.5}}, ["ppo.risk_seeking", "less than or equal to 1"]),
+    ({"ppo": {"risk_seeking": 0}}, ["ppo.risk_seeking", "greater than 0"]),
+    ({"ppo": {"elite_replay": -3}}, ["ppo.elite_replay", "greater than or equal to 0"]),
+    ({"ppo": {"elite_reply": 5}}, ["ppo.elite_reply: unknown key", "did you mean elite_replay"]),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 import torch
 
 from controller import ControllerConfig, PPOController, RandomSearch, Searcher, SyntheticReward
@@ -48,3 +49,8 @@ def test_ppo_finds_the_target_and_random_search_does_not() -> None:
     assert random_found is None or random_found > ppo_found
     # Learning, not luck: the policy's late batches score far above uniform sampling's.
     assert statistics.fmean(ppo_means[-4:]) > statistics.fmean(random_means) + 0.15
+
+
+def test_an_unknown_probe_kind_is_named() -> None:
+    with pytest.raises(ValueError, match="probes must be one of training, independent, got 'random'"):
+        SyntheticReward(TARGET, probes="random")
