@@ -134,7 +134,8 @@ def summarise(args: argparse.Namespace) -> None:
         print(f"--- process {i + 1} of {args.processes}")
         print("\n".join(line for line in out.splitlines() if not line.startswith("FIGURES ")), flush=True)
         runs.append(json.loads(next(line for line in out.splitlines() if line.startswith("FIGURES "))[8:]))
-    print(f"--- summary over {args.processes} processes (ratios to torch Adam foreach, each within its process)")
+    print(f"--- summary over {args.processes} processes "
+          "(ratios to torch Adam foreach, each within its process)")
     for name, target in TARGETS.items():
         values = [r[name] for r in runs]
         print(f"  {name:28s} median {statistics.median(values):7.2f}   per process "

@@ -99,8 +99,9 @@ class PPOConfig(_Strict):
     entropy_coef: float = Field(0.005, ge=0.0)
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="EMA: b <- decay * b + (1 - decay) * r")
     risk_seeking: float | None = Field(
-        0.1, gt=0.0, le=1.0, description="risk-seeking policy gradient (Petersen et al. 2021): learn only from "
-        "the top fraction of a batch, with the batch's reward quantile at 1 - risk_seeking as the baseline")
+        0.1, gt=0.0, le=1.0, description="risk-seeking policy gradient (Petersen et al. 2021): learn only "
+        "from the top fraction of a batch, with the batch's reward quantile at 1 - risk_seeking as the "
+        "baseline")
     elite_replay: int = Field(0, ge=0, description="replay the best this many distinct sequences seen so far "
                               "in every update (priority queue training, Abolafia et al. 2018); 0: off")
     normalize_advantages: bool = Field(True, description="divide advantages by their batch std")

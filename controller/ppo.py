@@ -85,7 +85,7 @@ class PPOController:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
         self.baseline: float | None = None
         self.updates = 0
-        # The best distinct token sequences seen so far and their rewards (elite replay), best first.
+        # The best distinct rules seen so far (reward, tokens, text), best first (elite replay).
         self.elites: list[tuple[float, tuple[int, ...], str]] = []
 
     def sample(self, n: int | None = None) -> list[Sample]:
@@ -94,8 +94,8 @@ class PPOController:
         tokens, log_probs = self.policy.sample(self.space.masks, n, self.generator)
         return make_samples(self.space, tokens, log_probs, self.updates)
 
-    def _remember(self, tokens: torch.Tensor, rewards: torch.Tensor,
-                  rules: list[str | None]) -> tuple[SampleBatch, torch.Tensor] | None:
+    def _remember(self, samples: Sequence[Sample], rewards: torch.Tensor
+                  ) -> tuple[SampleBatch, torch.Tensor] | None:
         """Replay of the best sequences found before this batch (priority queue training), then the queue
         updated with this batch. Replayed samples get this policy's log-probabilities as their drawing
         policy's, so each update can raise them by at most the clip range, like fresh samples."""
@@ -114,13 +114,18 @@ class PPOController:
         # One entry per rule (the first token sequence that spelt it): sequences that differ only in
         # tokens the rule ignores would otherwise fill the queue with one rule.
         best = {rule: (rw, t) for rw, t, rule in self.elites}
-        for t, rw, rule in zip(map(tuple, tokens.tolist()), rewards.tolist(), rules):
-            if rule is not None and (rule not in best or rw > best[rule][0]):
-                best[rule] = (rw, t)
-        self.elites = sorted(((rw, t, rule) for rule, (rw, t) in best.items()), key=lambda e: (-e[0], e[1]))[:k]
+        for sample, rw in zip(samples, rewards.tolist()):
+            if sample.rule is None:
+                continue
+            rule = str(sample.rule)
+            if rule not in best or rw > best[rule][0]:
+                best[rule] = (rw, tuple(sample.tokens.tolist()))
+        ranked = sorted(((rw, t, rule) for rule, (rw, t) in best.items()), key=lambda e: (-e[0], e[1]))
+        self.elites = ranked[:k]
         return replay
 
-    def _advantages(self, rewards: torch.Tensor, fresh: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _advantages(self, rewards: torch.Tensor,
+                    fresh: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The advantages, and the indices of the samples they belong to (all, or the risk-seeking elite).
         The first ``fresh`` rewards are this batch's (the rest replayed); only they move the EMA."""
         ppo = self.config.ppo
@@ -150,7 +155,7 @@ class PPOController:
             raise ValueError(f"samples have {batch.tokens.shape[1]} tokens, this space {self.space.steps}")
         baseline_before = r.mean().item() if self.baseline is None else self.baseline
         oldest = int(batch.versions.min())
-        replayed = self._remember(batch.tokens, r, [str(x.rule) if x.rule is not None else None for x in samples])
+        replayed = self._remember(samples, r)
         if replayed is not None:
             batch, r_learn = SampleBatch.concat(batch, replayed[0]), torch.cat([r, replayed[1]])
         else:
@@ -179,7 +184,8 @@ class PPOController:
             new_logp, _ = self.policy.evaluate(batch.tokens, batch.masks)
         stats = UpdateStats(
             update=self.updates, samples=len(samples), mean_reward=float(r.mean()), max_reward=float(r.max()),
-            baseline=baseline_before, entropy=sum(entropies) / len(entropies), approx_kl=approx_kl(new_logp, batch.log_probs),
+            baseline=baseline_before, entropy=sum(entropies) / len(entropies),
+            approx_kl=approx_kl(new_logp, batch.log_probs),
             clip_fraction=sum(clip_fractions) / len(clip_fractions), loss=sum(losses) / len(losses),
             grad_norm=max(grad_norms), staleness=self.updates - oldest)
         self.updates += 1
