@@ -28,8 +28,19 @@ from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
 from dsl.text import parse
-from dsl.vocabulary import hyper_defaults
+from dsl.vocabulary import HYPERS, OPTIMIZER_HYPERS, hyper_defaults
 
+
+
+def _check_hypers(values: Mapping[str, Any], where: str) -> None:
+    """Raise ValueError naming each hyper-constant in ``values`` outside its range (`dsl.vocabulary`),
+    as torch.optim does for betas out of [0, 1): a bad value fails here, not as a division by zero
+    or a nan weight steps later."""
+    problems = [problem for name, value in values.items()
+                if (hyper := HYPERS.get(name) or OPTIMIZER_HYPERS.get(name)) is not None
+                and (problem := hyper.problem(value)) is not None]
+    if problems:
+        raise ValueError(where + "; ".join(problems))
 
 
 def _as_rule(rule: Rule | str) -> Rule:
@@ -131,11 +142,13 @@ class RuleOptimizer(Optimizer):
             raise ValueError(f"invalid learning rate: {lr}")
         if foreach and fused:
             raise ValueError("foreach and fused are two execution paths: choose one")
+        _check_hypers(defaults, "")
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # The lr a group starts with, for AdaBound's bounds; the key torch's LR schedulers also use.
         param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))
+        _check_hypers(param_group, f"param group {len(self.param_groups)}: ")
         super().add_param_group(param_group)
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Functions are unary, binary (with infix spellings) or take literal parameters (`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -66,18 +67,39 @@ class Hyper:
     name: str
     default: float
     doc: str
+    # The values it may take: [low, high), or (low, high) when low is excluded. The bias corrections
+    # divide by 1 - beta^t and AdaBound's upper bound by gamma * t, so 1 and 0 there are no edge cases
+    # but a division by zero on the first step.
+    low: float = 0.0
+    high: float = math.inf
+    low_included: bool = True
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` cannot be this hyper-constant (None when it can)."""
+        try:  # a float, int or 0-d tensor, as torch.optim accepts; not a bool or a string
+            if isinstance(value, (bool, str, bytes)):
+                raise TypeError
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return f"{self.name} must be a number, got {value!r}"
+        above = number >= self.low if self.low_included else number > self.low
+        if above and number < self.high:  # False for nan
+            return None
+        interval = f"{'[' if self.low_included else '('}{self.low:g}, {self.high:g})"
+        return f"{self.name} must be in {interval}, got {value!r}"
 
 
 HYPERS: dict[str, Hyper] = {
     h.name: h
     for h in [
-        Hyper("beta1", 0.9, "decay of the running average m of g (NOS, Adam)"),
-        Hyper("beta2", 0.999, "decay of the running average v of g^2 (NOS, Adam)"),
-        Hyper("beta3", 0.999, "decay of the running average m3 of g^3 (NOS)"),
+        Hyper("beta1", 0.9, "decay of the running average m of g (NOS, Adam)", high=1.0),
+        Hyper("beta2", 0.999, "decay of the running average v of g^2 (NOS, Adam)", high=1.0),
+        Hyper("beta3", 0.999, "decay of the running average m3 of g^3 (NOS)", high=1.0),
         Hyper("eps", 1e-8, "the epsilon of Adam, RMSProp and AdaBound denominators"),
         Hyper("final_lr", 0.1, "AdaBound's final (SGD) learning rate eta*, at the initial learning rate"),
-        Hyper("gamma", 1e-3, "AdaBound's convergence speed of the bounds"),
-        Hyper("T", 10000.0, "decay horizon in steps of ld, cd and rd (set it to the run's total steps)"),
+        Hyper("gamma", 1e-3, "AdaBound's convergence speed of the bounds", low_included=False),
+        Hyper("T", 10000.0, "decay horizon in steps of ld, cd and rd (set it to the run's total steps)",
+              low_included=False),
         Hyper("cd_periods", 0.5, "number of periods n of the cosine decay cd over T"),
         Hyper("rd_periods", 1.0, "number of restarts n of the restart decay rd over T"),
     ]

@@ -192,10 +192,28 @@ def test_fused_path_falls_back_when_compile_is_unavailable(monkeypatch):
     (dict(rule="g", lr=-1.0), ValueError, "learning rate"),
     (dict(rule="g", foreach=True, fused=True), ValueError, "choose one"),
     (dict(), TypeError, "needs a rule"),
+    # hyper-constants out of range: bias corrections and AdaBound's bound would divide by zero
+    (dict(rule="g", beta1=1.0), ValueError, r"beta1 must be in \[0, 1\), got 1.0"),
+    (dict(rule="g", beta2=-0.1), ValueError, r"beta2 must be in \[0, 1\), got -0.1"),
+    (dict(rule="g", gamma=0.0), ValueError, r"gamma must be in \(0, inf\), got 0.0"),
+    (dict(rule="g", T=0), ValueError, r"T must be in \(0, inf\), got 0"),
+    (dict(rule="g", eps=float("nan")), ValueError, r"eps must be in \[0, inf\), got nan"),
+    (dict(rule="g", weight_decay=-1e-4), ValueError, r"weight_decay must be in \[0, inf\)"),
+    (dict(rule="g", final_lr="0.1"), ValueError, "final_lr must be a number, got '0.1'"),
 ])
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         RuleOptimizer(small_network().parameters(), **kwargs)
+
+
+def test_a_param_group_out_of_range_is_named_and_the_optimizer_is_unchanged():
+    model = small_network()
+    opt = RuleOptimizer([model[0].weight], RULES["adam"], lr=0.01, beta1=0.0)  # 0 is in range
+    with pytest.raises(ValueError, match=r"param group 1: beta1 must be in \[0, 1\), got 1.5"):
+        opt.add_param_group({"params": [model[0].bias], "beta1": 1.5})
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [model[0].bias], "beta1": torch.tensor(0.5)})  # as torch.optim allows
+    assert opt.param_groups[1]["beta1"] == 0.5
 
 
 def test_state_memory_is_no_more_than_torch_adam():
