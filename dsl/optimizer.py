@@ -31,7 +31,6 @@ from dsl.text import parse
 from dsl.vocabulary import HYPERS, OPTIMIZER_HYPERS, hyper_defaults
 
 
-
 def _check_hypers(values: Mapping[str, Any], where: str) -> None:
     """Raise ValueError naming each hyper-constant in ``values`` outside its range (`dsl.vocabulary`),
     as torch.optim does for betas out of [0, 1): a bad value fails here, not as a division by zero
