@@ -34,7 +34,7 @@ from dsl import to_sympy
 from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
 from dsl.expr import Call, Const, Expr, Rule, nodes, scalar_subtrees, use_counts
 from dsl.text import format_expr, parse
-from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
+from dsl.vocabulary import FUNCTIONS, HYPERS, LEARNING_RATE, OPERANDS, Kind
 
 # Hyper-constants read implicitly: by the state buffers, the bias-corrected operands, decays and bound.
 _IMPLIED_HYPERS: dict[str, tuple[str, ...]] = {
@@ -304,10 +304,8 @@ def _check(rule: Rule, class_name: str, defaults: Mapping[str, float]) -> dict[s
     if unknown:
         raise ValueError(f"unknown default(s) {', '.join(unknown)}; known: lr, {', '.join(HYPERS)}")
     for key, value in defaults.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"default {key} must be a finite number, got {value!r}")
-    if defaults.get("lr", 0.0) < 0:
-        raise ValueError(f"default lr must be >= 0, got {defaults['lr']!r}")
+        if (problem := (HYPERS.get(key) or LEARNING_RATE).problem(value)) is not None:
+            raise ValueError(f"default {problem}")
     # Hyper-constants the rule does not read change nothing: they are left out of the signature.
     values = {"lr": 1e-3, **{h: HYPERS[h].default for h in hypers_read(rule)}}
     values.update({k: float(v) for k, v in defaults.items() if k in values})

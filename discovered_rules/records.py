@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import math
 import os
 import re
 import tempfile
@@ -29,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
-from dsl.vocabulary import HYPERS
+from dsl.vocabulary import HYPERS, LEARNING_RATE
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 HYPER_KEYS = ("lr", *HYPERS)
@@ -90,9 +89,8 @@ class RuleRecord(BaseModel):
                 close = difflib.get_close_matches(key, HYPER_KEYS, n=2, cutoff=0.6)
                 hint = f"did you mean {' or '.join(close)}? " if close else ""
                 problems.append(f"unknown key {key!r} ({hint}known: {', '.join(HYPER_KEYS)})")
-            elif not math.isfinite(value) or (key == "lr" and value < 0):
-                bound = " >= 0" if key == "lr" else ""
-                problems.append(f"{key} must be a finite number{bound}, got {value!r}")
+            elif (problem := (HYPERS.get(key) or LEARNING_RATE).problem(value)) is not None:
+                problems.append(problem)
         if problems:
             raise ValueError("; ".join(problems))
         return hyper

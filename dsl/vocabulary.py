@@ -82,8 +82,10 @@ class Hyper:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return f"{self.name} must be a number, got {value!r}"
+        if not math.isfinite(number):
+            return f"{self.name} must be a finite number, got {value!r}"
         above = number >= self.low if self.low_included else number > self.low
-        if above and number < self.high:  # False for nan
+        if above and number < self.high:
             return None
         interval = f"{'[' if self.low_included else '('}{self.low:g}, {self.high:g})"
         return f"{self.name} must be in {interval}, got {value!r}"
@@ -113,6 +115,10 @@ OPTIMIZER_HYPERS: dict[str, Hyper] = {
         Hyper("weight_decay", 0.0, "coupled L2: g <- g + weight_decay * w before the rule"),
     ]
 }
+
+# Not a name of the language either, but a record's or a generated class's defaults hold it beside the
+# hyper-constants, checked the same way.
+LEARNING_RATE = Hyper("lr", 1e-3, "the learning rate of w <- w - lr * d")
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,8 @@ def test_generated_signature_has_the_hyper_constants_the_rule_reads(tmp_path: Pa
     (dict(defaults={"beta4": 0.5}), "unknown default"),
     (dict(defaults={"lr": -0.1}), "lr must be"),
     (dict(defaults={"eps": float("nan")}), "finite"),
+    (dict(defaults={"beta1": 1.0}), r"default beta1 must be in \[0, 1\), got 1.0"),
+    (dict(defaults={"gamma": 0}), r"default gamma must be in \(0, inf\), got 0"),
 ])
 def test_generator_refuses_bad_arguments(kwargs: dict, match: str):
     with pytest.raises(ValueError, match=match):
@@ -365,6 +367,8 @@ def mutate(values: dict, change: str) -> str:
     ('rule="g * frobnicate(m)"', ["rule: the rule text does not parse", "frobnicate"]),
     ('name="Nos-Winner"', ["name: must be", "'Nos-Winner'"]),
     ('hyper.beta4=0.5', ["hyper: unknown key 'beta4'", "did you mean beta3"]),
+    ('hyper.beta2=1.0', ["hyper", "beta2 must be in [0, 1), got 1.0"]),
+    ('hyper.lr=-0.5', ["hyper", "lr must be in [0, inf), got -0.5"]),
     ('canonical_key="xyz"', ["canonical_key"]),
     ('rewrds={}', ["rewrds: unknown key", "did you mean 'rewards'"]),
     ('rewards={}', ["needs its task and at least one reward"]),
