@@ -52,9 +52,20 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_same_config(saved: dict[str, Any], current: dict[str, Any], kind: str) -> None:
-    """Raise ValueError naming every setting (dotted key) where ``saved`` and ``current`` differ."""
-    a, b = flatten(saved), flatten(current)
+def check_kind(state: dict[str, Any], kind: str, name: str) -> None:
+    """Raise ValueError, naming the key, when ``state`` was saved by a controller of another kind."""
+    if state.get("kind") != kind:
+        raise ValueError(f"a {state.get('kind')!r} checkpoint cannot be loaded into {name}: the checkpoint's "
+                         f"controller.kind is {state.get('kind')!r}, this controller's {kind!r}")
+
+
+def check_same_config(saved: dict[str, Any], current: dict[str, Any], kind: str,
+                      defaults: dict[str, Any] | None = None) -> None:
+    """Raise ValueError naming every setting (dotted key) where ``saved`` and ``current`` differ. A section
+    missing from ``saved`` counts as its value in ``defaults``: a checkpoint written before a config
+    section existed (e.g. ``evolution``) still resumes when that section is left at its defaults."""
+    added = {k: v for k, v in (defaults or {}).items() if k not in saved}
+    a, b = flatten({**added, **saved}), flatten(current)
     differ = sorted(k for k in a.keys() | b.keys() if k != "seed" and a.get(k) != b.get(k))
     if differ:
         details = "; ".join(f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in differ[:8])

@@ -2,12 +2,14 @@
 
 A config is a YAML mapping (or a dict), typically the ``controller:`` section of a run config:
 
-    kind: ppo                # or random: the baseline every search result is compared with
+    kind: ppo                # or evolution, or random: the baseline every search result is compared with
     seed: 0
     batch_size: 100          # rules sampled per update
     vocabulary: {operands: nos, unary: nos, binary: nos, groups: 2, last_group_reads_previous: true}
     policy: {hidden_size: 150, temperature: 1.0, tanh_constant: 2.5}
     ppo: {lr: 0.005, epochs: 4, clip: 0.2, entropy_coef: 0.005, risk_seeking: 0.1, elite_replay: 0}
+    evolution: {population: 100, tournament: 10, mutations: {token: 1, group: 1, operand: 1},
+                warm_start: [], neutral_tries: 10}
 
     cfg = ControllerConfig.from_mapping(raw)      # or load_controller_config("path.yaml")
 
@@ -28,7 +30,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controller.space import TokenSpace
-from dsl import GroupVocabulary, RuleError
+from controller.spelling import spell_known
+from dsl import KNOWN_RULE_TEXT, GroupVocabulary, RuleError
 from dsl.groups import ALL_BINARY, ALL_OPERANDS, ALL_UNARY, NOS_BINARY, NOS_OPERANDS, NOS_UNARY
 
 # Named lists a config may give instead of spelling every name out.
@@ -117,15 +120,88 @@ class PPOConfig(_Strict):
     adam_eps: float = Field(1e-8, gt=0.0)
 
 
-class ControllerConfig(_Strict):
-    """Everything a controller (PPO or random search) is built from."""
+MUTATIONS = ("token", "group", "operand")  # controller.evolution says what each does
 
-    kind: Literal["ppo", "random"] = "ppo"
+
+class EvolutionConfig(_Strict):
+    """Regularized (aging) evolution (controller.evolution): population P, tournament S, the mutations
+    and their relative weights, and known rules (dsl.known names) the first population starts from."""
+
+    population: int = Field(100, ge=1, description="P: the population keeps the P youngest rules")
+    tournament: int = Field(10, ge=1, description="S: a parent is the best of S members drawn at random")
+    mutations: dict[str, float] = Field(
+        {"token": 1.0, "group": 1.0, "operand": 1.0},
+        description="name -> relative weight (or a list of names, weighted alike): token (redraw one token "
+        "among those legal at its step), group (redraw a whole group), operand (re-point an operand at "
+        "another group's result)")
+    warm_start: tuple[str, ...] = Field((), description="known rules (dsl.known) in the first population")
+    neutral_tries: int = Field(10, ge=0, description="a child that spells its parent's rule (it changed only "
+                               "tokens the rule ignores) is mutated again, up to this many times; 0 keeps it")
+
+    @field_validator("mutations", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return {name: 1.0 for name in value}
+        return value
+
+    @field_validator("mutations")
+    @classmethod
+    def _known_mutations(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if name not in MUTATIONS:
+                close = difflib.get_close_matches(name, MUTATIONS, n=1, cutoff=0.5)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise ValueError(f"unknown mutation {name!r}; {hint}known: {', '.join(MUTATIONS)}")
+            if not weight >= 0.0 or weight == float("inf"):
+                raise ValueError(f"mutation {name!r}: a weight must be a finite number >= 0, got {weight!r}")
+        if not any(value.values()):
+            raise ValueError(f"at least one mutation needs a weight above 0 (of {', '.join(MUTATIONS)})")
+        return value
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("warm_start")
+    @classmethod
+    def _known_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in KNOWN_RULE_TEXT:
+                close = difflib.get_close_matches(name, list(KNOWN_RULE_TEXT), n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ValueError(f"{name!r} is not a known rule; {hint}known: {', '.join(KNOWN_RULE_TEXT)}")
+        return value
+
+    @model_validator(mode="after")
+    def _tournament_fits(self) -> EvolutionConfig:
+        if self.tournament > self.population:
+            raise ValueError(f"tournament (S = {self.tournament}) must not exceed population "
+                             f"(P = {self.population}): a tournament draws S distinct members")
+        return self
+
+
+class ControllerConfig(_Strict):
+    """Everything a controller (PPO, evolution or random search) is built from."""
+
+    kind: Literal["ppo", "evolution", "random"] = "ppo"
     seed: int = 0
     batch_size: int = Field(100, ge=1, description="rules sampled per update")
     vocabulary: VocabularyConfig = VocabularyConfig()
     policy: PolicyConfig = PolicyConfig()
     ppo: PPOConfig = PPOConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+
+    @model_validator(mode="after")
+    def _warm_start_expressible(self) -> ControllerConfig:
+        # Only now is the vocabulary known; the error names the rule and the key.
+        for name in self.evolution.warm_start:
+            try:
+                spell_known(name, self.vocabulary.token_space())
+            except RuleError as err:
+                raise ValueError(f"evolution.warm_start: {err}") from None
+        return self
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, source: str = "<mapping>") -> ControllerConfig:
@@ -165,7 +241,7 @@ def load_controller_config(path: str | Path, section: str | None = None) -> Cont
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"vocabulary": VocabularyConfig, "policy": PolicyConfig,
-                                         "ppo": PPOConfig}
+                                         "ppo": PPOConfig, "evolution": EvolutionConfig}
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from controller.checkpoint import (check_same_config, generator_state, load_checkpoint, save_checkpoint,
-                                   set_generator_state)
+from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
+                                   save_checkpoint, set_generator_state)
 from controller.config import ControllerConfig
 from controller.policy import LSTMPolicy
 from controller.samples import Sample, SampleBatch, UpdateStats, check_rewards, make_samples
@@ -200,9 +200,9 @@ class PPOController:
                 "elites": [[reward, list(tokens), rule] for reward, tokens, rule in self.elites]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != "ppo":
-            raise ValueError(f"a {state.get('kind')!r} checkpoint cannot be loaded into a PPO controller")
-        check_same_config(state["config"], self.config.to_mapping(), "PPO controller")
+        check_kind(state, "ppo", "a PPO controller")
+        check_same_config(state["config"], self.config.to_mapping(), "PPO controller",
+                          ControllerConfig().to_mapping())
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline = None if state["baseline"] is None else float(state["baseline"])

@@ -19,12 +19,31 @@ from typing import Any
 
 import torch
 
-from controller.checkpoint import (check_same_config, generator_state, load_checkpoint, save_checkpoint,
-                                   set_generator_state)
+from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
+                                   save_checkpoint, set_generator_state)
 from controller.config import ControllerConfig
 from controller.samples import Sample, UpdateStats, check_rewards, make_samples
+from controller.space import TokenSpace
 
 log = logging.getLogger(__name__)
+
+
+def draw_uniform(space: TokenSpace, tokens: torch.Tensor, steps: Sequence[int] | range,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Draw ``tokens[:, steps]`` in place (ascending steps, the others kept), uniformly over the legal
+    completions when ``steps`` covers whole groups; the log-probabilities (n, space.steps) of the draws,
+    0 at steps not drawn. Shared by random search and evolution's group redraw."""
+    conditional = space.conditional_step
+    log_probs = torch.zeros(tokens.shape[0], space.steps)
+    for step in steps:
+        weights = space.step_masks(step, tokens[:, step - 1]).double()
+        if conditional is not None and step == conditional - 1:
+            weights = weights.clone()
+            weights[:, space.previous_result] *= space.masks[conditional].sum()
+        probs = weights / weights.sum(1, keepdim=True)
+        tokens[:, step] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        log_probs[:, step] = probs.gather(1, tokens[:, step:step + 1])[:, 0].log().float()
+    return log_probs
 
 
 class RandomSearch:
@@ -40,18 +59,9 @@ class RandomSearch:
     def sample(self, n: int | None = None) -> list[Sample]:
         """Draw ``n`` rules (the config's batch_size by default) uniformly."""
         n = self.config.batch_size if n is None else n
-        space, conditional = self.space, self.space.conditional_step
-        tokens = torch.zeros(n, space.steps, dtype=torch.int64)
-        log_probs = torch.zeros(n, space.steps)
-        for step in range(space.steps):
-            weights = space.step_masks(step, tokens[:, step - 1]).double()
-            if conditional is not None and step == conditional - 1:
-                weights = weights.clone()
-                weights[:, space.previous_result] *= space.masks[conditional].sum()
-            probs = weights / weights.sum(1, keepdim=True)
-            tokens[:, step] = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
-            log_probs[:, step] = probs.gather(1, tokens[:, step:step + 1])[:, 0].log().float()
-        return make_samples(space, tokens, log_probs, self.updates)
+        tokens = torch.zeros(n, self.space.steps, dtype=torch.int64)
+        log_probs = draw_uniform(self.space, tokens, range(self.space.steps), self.generator)
+        return make_samples(self.space, tokens, log_probs, self.updates)
 
     def update(self, samples: Sequence[Sample], rewards: Sequence[float]) -> UpdateStats:
         """Nothing to learn; checks the rewards and reports the batch."""
@@ -69,9 +79,9 @@ class RandomSearch:
                 "generator": generator_state(self.generator), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != "random":
-            raise ValueError(f"a {state.get('kind')!r} checkpoint cannot be loaded into random search")
-        check_same_config(state["config"], self.config.to_mapping(), "random search")
+        check_kind(state, "random", "random search")
+        check_same_config(state["config"], self.config.to_mapping(), "random search",
+                          ControllerConfig().to_mapping())
         set_generator_state(self.generator, state["generator"])
         self.updates = int(state["updates"])
 

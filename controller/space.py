@@ -80,6 +80,10 @@ class TokenSpace:
         """The step whose legal tokens depend on the token before it (the last group's op2), or None."""
         return 5 * (self.groups - 1) + 1 if self.last_group_reads_previous else None
 
+    def operand_token(self, name: str) -> int:
+        """The token index of an operand or a group result (``@i``)."""
+        return self._index["operand"][name]
+
     @cached_property
     def previous_result(self) -> int:
         """The token of the result of the group before the last (``@(G-2)``)."""

@@ -116,6 +116,7 @@ def data_cifar10(
 
 class ControllerKind(str, Enum):
     ppo = "ppo"
+    evolution = "evolution"
     random = "random"
 
 
@@ -135,8 +136,8 @@ def search_command(
                                        "process."),
     controller: ControllerKind | None = typer.Option(None, "--controller", case_sensitive=False,
                                                      show_default=False,
-                                                     help="Search with PPO or random search (the baseline); "
-                                                     "replaces the config's controller.kind."),
+                                                     help="Search with PPO, evolution or random search (the "
+                                                     "baseline); replaces the config's controller.kind."),
     resume: Path | None = typer.Option(None, "--resume", show_default=False,
                                        help="Continue the run in this directory (after a crash or Ctrl-C), "
                                        "with its own config; finished evaluations are never repeated."),
@@ -175,7 +176,7 @@ def search_command(
                       f"{directory})", highlight=False, soft_wrap=True)
         summary = run_search(run_config, directory, address=address, resume=resume is not None,
                              controller_kind=kind, progress=progress, records_dir=records_dir)
-    except (SearchConfigError, FileNotFoundError, FileExistsError) as err:
+    except (SearchConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
         console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (ClusterError, StoreError, ValueError) as err:

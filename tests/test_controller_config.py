@@ -48,7 +48,7 @@ BAD = [
     ({"ppo": {"clip": 1.5}}, ["ppo.clip", "less than 1"]),
     ({"ppo": {"epochs": 0}}, ["ppo.epochs", "greater than or equal to 1"]),
     ({"policy": {"temperature": -1}}, ["policy.temperature", "greater than 0"]),
-    ({"kind": "evolution"}, ["kind", "'ppo' or 'random'"]),
+    ({"kind": "genetic"}, ["kind", "'ppo', 'evolution' or 'random'"]),
     ({"vocabulary": {"operands": ["g", "mhta"]}}, ["vocabulary: unknown operand 'mhta'", "did you mean mhat"]),
     ({"vocabulary": {"unary": "most"}}, ["vocabulary.unary", "a preset name (nos or all)", "'most'"]),
     ({"vocabulary": {"binary": ["mul", "mul"]}}, ["without repeats"]),

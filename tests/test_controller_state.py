@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from controller import ControllerConfig, PPOController, RandomSearch
+from controller import ControllerConfig, Evolution, PPOController, RandomSearch
 from controller.checkpoint import FORMAT
 
 torch.set_num_threads(1)
@@ -35,15 +35,20 @@ def run(searcher, updates: int) -> list:
     (PPOController, {"epochs": 2, "minibatches": 2}),
     (PPOController, {"epochs": 2, "minibatches": 2, "risk_seeking": 0.25, "elite_replay": 4}),
     (RandomSearch, {}),
+    # a population smaller than a batch, so that the draws after the first update are mutants
+    (Evolution, {"population": 8, "tournament": 3, "warm_start": ["sgd", "adam"]}),
+    (Evolution, {"population": 30, "tournament": 30, "mutations": {"group": 1, "operand": 2},
+                 "neutral_tries": 0}),
 ])
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, ppo, tmp_path) -> None:
-    straight = make(config(ppo=ppo))
+    section = {"evolution": ppo, "kind": "evolution"} if make is Evolution else {"ppo": ppo}
+    straight = make(config(**section))
     run(straight, 6)
 
-    first = make(config(ppo=ppo))
+    first = make(config(**section))
     run(first, 2)
     first.save(tmp_path / "controller.pt")
-    resumed = make(config(seed=12345, ppo=ppo))  # a different seed: the loaded generator state must win
+    resumed = make(config(seed=12345, **section))  # a different seed: the loaded generator state must win
     resumed.load(tmp_path / "controller.pt")
     run(resumed, 4)
 
@@ -55,6 +60,9 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(make, ppo, tmp_path) -
             assert all(torch.equal(a[k], b[k]) for k in a)
         assert straight.baseline == resumed.baseline
         assert straight.elites == resumed.elites
+    if make is Evolution:
+        assert straight.population == resumed.population and straight.drawn == resumed.drawn
+        assert torch.equal(straight.generator.get_state(), resumed.generator.get_state())
     # and the next draws are the same
     assert [s.groups for s in straight.sample()] == [s.groups for s in resumed.sample()]
 
