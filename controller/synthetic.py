@@ -50,9 +50,10 @@ SEED = 4242
 
 
 @cache
-def independent_probes() -> Probes:
-    """The fixed probes: independent random operands under each of dsl's probe settings (seeded)."""
-    gen = torch.Generator().manual_seed(SEED)
+def independent_probes(seed: int = SEED) -> Probes:
+    """The fixed probes: independent random operands under each of dsl's probe settings (seeded; another
+    seed gives held-out probes, as `heldout_difference` uses)."""
+    gen = torch.Generator().manual_seed(seed)
     shape = (len(PROBE_SETTINGS), ELEMENTS)
 
     def normal(scale: torch.Tensor | float = 1.0) -> torch.Tensor:
@@ -86,6 +87,24 @@ def elementwise_similarity(values: torch.Tensor, target: torch.Tensor) -> float:
     score = torch.where(finite & same_sign & (a > 0), ratio, 0.0)
     equal_special = (values == target) & ((a == 0) | ~finite) | (values.isnan() & target.isnan())
     return float(torch.where(equal_special, 1.0, score).mean())
+
+
+def largest_relative_difference(values: torch.Tensor, target: torch.Tensor) -> float:
+    """max |u - t| / max(|u|, |t|) over the elements; 0 where both are equal (both 0, or the same
+    non-finite value), 1 where only one is finite."""
+    equal = (values == target) | (values.isnan() & target.isnan())
+    finite = torch.isfinite(values) & torch.isfinite(target)
+    scale = torch.maximum(values.abs(), target.abs())
+    diff = torch.where(finite, (values - target).abs() / scale.clamp_min(torch.finfo(scale.dtype).tiny), 1.0)
+    return float(torch.where(equal, 0.0, diff).max())
+
+
+def heldout_difference(rule: Rule, target: Rule, seed: int = SEED + 1) -> float:
+    """`largest_relative_difference` of the two rules' updates on fresh independent probes (another seed
+    than the reward's): a rule at most 1e-6 from the target there computes the same function, whether or
+    not its canonical key is the target's (e.g. NOS's div adds 1e-8 to a divisor)."""
+    probes = independent_probes(seed)
+    return largest_relative_difference(probes.run(rule), probes.run(target))
 
 
 class SyntheticReward:

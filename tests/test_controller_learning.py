@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from controller import ControllerConfig, PPOController, RandomSearch, Searcher, SyntheticReward
+from controller.synthetic import heldout_difference
+from dsl import parse
 
 torch.set_num_threads(1)
 
@@ -54,3 +56,12 @@ def test_ppo_finds_the_target_and_random_search_does_not() -> None:
 def test_an_unknown_probe_kind_is_named() -> None:
     with pytest.raises(ValueError, match="probes must be one of training, independent, got 'random'"):
         SyntheticReward(TARGET, probes="random")
+
+
+def test_held_out_probes_count_functionally_equal_rules_and_nothing_else() -> None:
+    # NOS's div adds 1e-8 to the divisor: another canonical key, the same function to 1e-6
+    target = parse("exp(sign(g) * sign(m)) * g")
+    assert heldout_difference(parse("g / (exp(sign(g) * (-sign(m))) + 1e-08)"), target) <= 1e-6
+    assert heldout_difference(parse("exp(sign(m) * sign(g)) * g"), target) == 0.0
+    assert heldout_difference(parse("exp(sign(g)) * g"), target) > 0.1
+    assert heldout_difference(parse("exp(sign(g) * sign(m)) * g * (1 + 1e-5)"), target) > 1e-6
