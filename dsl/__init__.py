@@ -12,7 +12,8 @@ from dsl.errors import RuleError, RuleSyntaxError
 from dsl.expr import Call, Const, Expr, Rule, Var
 from dsl.groups import GroupVocabulary, nos_vocabulary, rule_from_groups
 from dsl.known import KNOWN_RULE_TEXT, known_rules
-from dsl.symbolic import from_sympy, simplify, to_latex, to_sympy
+from dsl.simplification import simplify
+from dsl.symbolic import from_sympy, to_latex, to_sympy
 from dsl.text import parse
 
 __all__ = [

@@ -11,21 +11,24 @@ that writes 0.9 differs from one that writes beta1; `bound` gets its bounds from
 `noise` is one fixed draw and `drop` a fixed deterministic mask. A second gradient history
 (``perturbed``) serves `dsl.checks` to see whether a rule depends on the gradient.
 
-Canonical key. THE NUMERIC FINGERPRINT DECIDES. ``canonical_key(rule)`` is a hash (64-bit blake2b,
-16 hex digits) of the values of the rule on the probes, each rounded to 24 significant bits (about 7 decimal digits: the rounding
-step is between 6e-8 and 1.2e-7 of the value), with NaN, +inf, -inf and 0 as their own tokens. The
-values are computed on the rule after sympy's canonicalisation, ``from_sympy(to_sympy(rule))``, so
-rules that sympy can show to be algebraically equal (``g + g`` and ``2 * g``, ``mhat`` and
-``m / (1 - beta1^t)``) evaluate to bit-identical numbers and rounding can never separate them; rules
-sympy does not identify still coincide when their values agree to about 7 digits everywhere, which
-rules equal up to float64 rounding almost always do (a value within 1e-15 of a rounding boundary
-would split them). Resolution: any two rules whose values differ by more than a few 1e-8 relative
-on the probes get different keys (``g`` and ``1.0000001 * g`` do), and since the ~1000 values are
-rounded independently, a relative difference of 1e-9 already splits them with near certainty.
-sympy identifies rules that are equal as real functions wherever both are defined, so it merges
-rules that differ only where one of them is undefined (``g / g`` and ``1``), and degenerate values
+Canonical key. THE NUMERIC FINGERPRINT DECIDES. ``canonical_key(rule)`` is a hash (64-bit blake2b, 16
+hex digits) of the values of the rule on the probes, each rounded to 24 significant bits (about 7
+decimal digits: the rounding step is between 6e-8 and 1.2e-7 of the value), with NaN, +inf, -inf and 0
+as their own tokens. The values are computed on the rule after sympy's canonicalisation,
+``from_sympy(to_sympy(rule))``, so rules that sympy can show to be algebraically equal (``g + g`` and
+``2 * g``, ``mhat`` and ``m / (1 - beta1^t)``) evaluate to bit-identical numbers and rounding can never
+separate them; rules sympy does not identify still coincide when their values agree to about 7 digits
+everywhere, which rules equal up to float64 rounding almost always do (a value within 1e-15 of a
+rounding boundary would split them). Resolution: any two rules whose values differ by more than a few
+1e-8 relative on the probes get different keys (``g`` and ``1.0000001 * g`` do), and since the ~1000
+values are rounded independently, a relative difference of 1e-9 already splits them with near certainty.
+sympy identifies rules that are equal as real functions wherever both are defined, so it merges rules
+that differ only where one of them is undefined (``g / g`` and ``1``), and degenerate values
 (``log(0)``, ``1 / 0``) become sympy's complex infinity. A rule sympy cannot convert back (complex
-numbers, as in ``sqrt(-v)``) is fingerprinted as written.
+numbers, as in ``sqrt(-v)``) is fingerprinted as written. The work is bounded by the rule's structure
+alone (see `dsl.symbolic`): where merging Max and Min would cost too many comparisons they are kept as
+written, so such rules coincide only up to their values, as above; `key_note` says when. A limit on wall
+time instead would make a rule's key depend on how busy the machine was.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch
 from dsl.errors import RuleError
 from dsl.evaluate import evaluate, leaf_values, step_quantities
 from dsl.expr import Expr, Rule
-from dsl.symbolic import from_sympy, to_sympy
+from dsl.symbolic import from_sympy, to_sympy_noted
 from dsl.vocabulary import HYPERS, OPERANDS
 
 # One probe per row: the step count, the learning rate AdaBound's bounds are relative to, and
@@ -159,10 +162,23 @@ def fingerprint(rule: Rule | Expr) -> torch.Tensor:
 
 def canonical_form(rule: Rule) -> Rule:
     """``from_sympy(to_sympy(rule))``, or the rule itself where sympy's form cannot be written back."""
+    return canonical_form_noted(rule)[0]
+
+
+@lru_cache(maxsize=1 << 12)
+def canonical_form_noted(rule: Rule) -> tuple[Rule, str | None]:
+    """`canonical_form`, and None or why it is less than sympy's full canonicalisation: the rule as
+    written (no sympy form), or Max and Min kept as written (`dsl.symbolic.EXTREMA_UNEVALUATED`)."""
     try:
-        return from_sympy(to_sympy(rule))
-    except (RuleError, ValueError, TypeError, ArithmeticError, RecursionError):
-        return rule
+        expr, note = to_sympy_noted(rule)
+        return from_sympy(expr), note
+    except (RuleError, ValueError, TypeError, ArithmeticError, RecursionError) as err:
+        return rule, f"values of the rule as written (sympy's form cannot be written back: {err})"
+
+
+def key_note(rule: Rule) -> str | None:
+    """None when `canonical_key` hashes sympy's canonical form, else what it hashes instead."""
+    return canonical_form_noted(rule)[1]
 
 
 _BITS = 24

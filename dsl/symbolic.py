@@ -5,8 +5,11 @@ knows (v, vmax, the decays >= 0; hyper-constants > 0; t a positive integer). The
 operands are expanded (``mhat`` becomes ``m / (1 - beta1**t)``), so a rule that writes the correction
 out and one that uses the operand become the same expression. `from_sympy` writes a sympy expression
 back as a `Rule`; together they are the canonicalisation that `dsl.equivalence` hashes. `to_latex`
-prints a rule for people (hats kept), `simplify` looks for a smaller equivalent rule within a time
-budget.
+prints a rule for people (hats kept); `dsl.simplify` looks for a smaller equivalent rule.
+
+Building the expression is bounded by the rule's size (at most 256 nodes) except where sympy merges
+Max and Min, which compares arguments pairwise: that is capped by a comparison budget (see `_Budget`),
+beyond which a Max or Min is kept as written and `to_sympy_noted` says so.
 
 sympy is only ever given objects built here: no text is parsed by sympy and nothing is evaluated.
 """
@@ -14,9 +17,6 @@ sympy is only ever given objects built here: no text is parsed by sympy and noth
 from __future__ import annotations
 
 import math
-import signal
-import threading
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from functools import cache
@@ -142,33 +142,58 @@ def _exp(x: sp.Expr) -> sp.Expr:
     return sp.exp(x)
 
 
-def _extremum(cls: type, args: list[sp.Expr]) -> sp.Expr:
-    if any(a is sp.nan for a in args):
-        return sp.nan  # torch.maximum and torch.minimum propagate NaN
-    try:
-        return cls(*args)
-    except ValueError:  # an argument sympy cannot compare (zoo, I): keep the call as written
-        return cls(*args, evaluate=False)
+# sympy's Max and Min compare their (flattened) arguments pairwise when built, each comparison a query
+# of the assumptions system: a balanced tree of 64 max() took 13 s. A conversion may spend this many
+# pairwise comparisons, one Max or Min at most _EXTREMUM_ARGS arguments; past either, a Max or Min is
+# built unevaluated (exactly the rule, only not merged with its neighbours). The limit is on the
+# structure, not on wall time, so that a rule's canonical key is the same on a busy machine.
+_EXTREMUM_ARGS = 8
+_EXTREMUM_PAIRS = 40
+EXTREMA_UNEVALUATED = "max/min left as written (over the symbolic comparison budget)"
 
 
-def _clamp(x: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
-    return _extremum(sp.Min, [_extremum(sp.Max, [x, low]), high])
+class _Budget:
+    """What one conversion may still spend on comparisons in Max and Min, and whether it ran out."""
+
+    def __init__(self) -> None:
+        self.pairs = _EXTREMUM_PAIRS
+        self.exhausted = False
+
+    def extremum(self, cls: type, args: list[sp.Expr]) -> sp.Expr:
+        if any(a is sp.nan for a in args):
+            return sp.nan  # torch.maximum and torch.minimum propagate NaN
+        flat = sum(len(a.args) if isinstance(a, cls) else 1 for a in args)
+        pairs = flat * (flat - 1) // 2
+        if flat > _EXTREMUM_ARGS or pairs > self.pairs:
+            self.exhausted = True
+            return cls(*args, evaluate=False)
+        self.pairs -= pairs
+        try:
+            return cls(*args)
+        except ValueError:  # an argument sympy cannot compare (zoo, I): keep the call as written
+            return cls(*args, evaluate=False)
+
+    def clamp(self, x: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
+        return self.extremum(sp.Min, [self.extremum(sp.Max, [x, low]), high])
 
 
-# name -> f(arguments, literal parameters)
-_FUNCTIONS: dict[str, Callable[[list[sp.Expr], list[sp.Expr]], sp.Expr]] = {
-    "neg": lambda a, p: -a[0], "exp": lambda a, p: _exp(a[0]), "log": lambda a, p: sp.log(a[0]),
-    "abs": lambda a, p: sp.Abs(a[0]), "sqrt": lambda a, p: sp.sqrt(a[0]), "sign": lambda a, p: sp.sign(a[0]),
-    "clip": lambda a, p: _clamp(a[0], -p[0], p[0]), "drop": lambda a, p: drop(a[0], p[0]),
-    "bound": lambda a, p: bound(a[0]), "add": lambda a, p: a[0] + a[1], "sub": lambda a, p: a[0] - a[1],
-    "mul": lambda a, p: a[0] * a[1], "div": lambda a, p: a[0] * _power(a[1], sp.Integer(-1)),
-    "pow": lambda a, p: _power(a[0], a[1]), "max": lambda a, p: _extremum(sp.Max, a),
-    "min": lambda a, p: _extremum(sp.Min, a), "clamp": lambda a, p: _clamp(*a),
+# name -> f(arguments, literal parameters, budget)
+_FUNCTIONS: dict[str, Callable[[list[sp.Expr], list[sp.Expr], _Budget], sp.Expr]] = {
+    "neg": lambda a, p, b: -a[0], "exp": lambda a, p, b: _exp(a[0]), "log": lambda a, p, b: sp.log(a[0]),
+    "abs": lambda a, p, b: sp.Abs(a[0]), "sqrt": lambda a, p, b: sp.sqrt(a[0]),
+    "sign": lambda a, p, b: sp.sign(a[0]), "clip": lambda a, p, b: b.clamp(a[0], -p[0], p[0]),
+    "drop": lambda a, p, b: drop(a[0], p[0]), "bound": lambda a, p, b: bound(a[0]),
+    "add": lambda a, p, b: a[0] + a[1], "sub": lambda a, p, b: a[0] - a[1],
+    "mul": lambda a, p, b: a[0] * a[1], "div": lambda a, p, b: a[0] * _power(a[1], sp.Integer(-1)),
+    "pow": lambda a, p, b: _power(a[0], a[1]), "max": lambda a, p, b: b.extremum(sp.Max, a),
+    "min": lambda a, p, b: b.extremum(sp.Min, a), "clamp": lambda a, p, b: b.clamp(*a),
 }
 
 
-def _convert(expr: Expr, exact: bool, hats: bool) -> sp.Expr:
+def _convert(expr: Expr, exact: bool, hats: bool) -> tuple[sp.Expr, str | None]:
+    """The sympy form, and None or why part of it was left as written (`EXTREMA_UNEVALUATED`)."""
     memo: dict[Expr, sp.Expr] = {}
+    budget = _Budget()
 
     def walk(node: Expr) -> sp.Expr:
         if node in memo:
@@ -182,11 +207,12 @@ def _convert(expr: Expr, exact: bool, hats: bool) -> sp.Expr:
             out = symbol(node.name)
         else:
             params = [_number(p, exact) for p in node.params]
-            out = _FUNCTIONS[node.fn]([walk(a) for a in node.args], params)
+            out = _FUNCTIONS[node.fn]([walk(a) for a in node.args], params, budget)
         memo[node] = out
         return out
 
-    return walk(expr)
+    out = walk(expr)
+    return out, EXTREMA_UNEVALUATED if budget.exhausted else None
 
 
 def to_sympy(rule_or_expr: Rule | Expr, *, exact: bool = True) -> sp.Expr:
@@ -195,6 +221,12 @@ def to_sympy(rule_or_expr: Rule | Expr, *, exact: bool = True) -> sp.Expr:
     ``exact=True`` writes each constant as the exact rational of its shortest decimal (0.1 -> 1/10),
     so sympy's arithmetic on constants is exact; ``exact=False`` as Integer or Float, for reading.
     """
+    return to_sympy_noted(rule_or_expr, exact=exact)[0]
+
+
+def to_sympy_noted(rule_or_expr: Rule | Expr, *, exact: bool = True) -> tuple[sp.Expr, str | None]:
+    """`to_sympy`'s expression, and None, or `EXTREMA_UNEVALUATED` when a Max or Min was built as
+    written because merging it would have cost more comparisons than a conversion may spend."""
     expr = rule_or_expr.expr if isinstance(rule_or_expr, Rule) else rule_or_expr
     return _convert(expr, exact, hats=False)
 
@@ -202,7 +234,7 @@ def to_sympy(rule_or_expr: Rule | Expr, *, exact: bool = True) -> sp.Expr:
 def to_latex(rule: Rule | Expr) -> str:
     """LaTeX for the rule as people write it: \\hat{m} rather than the expanded bias correction."""
     expr = rule.expr if isinstance(rule, Rule) else rule
-    tree = _convert(expr, exact=False, hats=True)
+    tree, _ = _convert(expr, exact=False, hats=True)
     return sp.latex(tree, symbol_names={symbol(n): tex for n, tex in LATEX_NAMES.items()})
 
 
@@ -352,71 +384,3 @@ def from_sympy(expr: sp.Expr) -> Rule:
     if not isinstance(expr, sp.Basic):
         raise TypeError(f"expected a sympy expression, got {type(expr).__name__}")
     return Rule(_from(expr))
-
-
-# --- simplification --------------------------------------------------------------------------
-
-class _OutOfTime(Exception):
-    pass
-
-
-def _bounded(fn: Callable[[sp.Expr], sp.Expr], expr: sp.Expr, seconds: float) -> sp.Expr | None:
-    """fn(expr), or None when it takes longer than ``seconds``.
-
-    The interrupt is SIGALRM, which only the main thread may use; elsewhere the call is skipped,
-    since a sympy call cannot otherwise be stopped.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        return None
-
-    def on_alarm(signum, frame):
-        raise _OutOfTime
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    started = time.monotonic()
-    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return fn(expr)
-    except _OutOfTime:
-        return None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if old_timer[0] > 0:  # give back an outer timer what it had left
-            signal.setitimer(signal.ITIMER_REAL, max(old_timer[0] - (time.monotonic() - started), 1e-3))
-
-
-# Cheap passes first; sympy.simplify last, and only with the time that is left.
-_PASSES: list[tuple[Callable[[sp.Expr], sp.Expr], bool]] = [
-    (lambda e: e, False), (sp.factor_terms, False), (sp.cancel, False), (sp.powsimp, False),
-    (sp.together, False), (sp.expand, False), (sp.simplify, True),
-]
-
-
-def simplify(rule: Rule, *, budget_s: float = 1.0) -> Rule:
-    """The smallest (by node count) of the rule and the equivalent rules sympy's passes give.
-
-    A candidate is kept only if it has the rule's `canonical_key`, so the result is never a
-    non-equivalent rule; the passes stop once ``budget_s`` seconds are spent. The last pass,
-    sympy.simplify, is interrupted by SIGALRM at the deadline, so it runs in the main thread only.
-    """
-    from dsl.equivalence import canonical_key  # equivalence builds on this module
-
-    deadline = time.monotonic() + budget_s
-    try:
-        expr = to_sympy(rule)
-    except (RuleError, ValueError, TypeError, ArithmeticError, RecursionError):
-        return rule
-    key, best = canonical_key(rule), rule
-    for fn, slow in _PASSES:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            found = _bounded(fn, expr, left) if slow else fn(expr)
-            candidate = from_sympy(found) if found is not None else None
-        except (RuleError, ValueError, TypeError, ArithmeticError, RecursionError, AttributeError):
-            continue  # a form the language cannot write, or a pass that fails on this input
-        if candidate is not None and candidate.size() < best.size() and canonical_key(candidate) == key:
-            best = candidate
-    return best
