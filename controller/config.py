@@ -8,8 +8,8 @@ A config is a YAML mapping (or a dict), typically the ``controller:`` section of
     vocabulary: {operands: nos, unary: nos, binary: nos, groups: 2, last_group_reads_previous: true}
     policy: {hidden_size: 150, temperature: 1.0, tanh_constant: 2.5}
     ppo: {lr: 0.005, epochs: 4, clip: 0.2, entropy_coef: 0.005, risk_seeking: 0.1, elite_replay: 0}
-    evolution: {population: 100, tournament: 10, mutations: {token: 1, group: 1, operand: 1},
-                warm_start: [], neutral_tries: 10}
+    evolution: {population: 300, tournament: 20, mutations: {token: 1, group: 1, operand: 1},
+                warm_start: [], neutral_tries: 0}
 
     cfg = ControllerConfig.from_mapping(raw)      # or load_controller_config("path.yaml")
 
@@ -127,16 +127,17 @@ class EvolutionConfig(_Strict):
     """Regularized (aging) evolution (controller.evolution): population P, tournament S, the mutations
     and their relative weights, and known rules (dsl.known names) the first population starts from."""
 
-    population: int = Field(100, ge=1, description="P: the population keeps the P youngest rules")
-    tournament: int = Field(10, ge=1, description="S: a parent is the best of S members drawn at random")
+    population: int = Field(300, ge=1, description="P: the population keeps the P youngest rules")
+    tournament: int = Field(20, ge=1, description="S: a parent is the best of S members drawn at random")
     mutations: dict[str, float] = Field(
         {"token": 1.0, "group": 1.0, "operand": 1.0},
         description="name -> relative weight (or a list of names, weighted alike): token (redraw one token "
         "among those legal at its step), group (redraw a whole group), operand (re-point an operand at "
         "another group's result)")
     warm_start: tuple[str, ...] = Field((), description="known rules (dsl.known) in the first population")
-    neutral_tries: int = Field(10, ge=0, description="a child that spells its parent's rule (it changed only "
-                               "tokens the rule ignores) is mutated again, up to this many times; 0 keeps it")
+    neutral_tries: int = Field(0, ge=0, description="a child that spells its parent's rule (it changed only "
+                               "tokens the rule ignores) is mutated again, up to this many times; 0 (the "
+                               "default) keeps it: such drift is free, and PowerSign is one token from some")
 
     @field_validator("mutations", mode="before")
     @classmethod

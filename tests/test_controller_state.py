@@ -36,7 +36,7 @@ def run(searcher, updates: int) -> list:
     (PPOController, {"epochs": 2, "minibatches": 2, "risk_seeking": 0.25, "elite_replay": 4}),
     (RandomSearch, {}),
     # a population smaller than a batch, so that the draws after the first update are mutants
-    (Evolution, {"population": 8, "tournament": 3, "warm_start": ["sgd", "adam"]}),
+    (Evolution, {"population": 8, "tournament": 3, "warm_start": ["sgd", "adam"], "neutral_tries": 3}),
     (Evolution, {"population": 30, "tournament": 30, "mutations": {"group": 1, "operand": 2},
                  "neutral_tries": 0}),
 ])

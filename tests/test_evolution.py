@@ -172,3 +172,16 @@ def test_evolution_finds_the_target_of_the_learning_test_and_beats_random_search
     assert found is not None, "evolution did not draw the target within the budget"
     assert random_found is None or random_found > found
     assert statistics.fmean(means[-4:]) > statistics.fmean(random_means) + 0.15
+
+
+def test_neutral_children_are_mutated_again_only_when_asked() -> None:
+    # keep_left ignores op2 and unary2: many mutations of this parent leave its rule as it was
+    def children(tries: int) -> list[str]:
+        evo = Evolution(config(1, False, population=4, tournament=4, mutations=["token"], neutral_tries=tries))
+        parent = evo.space.encode([("g", "mhat", "identity", "sign", "keep_left")])
+        evo.population = [(tuple(parent.tolist()), 1.0)] * 4
+        evo.drawn = 4
+        return [str(s.rule) for s in evo.sample(60)]
+
+    assert "g" in children(0)
+    assert "g" not in children(20)
