@@ -24,9 +24,11 @@ from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_
 
 MAX_TEXT = 10_000
 
+# ASCII only: \d would also match other scripts' digits (١٢), which float() reads as numbers.
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)"
-    r"|(?P<op>\*\*|[-+*/^(),]))"
+    r"|(?P<op>\*\*|[-+*/^(),]))",
+    re.ASCII,
 )
 
 
@@ -40,8 +42,9 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             return out + [("end", "", pos)]
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
+            hint = "numbers are written with the ASCII digits 0-9" if text[pos].isdigit() else ""
             raise RuleSyntaxError(text, pos, repr(text[pos]), "a number, a name, an operator or a "
-                                  "parenthesis")
+                                  "parenthesis", hint)
         kind = match.lastgroup
         out.append((kind, match.group(kind), match.start(kind)))
         pos = match.end()
@@ -119,10 +122,15 @@ class _Parser:
     def atom(self) -> Expr:
         kind, value, pos = token = self.take()
         if kind == "number":
-            if float(value) == float("inf"):  # Const would refuse it without saying where
+            number = float(value)
+            if number == float("inf"):  # Const would refuse it without saying where
                 raise RuleSyntaxError(self.text, pos, f"number {value!r}", "a finite number (at most "
                                       "1.7976931348623157e+308)")
-            return Const(float(value))
+            if number == 0 and any(c in "123456789" for c in value.split("e")[0].split("E")[0]):
+                # 1e-400 would silently become 0, while 1e309 is refused: refuse both.
+                raise RuleSyntaxError(self.text, pos, f"number {value!r}", "a number float64 can hold "
+                                      "(it underflows to 0; the smallest is 5e-324)")
+            return Const(number)
         if kind == "op" and value == "(":
             inner = self.expr()
             self.expect(")")

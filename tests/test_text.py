@@ -89,6 +89,10 @@ BAD = [
     ("clip(g, 0)", 0, "clip(...)", "valid parameters"),
     ("drop(g, 1)", 0, "drop(...)", "valid parameters"),
     ("g * 1e400", 4, "number '1e400'", "a finite number (at most 1.7976931348623157e+308)"),
+    ("g * 1e-400", 4, "number '1e-400'", "a number float64 can hold (it underflows to 0; the smallest is "
+     "5e-324)"),
+    ("\u0661\u0662 * g", 0, "'\u0661'", "a number, a name, an operator or a parenthesis"),  # Arabic-Indic 12
+    ("g * \uff11", 4, "'\uff11'", "a number, a name, an operator or a parenthesis"),  # fullwidth 1
 ]
 
 
@@ -99,6 +103,12 @@ def test_bad_text_says_where_what_was_found_and_what_was_expected(text, position
     err = caught.value
     assert (err.position, err.found, err.expected) == (position, found, expected)
     assert f"at position {position}" in str(err) and found in str(err) and expected in str(err)
+
+
+def test_zero_written_small_is_still_zero_and_subnormals_parse() -> None:
+    assert parse("0e-400 * g") == parse("0 * g")
+    assert parse("5e-324 * g").expr.args[0].value == 5e-324
+    assert "ASCII digits 0-9" in str(pytest.raises(RuleSyntaxError, parse, "\u0661 * g").value)
 
 
 @pytest.mark.parametrize(("text", "suggestion"), [("sgin(g)", "sign"), ("mhta", "mhat"), ("beta_1", "beta1"),
