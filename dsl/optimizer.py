@@ -28,15 +28,18 @@ from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
 from dsl.text import parse
-from dsl.vocabulary import HYPERS, OPTIMIZER_HYPERS, hyper_defaults
+from dsl.vocabulary import HYPERS, LEARNING_RATE, OPTIMIZER_HYPERS, hyper_defaults
+
+
+_CHECKED = {**HYPERS, **OPTIMIZER_HYPERS, "lr": LEARNING_RATE}
 
 
 def _check_hypers(values: Mapping[str, Any], where: str) -> None:
-    """Raise ValueError naming each hyper-constant in ``values`` outside its range (`dsl.vocabulary`),
-    as torch.optim does for betas out of [0, 1): a bad value fails here, not as a division by zero
-    or a nan weight steps later."""
+    """Raise ValueError naming each hyper-constant (and lr) in ``values`` outside its range
+    (`dsl.vocabulary`), as torch.optim does for betas out of [0, 1): a bad value fails here, not as a
+    division by zero or a nan weight steps later (lr = nan or inf made every weight nan)."""
     problems = [problem for name, value in values.items()
-                if (hyper := HYPERS.get(name) or OPTIMIZER_HYPERS.get(name)) is not None
+                if (hyper := _CHECKED.get(name)) is not None
                 and (problem := hyper.problem(value)) is not None]
     if problems:
         raise ValueError(where + "; ".join(problems))
@@ -137,8 +140,6 @@ class RuleOptimizer(Optimizer):
             raise TypeError(f"unknown hyper-constant(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
         defaults.update(hyper, lr=lr, weight_decay=weight_decay, maximize=maximize,
                         foreach=foreach, fused=bool(fused))
-        if lr < 0:
-            raise ValueError(f"invalid learning rate: {lr}")
         if foreach and fused:
             raise ValueError("foreach and fused are two execution paths: choose one")
         _check_hypers(defaults, "")
@@ -149,6 +150,27 @@ class RuleOptimizer(Optimizer):
         param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))
         _check_hypers(param_group, f"param group {len(self.param_groups)}: ")
         super().add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        # The rule's text travels with its state, so that another rule's state is refused on load.
+        return {**super().state_dict(), "rule": str(self.rule)}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """torch's load_state_dict, after checking that the state is this rule's (the saved rule's
+        text, and each parameter's buffers: a state dict of another optimizer lacks them) and that
+        every group's lr and hyper-constants are in range."""
+        saved = state_dict.get("rule")
+        if saved is not None and saved != str(self.rule):
+            raise ValueError(f"the state dict is of the rule {saved!r}, not of this optimizer's "
+                             f"{str(self.rule)!r}")
+        for key, state in state_dict.get("state", {}).items():
+            missing = [name for name in ("step", *self.rule.state) if name not in state]
+            if missing:
+                raise ValueError(f"the state dict's parameter {key} has no {', '.join(missing)}, which the "
+                                 f"rule {str(self.rule)!r} keeps: is it another optimizer's?")
+        for i, group in enumerate(state_dict.get("param_groups", [])):
+            _check_hypers(group, f"the state dict's param group {i}: ")
+        super().load_state_dict(state_dict)
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         state = self.state[p]

@@ -25,7 +25,8 @@ def weights(model: torch.nn.Module) -> torch.Tensor:
 
 def make(name: str, model: torch.nn.Module, path: str = "foreach", **kw) -> RuleOptimizer:
     case = CASES[name]
-    return RuleOptimizer(model.parameters(), RULES[name], **{"lr": case.lr, **case.hyper, **PATHS[path], **kw})
+    return RuleOptimizer(model.parameters(), RULES[name],
+                         **{"lr": case.lr, **case.hyper, **PATHS[path], **kw})
 
 
 @pytest.mark.parametrize("name", BEHAVIOUR_RULES)
@@ -189,7 +190,9 @@ def test_fused_path_falls_back_when_compile_is_unavailable(monkeypatch):
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(rule="exp(g"), RuleSyntaxError, "expected"),
     (dict(rule="g", beta4=0.5), TypeError, "unknown hyper-constant"),
-    (dict(rule="g", lr=-1.0), ValueError, "learning rate"),
+    (dict(rule="g", lr=-1.0), ValueError, r"lr must be in \[0, inf\), got -1.0"),
+    (dict(rule="g", lr=float("nan")), ValueError, "lr must be a finite number, got nan"),
+    (dict(rule="g", lr=float("inf")), ValueError, "lr must be a finite number, got inf"),
     (dict(rule="g", foreach=True, fused=True), ValueError, "choose one"),
     (dict(), TypeError, "needs a rule"),
     # hyper-constants out of range: bias corrections and AdaBound's bound would divide by zero
@@ -212,8 +215,30 @@ def test_a_param_group_out_of_range_is_named_and_the_optimizer_is_unchanged():
     with pytest.raises(ValueError, match=r"param group 1: beta1 must be in \[0, 1\), got 1.5"):
         opt.add_param_group({"params": [model[0].bias], "beta1": 1.5})
     assert len(opt.param_groups) == 1
+    for lr, problem in [(-1.0, r"lr must be in \[0, inf\)"), (float("nan"), "lr must be a finite number")]:
+        with pytest.raises(ValueError, match=rf"param group 1: {problem}"):
+            opt.add_param_group({"params": [model[0].bias], "lr": lr})
+    assert len(opt.param_groups) == 1
     opt.add_param_group({"params": [model[0].bias], "beta1": torch.tensor(0.5)})  # as torch.optim allows
     assert opt.param_groups[1]["beta1"] == 0.5
+
+
+def test_another_optimizer_s_state_is_refused_on_load():
+    model = small_network()
+    adam = RuleOptimizer(model.parameters(), RULES["adam"], lr=0.01)
+    train(model, adam, steps=2)
+    sgd = RuleOptimizer(model.parameters(), "g", lr=0.01)
+    with pytest.raises(ValueError, match="state dict is of the rule 'mhat / .*not of this optimizer's 'g'"):
+        sgd.load_state_dict(adam.state_dict())
+    # Without the rule's text (torch's own Adam, or an older save): the missing buffers are named.
+    theirs = torch.optim.Adam(model.parameters(), lr=0.01)
+    train(model, theirs, steps=1)
+    with pytest.raises(ValueError, match="parameter 0 has no m, v, which the rule"):
+        RuleOptimizer(model.parameters(), RULES["adam"]).load_state_dict(theirs.state_dict())
+    saved = adam.state_dict()
+    saved["param_groups"][0]["lr"] = float("inf")
+    with pytest.raises(ValueError, match="state dict's param group 0: lr must be a finite number"):
+        RuleOptimizer(model.parameters(), RULES["adam"]).load_state_dict(saved)
 
 
 def test_state_memory_is_no_more_than_torch_adam():
