@@ -20,6 +20,7 @@ found in the folder under such a name is an error when the folder is read.
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,9 @@ import torch
 from discovered_rules.codegen import optimizer_source
 from discovered_rules.records import (
     RecordError,
+    RecordWarning,
     RuleRecord,
+    class_name,
     make_record,
     read_record,
     write_atomic,
@@ -39,8 +42,8 @@ from dsl.optimizer import optimizer_class
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 __all__ = [
-    "PACKAGE_DIR", "RecordError", "RuleRecord", "UnknownRule", "available", "class_name", "export", "load",
-    "make_record", "optimizer_source", "read_record", "record", "write_record",
+    "PACKAGE_DIR", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "available", "class_name",
+    "export", "load", "make_record", "optimizer_source", "read_record", "record", "write_record",
 ]
 
 
@@ -49,11 +52,6 @@ class UnknownRule(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0])
-
-
-def class_name(name: str) -> str:
-    """The optimizer class name of a record name: ``powersign_cd`` -> ``PowersignCd``."""
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
 def _record_paths(directory: Path) -> dict[str, Path]:
@@ -87,9 +85,13 @@ def record(name: str, directory: str | Path | None = None) -> RuleRecord:
     path = _record_paths(folder).get(name)
     if path is None:
         raise _unknown(name, folder)
+    return _read_named(path)
+
+
+def _read_named(path: Path) -> RuleRecord:
     rec = read_record(path)
-    if rec.name != name:
-        raise RecordError(f"{path}: the record's name is {rec.name!r}, not the file's {name!r}")
+    if rec.name != path.stem:
+        raise RecordError(f"{path}: the record's name is {rec.name!r}, not the file's {path.stem!r}")
     return rec
 
 
@@ -104,10 +106,16 @@ def load(name: str, directory: str | Path | None = None) -> type[torch.optim.Opt
 
 
 def available(directory: str | Path | None = None) -> dict[str, str]:
-    """Name -> rule text of every reference rule, then of every record (sorted by name)."""
+    """Name -> rule text of every reference rule, then of every record (sorted by name). A record that
+    does not read or validate is left out with a `RecordWarning` naming its file and what is wrong, so
+    that one bad file does not hide the others."""
     out = dict(KNOWN_RULE_TEXT)
-    for name in _record_paths(_directory(directory)):
-        out[name] = record(name, directory).rule
+    for name, path in _record_paths(_directory(directory)).items():
+        try:
+            out[name] = _read_named(path).rule
+        except (RecordError, OSError) as err:  # OSError: unreadable, or a folder named *.json
+            problems = "; ".join(line.strip() for line in str(err).splitlines())
+            warnings.warn(f"skipped the record {path}: {problems}", RecordWarning, stacklevel=2)
     return out
 
 

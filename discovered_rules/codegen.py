@@ -26,6 +26,7 @@ from __future__ import annotations
 import keyword
 import math
 import textwrap
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -297,9 +298,23 @@ _HELPERS = {
 }
 
 
-def _check(rule: Rule, class_name: str, defaults: Mapping[str, float]) -> dict[str, float]:
+def unprintable(text: str) -> str | None:
+    """The first control character (or lone surrogate) in ``text``, described, or None. Such a
+    character in a generated module's docstring makes the module un-importable (a NUL) or unwritable
+    as UTF-8 (a surrogate); a newline and a tab are allowed."""
+    for i, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in "\n\t":
+            return f"the control character U+{ord(char):04X} at position {i}"
+    return None
+
+
+def _check(rule: Rule, class_name: str, defaults: Mapping[str, float],
+           texts: Mapping[str, str]) -> dict[str, float]:
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"an optimizer class name must be a Python identifier, got {class_name!r}")
+    for what, text in texts.items():
+        if (problem := unprintable(text)) is not None:
+            raise ValueError(f"the generated module's {what} would hold {problem}: {text!r}")
     unknown = sorted(set(defaults) - {"lr", *HYPERS})
     if unknown:
         raise ValueError(f"unknown default(s) {', '.join(unknown)}; known: lr, {', '.join(HYPERS)}")
@@ -365,7 +380,7 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
     docstring (where the rule comes from).
     """
     rule = parse(rule) if isinstance(rule, str) else rule
-    values = _check(rule, class_name, dict(defaults or {}))
+    values = _check(rule, class_name, dict(defaults or {}), {"module name": module or "", "about": about})
     expr = _split_clamp(rule.expr)
     hoisted = scalar_subtrees(expr)
     uses = use_counts(expr)
@@ -389,7 +404,7 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
             "self", "params", f"lr: float = {values['lr']!r}", "*",
             *(f"{k}: float = {v!r}" for k, v in values.items() if k != "lr"),
             "weight_decay: float = 0.0", "maximize: bool = False"], ") -> None:"),
-        "        if lr < 0:",
+        "        if not 0.0 <= lr < math.inf:  # nan and inf too",
         '            raise ValueError(f"invalid learning rate: {lr}")',
         *_wrapped("        defaults = dict(", [*(f"{k}={k}" for k in values), "weight_decay=weight_decay",
                                                  "maximize=maximize"], ")"),
@@ -398,7 +413,10 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
         "    def add_param_group(self, param_group: dict) -> None:",
         "        # The lr a group starts with (AdaBound's bounds scale with lr / initial_lr); the key",
         "        # torch's LR schedulers also use, so state_dict, deepcopy and schedulers keep it.",
-        '        param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))',
+        '        lr = param_group.get("lr", self.defaults["lr"])',
+        "        if not 0.0 <= lr < math.inf:",
+        '            raise ValueError(f"invalid learning rate: {lr}")',
+        '        param_group.setdefault("initial_lr", lr)',
         "        super().add_param_group(param_group)", "",
         "    @torch.no_grad()",
         "    def step(self, closure=None):",

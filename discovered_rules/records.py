@@ -11,13 +11,16 @@ strict mode (a reward written as "0.9" is an error, not a guess); nothing in a f
     write_record(rec, "nos_1.json")
     rec = read_record("nos_1.json")
 
-Every error names the file, each bad key (``rewards.1``) and what was wrong.
+Every error names the file, each bad key (``rewards.1``) and what was wrong. On reading, the formula and the
+canonical key must be what the rule gives (`rule_forms`); names that are Python keywords as a module or
+a class (``none``) and control characters in text that goes into a generated .py are refused.
 """
 
 from __future__ import annotations
 
 import datetime
 import difflib
+import keyword
 import os
 import re
 import tempfile
@@ -27,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from discovered_rules.codegen import unprintable
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
 from dsl.vocabulary import HYPERS, LEARNING_RATE
 
@@ -39,6 +43,27 @@ Reward = Annotated[float, Field(allow_inf_nan=False)]
 
 class RecordError(ValueError):
     """A record that cannot be read or does not validate; the message names the file and every problem."""
+
+
+class RecordWarning(UserWarning):
+    """A record in a folder was skipped (it does not read or validate); the message names the file."""
+
+
+def class_name(name: str) -> str:
+    """The optimizer class name of a record name: ``powersign_cd`` -> ``PowersignCd``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def rule_forms(rule: Rule) -> dict[str, str]:
+    """What a record holds that follows from its rule: formula, LaTeX and canonical key."""
+    return {"formula": str(to_sympy(rule, exact=False)), "latex": to_latex(rule),
+            "canonical_key": canonical_key(rule)}
+
+
+def _printable(text: str) -> str:
+    if (problem := unprintable(text)) is not None:
+        raise ValueError(f"holds {problem} (it would go into the generated .py), got {text!r}")
+    return text
 
 
 class RuleRecord(BaseModel):
@@ -69,7 +94,22 @@ class RuleRecord(BaseModel):
         if not NAME_PATTERN.fullmatch(name):
             raise ValueError("must be 1-64 lower-case letters, digits and underscores starting with a letter "
                              f"(it names a file and a class), got {name!r}")
+        if keyword.iskeyword(name) or keyword.iskeyword(class_name(name)):  # none -> class None
+            raise ValueError(f"must not be a Python keyword as a module or, capitalised, as a class name, "
+                             f"got {name!r}")
         return name
+
+    @field_validator("run_id", "task")
+    @classmethod
+    def _printable_text(cls, text: str | None) -> str | None:
+        return text if text is None else _printable(text)
+
+    @field_validator("baselines", "transfer")
+    @classmethod
+    def _printable_keys(cls, table: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in table or {}:
+            _printable(key)
+        return table
 
     @field_validator("rule")
     @classmethod
@@ -99,6 +139,17 @@ class RuleRecord(BaseModel):
     def _search_has_results(self) -> RuleRecord:
         if self.source == "search" and (not self.task or not self.rewards):
             raise ValueError("a record from a search needs its task and at least one reward")
+        return self
+
+    @model_validator(mode="after")
+    def _forms_follow_the_rule(self) -> RuleRecord:
+        # A record is found by its canonical key (nos rules show KEY, a run's records): an edited file
+        # or one from another version of dsl must not claim a key or a formula its rule does not have.
+        forms = rule_forms(parse(self.rule))
+        for key in ("canonical_key", "formula"):
+            if getattr(self, key) != forms[key]:
+                raise ValueError(f"{key} {getattr(self, key)!r} is not the rule's ({forms[key]!r}): the file "
+                                 "was edited or written by another version of dsl; export the record again")
         return self
 
     def parsed_rule(self) -> Rule:
@@ -179,8 +230,7 @@ def make_record(name: str, rule: Rule | str, **fields: Any) -> RuleRecord:
         raise TypeError(f"make_record fills {', '.join(given)} from the rule; do not pass them")
     parsed = parse(rule) if isinstance(rule, str) else rule
     values = {"hyper": {}, "baselines": {}, "date": datetime.date.today(), "source": "search", **fields,
-              "name": name, "rule": str(parsed), "formula": str(to_sympy(parsed, exact=False)),
-              "latex": to_latex(parsed), "canonical_key": canonical_key(parsed)}
+              "name": name, "rule": str(parsed), **rule_forms(parsed)}
     try:
         return RuleRecord.model_validate(values, strict=False)
     except ValidationError as err:

@@ -370,6 +370,18 @@ def mutate(values: dict, change: str) -> str:
     ('hyper.beta2=1.0', ["hyper", "beta2 must be in [0, 1), got 1.0"]),
     ('hyper.lr=-0.5', ["hyper", "lr must be in [0, inf), got -0.5"]),
     ('canonical_key="xyz"', ["canonical_key"]),
+    # forms that do not follow from the rule: an edited file, or another version of dsl
+    ('canonical_key="0123456789abcdef"', ["canonical_key '0123456789abcdef' is not the rule's", "again"]),
+    ('formula="g"', ["formula 'g' is not the rule's"]),
+    # names that make a keyword of the module or class, and text that would break the generated .py
+    ('name="none"', ["name: must not be a Python keyword", "'none'"]),
+    ('name="true"', ["name: must not be a Python keyword"]),
+    ('name="false"', ["name: must not be a Python keyword"]),
+    ('name="import"', ["name: must not be a Python keyword"]),
+    ('run_id="run\\u0000one"', ["run_id: holds the control character U+0000 at position 3"]),
+    ('task="dig\\u0007its"', ["task: holds the control character U+0007"]),
+    ('baselines={"ad\\u0000am": [0.9, 0.89]}', ["baselines: holds the control character U+0000"]),
+    ('transfer={"\\u001b[2J": []}', ["transfer: holds the control character U+001B"]),
     ('rewrds={}', ["rewrds: unknown key", "did you mean 'rewards'"]),
     ('rewards={}', ["needs its task and at least one reward"]),
 ])
@@ -402,7 +414,38 @@ def test_every_problem_is_listed_and_missing_file_is_named(tmp_path: Path):
         read_record(tmp_path / "nowhere.json")
 
 
+def test_generated_source_refuses_control_characters_and_bad_lr(tmp_path: Path):
+    with pytest.raises(ValueError, match="about would hold the control character U\\+0000"):
+        optimizer_source("g", "Sgd", about="run a\x00b")
+    Sgd = generated_class("g", tmp_path, cls="Sgd")
+    for lr in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="invalid learning rate"):
+            Sgd(small_network().parameters(), lr=lr)
+    opt = Sgd(small_network().parameters())
+    with pytest.raises(ValueError, match="invalid learning rate: nan"):
+        opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": float("nan")})
+
+
 # --- load, available, record, export ---------------------------------------------------------------
+
+def test_a_malformed_record_is_skipped_with_a_warning_naming_it(tmp_path: Path):
+    export(a_record(), tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    edited = {**json.loads(a_record(name="edited").model_dump_json()), "canonical_key": "0123456789abcdef"}
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    (tmp_path / "folder.json").mkdir()
+    with pytest.warns(discovered_rules.RecordWarning) as caught:
+        names = discovered_rules.available(tmp_path)
+    assert "nos_winner" in names and "adam" in names
+    assert not {"broken", "edited", "folder"} & set(names)
+    messages = sorted(str(w.message) for w in caught)
+    assert [m.split(":")[0] for m in messages] == [f"skipped the record {tmp_path / n}.json"
+                                                   for n in ("broken", "edited", "folder")]
+    assert all("\n" not in m for m in messages) and "not valid JSON" in messages[0]
+    assert load("nos_winner", tmp_path) and load("adam", tmp_path)
+    with pytest.raises(RecordError, match="broken.json"):  # asked for by name: its error
+        load("broken", tmp_path)
+
 
 @pytest.mark.parametrize("name", ["adam", "powersign", "adabound"])
 def test_reference_rules_load_by_name(name: str):
