@@ -8,23 +8,27 @@ calls on its workers.
     result.reward, result.lr, result.to_dict()
     compare(["sgd", "adam", "powersign"], "digits", seeds=[0, 1, 2]).print()
 
-Modules: `datasets` (image data in memory, digits, augmentation), `cifar10`, `translation` (parallel
-text, the synthetic pair, BLEU), `models` (ConvNet, WideResNet, TranslationTransformer), `config` (task
-configs in configs/*.yaml), `problems` (a task's loss and metric), `train` (NOS's lr choice and the
-guards), `compare` (tables over seeds).
+Modules: `datasets` (image data in memory, digits, augmentation), `mnist1d`, `cifar10`, `translation`
+(parallel text, the synthetic pair, BLEU), `models` (ConvNet, WideResNet, TranslationTransformer,
+ConvNet1D, MLP), `config` (task configs in configs/*.yaml), `problems` (a task's loss and metric),
+`train` (NOS's lr choice and the guards), `reward` (seed-averaged, normalised scores; references),
+`suite` (several tasks averaged), `compare` (tables over seeds).
 """
 
-from child_tasks.compare import ComparisonRow, ComparisonTable, compare
+from child_tasks.compare import ComparisonRow, ComparisonTable, compare, paired
 from child_tasks.config import ConfigError, TaskConfig, available_configs, load_task_config, override
 from child_tasks.datasets import ImageData, augment_batch, load_digits, load_image_task
-from child_tasks.models import ConvNet, TranslationTransformer, WideResNet, count_parameters
+from child_tasks.models import MLP, ConvNet, ConvNet1D, TranslationTransformer, WideResNet, count_parameters
+from child_tasks.reward import Evaluation, TaskScore, evaluate, with_reference
+from child_tasks.suite import Suite, load_suite
 from child_tasks.train import BASELINES, LrTrial, OptimizerSpec, TrainResult, resolve_optimizer, train
 from child_tasks.translation import TranslationData, Vocab, bleu, synthetic_translation
 
 __all__ = [
-    "BASELINES", "ComparisonRow", "ComparisonTable", "ConfigError", "ConvNet", "ImageData", "LrTrial",
-    "OptimizerSpec", "TaskConfig", "TrainResult", "TranslationData", "TranslationTransformer", "Vocab",
-    "WideResNet", "augment_batch", "available_configs", "bleu", "compare", "count_parameters",
-    "load_digits", "load_image_task", "load_task_config", "override", "resolve_optimizer",
-    "synthetic_translation", "train",
+    "BASELINES", "MLP", "ComparisonRow", "ComparisonTable", "ConfigError", "ConvNet", "ConvNet1D",
+    "Evaluation", "ImageData", "LrTrial", "OptimizerSpec", "Suite", "TaskConfig", "TaskScore", "TrainResult",
+    "TranslationData", "TranslationTransformer", "Vocab", "WideResNet", "augment_batch", "available_configs",
+    "bleu", "compare", "count_parameters", "evaluate", "load_digits", "load_image_task", "load_suite",
+    "load_task_config", "override", "paired", "resolve_optimizer", "synthetic_translation", "train",
+    "with_reference",
 ]

@@ -16,6 +16,7 @@ experiment without anyone noticing.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-TASKS = ("digits", "cifar10", "nmt")
+TASKS = ("digits", "mnist1d", "cifar10", "nmt")
+NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 
 
 class ConfigError(ValueError):
@@ -75,9 +77,27 @@ class TransformerConfig(_Strict):
         return self
 
 
-ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig, Field(discriminator="name")]
+class ConvNet1DConfig(_Strict):
+    """The MNIST-1D paper's 1D ConvNet: three strided convs of ``width`` channels."""
+    name: Literal["cnn1d"]
+    width: int = Field(25, ge=1)
+
+
+class MLPConfig(_Strict):
+    """A ReLU MLP: ``layers`` hidden layers of ``hidden`` units (the MNIST-1D paper's: 2 of 100)."""
+    name: Literal["mlp"]
+    hidden: int = Field(100, ge=1)
+    layers: int = Field(2, ge=0, le=16)
+
+
+ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | ConvNet1DConfig | MLPConfig,
+                        Field(discriminator="name")]
 MODEL_CLASSES: dict[str, type[_Strict]] = {"convnet": ConvNetConfig, "wrn": WideResNetConfig,
-                                           "transformer": TransformerConfig}
+                                           "transformer": TransformerConfig, "cnn1d": ConvNet1DConfig,
+                                           "mlp": MLPConfig}
+# Which models each task's data fits: images take 2D convs, MNIST-1D's signals 1D convs or an MLP.
+TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn", "mlp"),
+               "mnist1d": ("cnn1d", "mlp"), "nmt": ("transformer",)}
 
 
 # --- data (the kind is the task's name, filled in from `task`) ---------------------------------------
@@ -85,6 +105,17 @@ MODEL_CLASSES: dict[str, type[_Strict]] = {"convnet": ConvNetConfig, "wrn": Wide
 class DigitsData(_Strict):
     """scikit-learn's 8x8 digits, split once with a fixed seed (the rule's seed never changes the split)."""
     kind: Literal["digits"] = "digits"
+    split_seed: int = 0
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class Mnist1DData(_Strict):
+    """MNIST-1D generated offline by the `mnist1d` package (``num_samples`` in all, its generator seeded
+    by ``data_seed``), split once by ``split_seed`` like digits."""
+    kind: Literal["mnist1d"] = "mnist1d"
+    num_samples: int = Field(5000, ge=100, le=1_000_000, description="more give a finer validation metric")
+    data_seed: int = Field(42, ge=0, lt=2**32, description="the generator's seed (42: the paper's data)")
     split_seed: int = 0
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
@@ -117,19 +148,44 @@ class NMTData(_Strict):
     lowercase: bool = False
 
 
-DataConfig = Annotated[DigitsData | Cifar10Data | NMTData, Field(discriminator="kind")]
-DATA_CLASSES: dict[str, type[_Strict]] = {"digits": DigitsData, "cifar10": Cifar10Data, "nmt": NMTData}
+DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData, Field(discriminator="kind")]
+DATA_CLASSES: dict[str, type[_Strict]] = {"digits": DigitsData, "mnist1d": Mnist1DData,
+                                          "cifar10": Cifar10Data, "nmt": NMTData}
 
 
 # --- the task ---------------------------------------------------------------------------------------
 
+class Reference(_Strict):
+    """What a loss reward is normalised against: ``initial`` (the loss before any step) and ``adam``
+    (tuned Adam's, each with the task's lr choice), means over ``seeds``. ``fingerprint`` is the task's
+    (`child_tasks.reward.fingerprint`) when they were measured: a changed task makes them stale."""
+    initial: float
+    adam: float
+    seeds: int = Field(ge=1)
+    fingerprint: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Reference:
+        if not (math.isfinite(self.initial) and math.isfinite(self.adam) and self.initial > self.adam):
+            raise ValueError(f"initial ({self.initial}) must be finite and above adam ({self.adam})")
+        return self
+
+
 class TaskConfig(_Strict):
     """What a rule is trained on, for how long, and how it is scored."""
     name: str = Field("", description="the config's name (its file stem)")
-    task: Literal["digits", "cifar10", "nmt"]
+    task: Literal["digits", "mnist1d", "cifar10", "nmt"]
     model: ModelConfig
     data: DataConfig
-    metric: Literal["accuracy", "bleu"] = Field("accuracy", description="the reward, on the validation set")
+    metric: Literal["accuracy", "bleu"] = Field("accuracy", description="what tables show, on validation")
+    reward: Literal["accuracy", "val_loss", "train_loss"] = Field(
+        "accuracy", description="accuracy: the validation metric, 0-100 (NOS's); val_loss: the final "
+        "validation loss; train_loss: the mean training loss of the run (the area under its curve); the "
+        "two losses are normalised against `reference` (1: tuned Adam, 0: no progress)")
+    seeds_per_evaluation: int = Field(1, ge=1, le=64, description="training seeds averaged in one "
+                                      "evaluation, the same for every rule (common random numbers)")
+    reference: Reference | None = Field(None, description="the loss at initialisation and tuned Adam's, "
+                                        "for normalising; measured and cached when missing or stale")
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr_grid: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
@@ -158,9 +214,8 @@ class TaskConfig(_Strict):
     def _consistent(self) -> TaskConfig:
         if self.data.kind != self.task:
             raise ValueError(f"data.kind is {self.data.kind!r} but task is {self.task!r}")
-        nmt_model = self.model.name == "transformer"
-        if nmt_model != (self.task == "nmt"):
-            wanted = "transformer" if self.task == "nmt" else "convnet or wrn"
+        if self.model.name not in TASK_MODELS[self.task]:
+            wanted = " or ".join(TASK_MODELS[self.task])
             raise ValueError(f"task {self.task!r} needs model {wanted}, got {self.model.name!r}")
         if self.metric == "bleu" and self.task != "nmt":
             raise ValueError(f"metric 'bleu' is for the nmt task, not {self.task!r} (use 'accuracy')")

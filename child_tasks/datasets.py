@@ -27,8 +27,9 @@ __all__ = ["ImageData", "augment_batch", "load_digits", "load_image_task", "IMAG
 class ImageData:
     """An image classification task held in memory.
 
-    x_* are float32 (N, C, H, W), normalised per channel with the training split's mean and std
-    (`channel_mean`, `channel_std`, in the units of the raw data); y_* are int64 class indices in
+    x_* are float32 (N, C, H, W) images, or (N, C, L) signals (MNIST-1D), normalised per channel with the
+    training split's mean and std (`channel_mean`, `channel_std`, in the units of the raw data; empty
+    where the loader normalised the data itself); y_* are int64 class indices in
     [0, num_classes). `augment` says whether training should pass its batches through `augment_batch`.
     """
 
@@ -49,8 +50,9 @@ class ImageData:
         shape = None
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != torch.float32 or x.dim() != 4:
-                raise ValueError(f"{self.name}: x_{split} must be float32 (N, C, H, W), got {x.dtype} "
+            if x.dtype != torch.float32 or x.dim() not in (3, 4):
+                raise ValueError(f"{self.name}: x_{split} must be float32 (N, C, H, W) or (N, C, L), got "
+                                 f"{x.dtype} "
                                  f"{tuple(x.shape)}")
             if y.dtype != torch.int64 or y.shape != (x.shape[0],):
                 raise ValueError(f"{self.name}: y_{split} must be int64 of shape ({x.shape[0]},), got "
@@ -63,10 +65,9 @@ class ImageData:
                 raise ValueError(f"{self.name}: y_{split} has labels outside [0, {self.num_classes})")
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(channels, height, width) of one image."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """(channels, height, width) of one image, or (channels, length) of one signal."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     def __repr__(self) -> str:
         return (f"ImageData({self.name!r}, input_shape={self.input_shape}, classes={self.num_classes}, "

@@ -6,6 +6,8 @@
 * `WideResNet`: WRN-d-k (Zagoruyko & Komodakis 2016) with pre-activation basic blocks, depth 6n+4,
   three groups of widths 16k, 32k, 64k after a 16-filter stem, optional dropout between the convs.
 * `TranslationTransformer`: a small pre-norm encoder-decoder for NMT with greedy decoding.
+* `ConvNet1D` and `MLP`: the MNIST-1D paper's small 1D ConvNet (three strided convs of 25 channels) and
+  its MLP (two hidden layers of 100), with sizes from the task config.
 
 Token ids follow child_tasks/translation.py: PAD=0, BOS=1, EOS=2. They are repeated here rather than
 imported so that the models stand alone (the data module may change without touching the networks).
@@ -40,6 +42,45 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1))
+
+
+class ConvNet1D(nn.Module):
+    """The MNIST-1D paper's CNN: conv(k5, s2) - ReLU - [conv(k3, s2) - ReLU] x 2 - linear, on (N, C, L).
+
+    About 5k parameters at width 25 on 40-sample signals; no batch norm, as in the paper, so the
+    optimizer alone carries the conditioning.
+    """
+
+    def __init__(self, input_shape: tuple[int, int], num_classes: int, width: int = 25) -> None:
+        super().__init__()
+        channels, length = input_shape
+        self.features = nn.Sequential(
+            nn.Conv1d(channels, width, 5, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        for kernel in (5, 3, 3):  # each strided conv: floor((L + 2 - k) / 2) + 1 positions
+            length = (length + 2 - kernel) // 2 + 1
+        self.head = nn.Linear(width * length, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class MLP(nn.Module):
+    """A ReLU MLP over the flattened input: ``layers`` hidden layers of ``hidden`` units."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, hidden: int = 100,
+                 layers: int = 2) -> None:
+        super().__init__()
+        width, blocks = math.prod(input_shape), []
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.net = nn.Sequential(nn.Flatten(), *blocks, nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 class _PreActBlock(nn.Module):

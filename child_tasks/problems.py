@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from child_tasks.config import Cifar10Data, DigitsData, NMTData, TaskConfig
-from child_tasks.models import PAD, ConvNet, TranslationTransformer, WideResNet
+from child_tasks.config import Cifar10Data, DigitsData, Mnist1DData, NMTData, TaskConfig
+from child_tasks.models import MLP, PAD, ConvNet, ConvNet1D, TranslationTransformer, WideResNet
 
 
 class Problem(Protocol):
@@ -41,9 +41,13 @@ class ImageProblem:
         self.augment = bool(getattr(data, "augment", False))
 
     def build_model(self) -> nn.Module:
-        m = self.config.model
+        m, shape, classes = self.config.model, self.data.input_shape, self.data.num_classes
         if m.name == "convnet":
-            return ConvNet(self.data.input_shape, self.data.num_classes, width=m.width)
+            return ConvNet(shape, classes, width=m.width)
+        if m.name == "cnn1d":
+            return ConvNet1D(shape, classes, width=m.width)
+        if m.name == "mlp":
+            return MLP(shape, classes, hidden=m.hidden, layers=m.layers)
         return WideResNet(m.depth, m.widen, self.data.num_classes, self.data.input_shape[0], m.dropout)
 
     def loss(self, model: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -139,13 +143,18 @@ class TranslationProblem:
 
 
 def load_data(config: TaskConfig) -> Any:
-    """The config's data: an ImageData (digits, cifar10) or a TranslationData (nmt)."""
+    """The config's data: an ImageData (digits, mnist1d, cifar10) or a TranslationData (nmt)."""
     d = config.data
     if isinstance(d, DigitsData):
         from child_tasks.datasets import load_image_task
 
         return load_image_task("digits", seed=d.split_seed, val_fraction=d.val_fraction,
                                test_fraction=d.test_fraction)
+    if isinstance(d, Mnist1DData):
+        from child_tasks.mnist1d import load_mnist1d
+
+        return load_mnist1d(num_samples=d.num_samples, data_seed=d.data_seed, split_seed=d.split_seed,
+                            val_fraction=d.val_fraction, test_fraction=d.test_fraction)
     if isinstance(d, Cifar10Data):
         from child_tasks.datasets import load_image_task
 

@@ -3,8 +3,9 @@
 `train(rule_or_baseline, task, seed)` follows NOS's protocol:
 
 1. every lr of the config's grid gets a short run, all from the same initial weights and batch order;
-2. the lr whose short run scores best (validation metric, ties broken by validation loss) is continued,
-   not restarted, to the full budget;
+2. the lr whose short run scores best by the task's reward kind is continued, not restarted, to the full
+   budget: the validation metric with ties broken by validation loss (``reward: accuracy``, NOS's), the
+   validation loss (``val_loss``), or the mean training loss so far (``train_loss``);
 3. the result holds the validation metric (the reward), the test metric (for reporting only), the
    per-epoch curves, the chosen lr and the short-run score of every lr tried.
 
@@ -67,6 +68,8 @@ class TrainResult:
     wall_time: float
     status: str = "ok"  # ok, diverged (NaN/Inf or loss blow-up), timeout, error (the optimizer raised)
     reason: str | None = None
+    val_loss: float | None = None  # the final validation loss
+    mean_train_loss: float | None = None  # over every step of the chosen run: the training-loss curve's area
     diverged: bool = field(init=False)  # ended early for any of those reasons: the reward is 0
 
     def __post_init__(self) -> None:
@@ -116,6 +119,7 @@ class _Run:
     order: torch.Tensor | None = None
     first_loss: float | None = None
     epoch_loss: float = 0.0
+    loss_sum: float = 0.0  # every step's training loss: their mean is the area under the curve
     train_loss: list[float] = field(default_factory=list)
     val_curve: list[float] = field(default_factory=list)
     last_eval: tuple[int, float, float] | None = None  # (step, metric, loss)
@@ -183,8 +187,9 @@ def _evaluate(spec: OptimizerSpec, problem: Problem, plan: _Plan, grid: list[flo
                 metric, loss = _score(run, problem, plan)
                 trials.append(LrTrial(lr, metric, loss, "ok"))
                 log(f"{spec.label} lr={lr:g}: short-run {config.metric} {metric:.2f}, val loss {loss:.4f}")
-                if best is None or (metric, -loss) > best[0]:
-                    best = ((metric, -loss), run)  # the run itself: the winner continues from here
+                key = _choice_key(run, config.reward, metric, loss)
+                if best is None or key > best[0]:
+                    best = (key, run)  # the run itself: the winner continues from here
             else:
                 trials.append(LrTrial(lr, math.nan, None, "ok"))
                 best = ((0.0, 0.0), run)
@@ -223,7 +228,19 @@ def _evaluate(spec: OptimizerSpec, problem: Problem, plan: _Plan, grid: list[flo
         val_metric=val_metric, test_metric=test_metric, lr=run.lr if run is not None else None,
         lr_trials=trials, train_loss=run.train_loss if run else [], val_curve=run.val_curve if run else [],
         steps=run.step if run else 0, total_steps=steps_done, wall_time=0.0,
-        status=ended.status if ended else "ok", reason=ended.reason if ended else None)
+        status=ended.status if ended else "ok", reason=ended.reason if ended else None,
+        val_loss=None if ended or not run.last_eval else run.last_eval[2],
+        mean_train_loss=None if ended or not run.step else run.loss_sum / run.step)
+
+
+def _choice_key(run: _Run, reward: str, metric: float, loss: float) -> tuple[float, ...]:
+    """How an lr's short run ranks (higher is better): by the quantity the reward is made of, so that
+    the lr chosen is the one the reward favours."""
+    if reward == "train_loss":
+        return (-run.loss_sum / max(1, run.step),)
+    if reward == "val_loss":
+        return (-loss,)
+    return (metric, -loss)
 
 
 def _new_run(spec: OptimizerSpec, problem: Problem, plan: _Plan, lr: float, seed: int,
@@ -270,6 +287,7 @@ def _advance(run: _Run, problem: Problem, plan: _Plan, until: int) -> None:
                 raise _RunEnded("error", f"step {run.step + 1} raised {type(err).__name__}: {err}") from err
             run.step += 1
             run.epoch_loss += value
+            run.loss_sum += value
             if run.step % spe == 0:
                 run.train_loss.append(run.epoch_loss / spe)
                 run.val_curve.append(_score(run, problem, plan)[0])

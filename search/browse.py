@@ -61,7 +61,33 @@ def record_gain(rec: RuleRecord) -> tuple[float, str] | None:
 
 
 def signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f}"
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def task_columns(rows: Sequence[Evaluation]) -> list[str]:
+    """The task names of a run's evaluations (their stored per-task scores), in the suite's order."""
+    names: list[str] = []
+    for row in rows:
+        for name in ((row.result or {}).get("tasks") or {}):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def task_cells(row: Evaluation, tasks: Sequence[str]) -> list[str]:
+    """Each task's score of one evaluation, with its validation metric (accuracy or BLEU) beside it."""
+    stored = (row.result or {}).get("tasks") or {}
+    cells = []
+    for name in tasks:
+        part = stored.get(name)
+        if not isinstance(part, dict) or part.get("score") is None:
+            cells.append("-")
+            continue
+        metric = part.get("val_metric")
+        label = "acc" if part.get("metric") == "accuracy" else part.get("metric", "")
+        beside = f" ({label} {metric:.1f})" if isinstance(metric, float) else ""
+        cells.append(f"{part['score']:.3f}{beside}")
+    return cells
 
 
 def reference_table() -> Table:
@@ -88,8 +114,8 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
         rec = discovered_rules.record(name, directory)
         mean, std = mean_std(list(rec.rewards.values())) if rec.rewards else (None, None)
         gain = record_gain(rec)
-        table.add_row(name, rec.task or "-", "-" if mean is None else f"{mean:.2f} ± {std:.2f}",
-                      "-" if gain is None else f"{gain[0]:+.2f} ({gain[1]})", rec.formula, rec.run_id or "-",
+        table.add_row(name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
+                      "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", rec.formula, rec.run_id or "-",
                       rec.date.isoformat())
     return table
 
@@ -121,18 +147,20 @@ class RunListing:
     def table(self) -> Table:
         table = Table(title=f"run {self.run_id} ({self.run_dir}), task {self.task}: best rules",
                       caption_justify="left")
-        for column in ("rank", "reward", "gain", "confirmed", "conf. gain", "formula (sympy)", "key"):
-            table.add_column(column, justify="right" if column in ("rank", "reward", "gain", "confirmed",
-                                                                   "conf. gain") else "left",
+        tasks = task_columns([row.evaluation for row in self.rows])
+        numeric = ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain")
+        for column in ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain", "formula (sympy)", "key"):
+            table.add_column(column, justify="right" if column in numeric else "left",
                              overflow="fold", no_wrap=column == "key")
         for row in self.rows:
             rec = row.record
             confirmed = "-"
             if rec is not None and rec.rewards:
                 mean, std = mean_std(list(rec.rewards.values()))
-                confirmed = f"{mean:.2f} ± {std:.2f} ({rec.name})"
-            table.add_row(str(row.rank), f"{row.evaluation.reward:.2f}", signed(row.gain), confirmed,
-                          signed(row.confirmed_gain), row.formula, row.evaluation.canonical_key or "-")
+                confirmed = f"{mean:.3f} ± {std:.3f} ({rec.name})"
+            table.add_row(str(row.rank), f"{row.evaluation.reward:.3f}", *task_cells(row.evaluation, tasks),
+                          signed(row.gain), confirmed, signed(row.confirmed_gain), row.formula,
+                          row.evaluation.canonical_key or "-")
         table.caption = self.caption()
         return table
 

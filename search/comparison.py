@@ -5,11 +5,13 @@ transfer and the baselines of a run.
                            load_task_config("digits"), seeds=[1, 2, 3])
     table.print()                                   # child_tasks.ComparisonTable, mean ± std per optimizer
 
-Each (optimizer, seed) training is one call on a `search.workers.WorkerPool` actor (the search's own
+Each (optimizer, seed) evaluation (every task of the suite, every training seed of that evaluation seed,
+`child_tasks.reward`) is one call on a `search.workers.WorkerPool` actor (the search's own
 workers, sized by `search.cluster.worker_options`, replaced when their process dies), so a comparison uses
 every worker of the cluster; the task's data is loaded here once and shared through Ray's object store.
 Everything that can be checked without training is checked before Ray starts: the optimizer names, the
-task's data (a missing CIFAR-10 is reported here, with the variable to set). A rich progress bar counts
+tasks' data (a missing CIFAR-10 is reported here, with the variable to set); missing or stale reference
+values are measured here too. A rich progress bar counts
 the trainings. ``address`` None starts a local Ray, or uses the one this process already has.
 """
 
@@ -28,7 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from child_tasks.compare import ComparisonRow, ComparisonTable
 from child_tasks.config import TaskConfig
 from child_tasks.problems import load_data
-from child_tasks.train import TrainResult, resolve_optimizer, train
+from child_tasks.reward import Evaluation, evaluate
+from child_tasks.suite import Suite, load_suite
+from child_tasks.train import resolve_optimizer
 from search.cluster import connect, disconnect, worker_options
 from search.workers import EvaluationWorker, WorkerPool
 
@@ -67,7 +71,7 @@ def contenders(rules: dict[str, str], baselines: Sequence[str]) -> list[Contende
 
 
 class ComparisonWorker(EvaluationWorker):
-    """An evaluation worker that trains any optimizer (baselines included) and returns the TrainResult."""
+    """An evaluation worker that evaluates any optimizer (baselines included) and returns the Evaluation."""
 
     def evaluate(self, optimizer: tuple[str, dict[str, float]],  # type: ignore[override]
                  seed: int) -> dict[str, Any]:
@@ -75,8 +79,8 @@ class ComparisonWorker(EvaluationWorker):
         start = time.perf_counter()
         text, hyper = optimizer
         try:
-            result = train(resolve_optimizer(text, hyper), self.task, seed, data=self.data,
-                           threads=self.threads, device=self.device, time_limit_s=self.time_limit_s)
+            result = evaluate(resolve_optimizer(text, hyper), self.tasks, seed, data=self.data,
+                              threads=self.threads, device=self.device, time_limit_s=self.time_limit_s)
         except Exception:  # returned, not raised: the caller reports it with the worker's traceback
             return {"status": "failed", "error": traceback.format_exc(), "worker": self.id,
                     "duration": time.perf_counter() - start}
@@ -101,19 +105,20 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def done(self, label: str, seed: int, result: TrainResult) -> None:
-        last = f"{label} seed {seed}: {result.reward:.2f}"
+    def done(self, label: str, seed: int, result: Evaluation) -> None:
+        last = f"{label} seed {seed}: {result.reward:.3f}"
         last += "" if result.status == "ok" else f" ({result.status})"
         self._progress.update(self._task, advance=1, last=last)
 
 
-def compare_on_ray(rows: Sequence[Contender], task: TaskConfig, seeds: Sequence[int], *,
+def compare_on_ray(rows: Sequence[Contender], task: TaskConfig | Suite, seeds: Sequence[int], *,
                    address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
                    gpu_fraction: float = 0.25, time_limit_s: float | None = None, max_retries: int = 2,
                    progress: bool = True, description: str = "compare", console: Console | None = None,
                    data: Any = None) -> ComparisonTable:
-    """Train every contender once per seed on ``task`` on Ray workers; the table has the rows in the order
-    given. ``workers`` None: as many as the cluster holds (at most one per training). ``time_limit_s``
+    """Evaluate every contender once per seed on ``task`` (a task config or a suite) on Ray workers; the
+    table has the rows in the order given. ``data``: each task's data, in order (loaded here when None).
+    ``workers`` None: as many as the cluster holds (at most one per training). ``time_limit_s``
     None: the task's. Raises ComparisonError when a training raises or its worker dies more than
     ``max_retries`` times, and the task's data errors (FileNotFoundError, ValueError) before Ray starts."""
     seeds = list(seeds)
@@ -125,28 +130,29 @@ def compare_on_ray(rows: Sequence[Contender], task: TaskConfig, seeds: Sequence[
         raise ValueError("a comparison needs at least one optimizer and one seed")
     for row in rows:  # a bad name fails here, not in a worker
         resolve_optimizer(row.optimizer, row.hyper)
-    data = load_data(task) if data is None else data
+    suite = (task if isinstance(task, Suite) else load_suite(task)).with_references()
+    data = [load_data(t) for t in suite.tasks] if data is None else data
     jobs = [(row, seed) for seed in seeds for row in rows]  # seed-major: every optimizer advances together
     started = connect(address, num_cpus=workers * cpus_per_worker if workers else None)
     try:
-        results = _run(jobs, task, data, workers, cpus_per_worker, gpu_fraction, time_limit_s, max_retries,
+        results = _run(jobs, suite, data, workers, cpus_per_worker, gpu_fraction, time_limit_s, max_retries,
                        _Bar(len(jobs), description, progress, console))
     finally:
         disconnect(started)
-    table = ComparisonTable(task.name or task.task, task.metric, seeds)
+    table = ComparisonTable(suite.name, suite.tasks[0].metric, seeds)
     table.rows = [ComparisonRow(row.label, [results[row.label, seed] for seed in seeds]) for row in rows]
     return table
 
 
-def _run(jobs: list[tuple[Contender, int]], task: TaskConfig, data: Any, workers: int | None,
+def _run(jobs: list[tuple[Contender, int]], suite: Suite, data: list[Any], workers: int | None,
          cpus_per_worker: int, gpu_fraction: float, time_limit_s: float | None, max_retries: int,
-         bar: _Bar) -> dict[tuple[str, int], TrainResult]:
+         bar: _Bar) -> dict[tuple[str, int], Evaluation]:
     import ray
 
     options = worker_options(workers, cpus_per_worker, gpu_fraction)
-    pool = WorkerPool(min(options.workers, len(jobs)), options.ray_options, task.model_dump(mode="json"),
+    pool = WorkerPool(min(options.workers, len(jobs)), options.ray_options, suite.to_mapping(),
                       ray.put(data), options.threads, time_limit_s, ComparisonWorker)
-    results: dict[tuple[str, int], TrainResult] = {}
+    results: dict[tuple[str, int], Evaluation] = {}
     queue, tries = list(reversed(jobs)), {(row.label, seed): 0 for row, seed in jobs}
     try:
         with bar:

@@ -2,8 +2,10 @@
 
 A run config is a YAML mapping (configs/quickstart.yaml is the default):
 
-    task: digits                    # a task config name (configs/NAME.yaml) or path, or an inline mapping
-    task_overrides: {epochs: 2}     # dotted keys into the task config (child_tasks.config.override)
+    task: mnist1d_cnn               # a task config name (configs/NAME.yaml), path or inline mapping, a list
+                                    # of them, or a suite config (child_tasks.suite): the reward is the mean
+                                    # of the tasks' scores
+    task_overrides: {epochs: 2}     # dotted keys into every task config (child_tasks.config.override)
     controller: {kind: ppo, batch_size: 50}           # a ControllerConfig mapping
     search: {budget: 1000, patience: 20, max_batches_ahead: 1, workers: null, cpus_per_worker: 1,
              gpu_fraction: 0.25, invalid_reward: 0.0, max_retries: 2, eval_seed: 0, time_limit_s: null}
@@ -24,9 +26,9 @@ and are applied to the raw mapping before validation, so a misspelt override key
 misspelt file key. Every problem is reported at once with its key path and what was expected; unknown keys
 get the closest known keys suggested (a misspelt key silently ignored would change an experiment).
 
-`SearchConfig.to_mapping()` writes the task config out in full (inline, overrides applied), so the copy a
-run keeps in its results store is self-contained: resuming a run never re-reads configs/*.yaml, which may
-have changed since.
+`SearchConfig.to_mapping()` writes the task configs out in full (inline, overrides and reference values
+applied), so the copy a run keeps in its results store is self-contained: resuming a run never re-reads
+configs/*.yaml, which may have changed since, and never measures a reference again.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from child_tasks.config import CONFIG_DIR, TaskConfig, load_task_config, override, task_config_from_dict
+from child_tasks.config import CONFIG_DIR, TaskConfig
+from child_tasks.suite import Suite, load_suite
 from controller import ControllerConfig
 from search.comparison import DEFAULT_BASELINES, check_baselines
 
@@ -103,44 +106,54 @@ class WandbSection(_Strict):
 class SearchConfig(_Strict):
     """Everything a search run is built from (see the module docstring)."""
 
-    task: str | dict[str, Any] = Field(description="a task config name or path, or a task config mapping")
+    task: str | dict[str, Any] | list[str | dict[str, Any]] = Field(
+        description="a task config name, path or mapping, a list of them, or a suite config")
     task_overrides: dict[str, Any] = Field(default_factory=dict)
     controller: ControllerConfig = ControllerConfig()
     search: SearchSection
     confirm: ConfirmSection = ConfirmSection(top_k=0)  # absent: no confirmation
     wandb: WandbSection = WandbSection()
-    _task: TaskConfig = PrivateAttr()
+    _suite: Suite = PrivateAttr()
 
     @field_validator("task", mode="before")
     @classmethod
     def _name_or_mapping(cls, value: Any) -> Any:
-        if not isinstance(value, str | Mapping):
-            raise ValueError(f"expected a task config name (e.g. digits), a path, or a mapping; "
-                             f"got {value!r}")
+        if not isinstance(value, str | Mapping | list):
+            raise ValueError(f"expected a task config name (e.g. mnist1d_cnn), a path, a mapping, a list of "
+                             f"them or a suite config; got {value!r}")
         return value
 
     @model_validator(mode="after")
     def _load_task(self) -> SearchConfig:
-        key = "task"
+        key = "task_overrides" if self.task_overrides else "task"
         try:
-            if isinstance(self.task, str):
-                task = load_task_config(self.task)
-            else:
-                task = task_config_from_dict(self.task, source="the inline task config")
-            if self.task_overrides:
-                key = "task_overrides"
-                task = override(task, _dotted(self.task_overrides))
+            suite = load_suite(self.task, _dotted(self.task_overrides) if self.task_overrides else None)
         except (FileNotFoundError, ValueError) as err:  # child_tasks' ConfigError is a ValueError
             # A model-level error has no key path of its own: name the key here, and indent the task
             # config's own list of problems under it.
             raise ValueError(f"{key}: " + str(err).replace("\n  ", "\n    ")) from None
-        self._task = task
+        self._suite = suite
         return self
 
     @property
+    def suite(self) -> Suite:
+        """The validated tasks the reward averages over, overrides applied."""
+        return self._suite
+
+    @property
     def task_config(self) -> TaskConfig:
-        """The validated task config, overrides applied."""
-        return self._task
+        """The first (often the only) task: the one that single-task views, such as transfer, use."""
+        return self._suite.tasks[0]
+
+    def with_references(self, log_fn: Any = None) -> SearchConfig:
+        """A copy whose tasks hold current reference values (measured now where missing or stale), so that
+        a run stores them and normalises every reward against the same values, resumed or not."""
+        suite = self._suite.with_references(log_fn)
+        if suite == self._suite:
+            return self
+        values = self.model_dump(mode="json")
+        values.update(task=suite.to_mapping(), task_overrides={})
+        return SearchConfig.from_mapping(values, "config")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, source: str = "<mapping>",
@@ -165,7 +178,7 @@ class SearchConfig(_Strict):
         """Plain data with the task config inline and its overrides applied (self-contained, for the
         results store and for resuming)."""
         values = self.model_dump(mode="json")
-        values["task"] = self.task_config.model_dump(mode="json")
+        values["task"] = self._suite.to_mapping()
         values["task_overrides"] = {}
         return values
 

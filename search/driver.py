@@ -26,8 +26,10 @@ keeps a run reproducible (a seed draws the same batches from the same policies h
 are) and its resume exact; the price is that samples are k updates old when learned from, which PPO
 allows for (its ratio is taken against the stored log-probabilities; ``staleness`` in the update stats).
 
-The ``reward`` column of every row is what the controller learned from: the validation metric (0 for
-diverged runs), the stored reward for duplicates, ``invalid_reward`` for invalid and failed rows.
+The ``reward`` column of every row is what the controller learned from: the evaluation's reward (the
+mean of the suite's task scores, `child_tasks.reward`; 0 for a seed whose run diverged), each task's
+score in the row's ``result``, the stored reward for duplicates, ``invalid_reward`` for invalid and
+failed rows.
 
 Resume: the config comes back from the store, the controller from its checkpoint, written after update
 U - 1 (U updates, the generator as it was then). Batches U and later are in the store, drawn but not yet
@@ -154,10 +156,11 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         if resume and checkpoint.is_file():
             controller.load(checkpoint)
         search = config.search
+        data = [load_data(task) for task in config.suite.tasks]  # a missing package or file fails before Ray
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
         started = connect(address, num_cpus=num_cpus)
         try:
-            summary = _search(config, controller, store, run_dir, progress, worker_class)
+            summary = _search(config, controller, store, run_dir, progress, worker_class, data)
             if config.confirm.top_k:
                 summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
                                                                        records_dir)
@@ -191,11 +194,13 @@ def _open_store(config: SearchConfig | Mapping[str, Any] | str | Path | None, ru
                   else load_search_config(config))
     if controller_kind is not None:
         config = config.with_overrides({"controller.kind": controller_kind})
+    # Before the store exists: a reference measured here is stored with the run, and resumes reuse it.
+    config = config.with_references(log.warning)
     return RunStore(run_dir, config=config.to_mapping()), config
 
 
 def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Path, progress: bool,
-            worker_class: type) -> SearchSummary:
+            worker_class: type, data: list[Any]) -> SearchSummary:
     import ray
 
     start = time.perf_counter()
@@ -210,9 +215,9 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     best = store.best(1)
     pool = None
     try:
-        data_ref = ray.put(load_data(config.task_config))  # once; every worker reads it from the object store
-        pool = WorkerPool(options.workers, options.ray_options, config.task_config.model_dump(mode="json"),
-                          data_ref, options.threads, search.time_limit_s, worker_class)
+        data_ref = ray.put(data)  # once: every worker reads each task's data from the object store
+        pool = WorkerPool(options.workers, options.ray_options, config.suite.to_mapping(), data_ref,
+                          options.threads, search.time_limit_s, worker_class)
         with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,
                             best[0].reward if best else None, best[0].rule if best else None) as bar:
             trainings = Trainings(store, pool, search, bar)

@@ -65,10 +65,9 @@ def run_baselines(run_dir: str | Path, baselines: Sequence[str], *, compute: boo
     with RunStore(run_dir, config=None, create=False) as store:
         run_id = store.run_id
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
-    task, seed = config.task_config, config.search.eval_seed
+    task, seed = config.suite, config.search.eval_seed
     cache = read_cache(run_dir)
-    if cache is not None and (cache.run_id, cache.task, cache.seed) != (run_id, task.model_dump(mode="json"),
-                                                                       seed):
+    if cache is not None and (cache.run_id, cache.task, cache.seed) != (run_id, task.to_mapping(), seed):
         cache = None  # another run's or task's: stale
     missing = [b for b in baselines if cache is None or b not in cache.rewards]
     if not missing:
@@ -82,7 +81,7 @@ def run_baselines(run_dir: str | Path, baselines: Sequence[str], *, compute: boo
                            progress=progress, description="baselines", console=console)
     rewards = {**(cache.rewards if cache else {}), **{r.name: r.rewards[0] for r in table.rows}}
     curves = {**(cache.curves if cache else {}), **{r.name: list(r.results[0].val_curve) for r in table.rows}}
-    cache = BaselineCache(run_id=run_id, task=task.model_dump(mode="json"), seed=seed,
+    cache = BaselineCache(run_id=run_id, task=task.to_mapping(), seed=seed,
                           date=datetime.date.today().isoformat(), rewards=rewards,
                           curves={k: [v if v is not None and math.isfinite(v) else None for v in c]
                                   for k, c in curves.items()})

@@ -127,7 +127,24 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
 
 def _seeds(values: dict[int, float]) -> str:
     mean, std = mean_std(list(values.values()))
-    return ", ".join(f"seed {s}: {v:.2f}" for s, v in values.items()) + f"  (mean {mean:.2f} ± {std:.2f})"
+    return ", ".join(f"seed {s}: {v:.3f}" for s, v in values.items()) + f"  (mean {mean:.3f} ± {std:.3f})"
+
+
+def _task_rows(tasks: dict) -> list[tuple[str, str]]:
+    """Per task of a suite: its score and validation metric, from stored summaries (one, or one per
+    seed); nothing for data that is not of that shape (a record of an older version)."""
+    rows = []
+    for name, parts in (tasks or {}).items():
+        parts = parts if isinstance(parts, list) else [parts]
+        try:
+            scores = ", ".join(f"{p['score']:.3f}" for p in parts)
+            metrics = ", ".join(f"{p['val_metric']:.2f}" for p in parts)
+            rows.append((f"task {name}", f"score {scores}; {parts[0]['reward']} reward; val "
+                         f"{parts[0]['metric']} "
+                         f"{metrics}"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rows
 
 
 def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
@@ -137,9 +154,10 @@ def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
     seeds = list(rec.rewards)
     for name, values in rec.baselines.items():
         rows.append((f"baseline {name}", _seeds(dict(zip(seeds, values, strict=False)))))
+    rows += _task_rows(((rec.config or {}).get("confirmation") or {}).get("tasks") or {})
     gain = record_gain(rec)
     if gain is not None:
-        rows.append(("gain", f"{gain[0]:+.2f} over {gain[1]}, the best baseline"))
+        rows.append(("gain", f"{gain[0]:+.3f} over {gain[1]}, the best baseline"))
     for task, table in (rec.transfer or {}).items():
         cells = [f"{row['name']} {row['mean']:.2f} ± {row['std']:.2f}" for row in table]
         rows.append((f"transfer {task}", "; ".join(cells)))
@@ -149,15 +167,16 @@ def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
 def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> list[tuple[str, str]]:
     rows = [("run", str(run_dir)),
             ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
-            ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.2f}"),
+            ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.3f}"),
             ("chosen lr", "-" if row.lr is None else f"{row.lr:g}")]
+    rows += _task_rows((row.result or {}).get("tasks") or {})
     if row.worker:
         rows.append(("worker", f"{row.worker}, {row.duration or 0:.1f} s"))
     if row.error:
         rows.append(("error", row.error))
     cache = read_cache(run_dir)
     if cache is not None:
-        rows.append(("baselines", ", ".join(f"{k} {v:.2f}" for k, v in cache.rewards.items())
+        rows.append(("baselines", ", ".join(f"{k} {v:.3f}" for k, v in cache.rewards.items())
                      + f" (run's budget, seed {cache.seed})"))
     with RunStore(run_dir, config=None, create=False) as store:
         rec = run_records(store.run_id, directory).get(row.canonical_key)

@@ -6,7 +6,8 @@
     [e.record.name for e in confirmed.exported]     # ["nos_3f9a1c_1", ...]
 
 The top-K rules of the run's store (status ok, best reward first, one per canonical key) are trained again
-on the run's task with its ``epochs`` (and time limit) scaled by ``budget_scale``, on seeds other than the
+on the run's task or suite with each task's ``epochs`` (and time limit) scaled by ``budget_scale`` (so
+with reference values of its own, measured for the longer budget), on seeds other than the
 search's ``eval_seed`` (the seed that picked them, whose luck would flatter them), together with the
 baselines on the same seeds (`search.comparison.compare_on_ray`: one Ray call per optimizer and seed).
 Each rule is then written by `discovered_rules.export` as ``<name>.json`` and ``<name>.py``: its text,
@@ -39,7 +40,8 @@ from rich.console import Console
 import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, override
-from child_tasks.train import TrainResult
+from child_tasks.reward import Evaluation as TaskEvaluation
+from child_tasks.suite import Suite
 from discovered_rules import RuleRecord, make_record
 from dsl import KNOWN_RULE_TEXT
 from search.comparison import DEFAULT_BASELINES, check_baselines, compare_on_ray, contenders
@@ -59,7 +61,7 @@ class Confirmation:
     """What `confirm_and_export` did: the comparison table, the records written (best search rank first)."""
 
     run_id: str
-    task: TaskConfig  # the confirmed task (longer budget)
+    task: Suite  # the confirmed tasks (longer budget)
     table: ComparisonTable
     exported: list[Exported]
 
@@ -73,6 +75,11 @@ def record_name(run_id: str, rank: int) -> str:
 def confirmation_seeds(count: int, eval_seed: int) -> list[int]:
     """``count`` seeds from 0 up, skipping the seed the search evaluated with."""
     return [s for s in range(count + 1) if s != eval_seed][:count]
+
+
+def confirmed_suite(suite: Suite, budget_scale: float) -> Suite:
+    """The suite with every task's budget scaled (`confirmed_task`) and its reference values current."""
+    return Suite(suite.name, tuple(confirmed_task(t, budget_scale) for t in suite.tasks)).with_references()
 
 
 def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
@@ -121,7 +128,7 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     for name in names.values():  # before hours of training, not after
         _check_replaceable(folder / f"{name}.json", run_id)
 
-    task = confirmed_task(config.task_config, budget_scale)
+    task = confirmed_suite(config.suite, budget_scale)
     search = config.search
     limit = search.time_limit_s * max(budget_scale, 1.0) if search.time_limit_s is not None else None
     table = compare_on_ray(contenders({names[row.id]: row.rule for row in best}, list(baselines)), task,
@@ -150,16 +157,17 @@ def _check_replaceable(path: Path, run_id: str) -> None:
                               "export to another --directory")
 
 
-def _record(name: str, row: Evaluation, rank: int, results: list[TrainResult],
-            baselines: dict[str, list[float]], run_id: str, run_config: dict[str, Any], task: TaskConfig,
+def _record(name: str, row: Evaluation, rank: int, results: list[TaskEvaluation],
+            baselines: dict[str, list[float]], run_id: str, run_config: dict[str, Any], task: Suite,
             budget_scale: float) -> RuleRecord:
     lrs = Counter(r.lr for r in results if r.lr is not None)
     # The lr the grid chose most often (ties: the one of the best seed) becomes the optimizer's default.
     best_lr = max(lrs, key=lambda lr: (lrs[lr], max(r.reward for r in results if r.lr == lr)), default=None)
-    confirmation = {"task": task.model_dump(mode="json"), "seeds": [r.seed for r in results],
+    confirmation = {"task": task.to_mapping(), "seeds": [r.seed for r in results],
+                    "tasks": {t: [r.tasks[t].summary() for r in results] for t in task.names},
                     "budget_scale": budget_scale, "search_rank": rank, "search_reward": row.reward,
                     "search_lr": row.lr, "evaluation_id": row.id}
-    return make_record(name, row.rule, task=task.name or task.task,
+    return make_record(name, row.rule, task=task.name,
                        rewards={r.seed: r.reward for r in results}, baselines=baselines,
                        hyper={} if best_lr is None else {"lr": best_lr}, run_id=run_id,
                        config={**run_config, "confirmation": confirmation},

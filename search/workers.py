@@ -1,12 +1,16 @@
 """Evaluation workers: long-lived Ray actors that train child networks with candidate rules.
 
 `EvaluationWorker` is a plain class; `WorkerPool` makes it a Ray actor with the resources of
-`search.cluster.worker_options`. Each worker is built once with the task config and the task's data,
-which the driver put in Ray's object store once (``ray.put``): a worker fetches it at start and keeps it
-in memory (on its GPU, when it has one), so an evaluation pays for training only.
+`search.cluster.worker_options`. Each worker is built once with the suite (`child_tasks.suite`: one task
+or several) and each task's data, which the driver put in Ray's object store once (``ray.put``): a worker
+fetches it at start and keeps it in memory (on its GPU, when it has one), so an evaluation pays for
+training only. Its torch threads are pinned to the CPUs it holds (one, by default): two threads fighting
+over one core make small networks many times slower.
 
-``evaluate(rule_text, seed)`` returns a plain dict: status (ok, diverged, failed), reward, lr, curves,
-the child task's result, reason/traceback, duration and the worker's id (``host:pid``). Whatever the rule
+``evaluate(rule_text, seed)`` returns a plain dict: status (ok, diverged, failed), reward (the mean of
+the tasks' scores, `child_tasks.reward`), lr and curves (the first task's first seed), the evaluation
+(every task's score and every training's result), reason/traceback, duration and the worker's id
+(``host:pid``). Whatever the rule
 or the training does, an exception is returned as status ``failed`` with its traceback and never ends the
 actor; only the process dying (killed, out of memory, node lost) does, and the pool replaces the actor.
 Workers never log to wandb: the driver does.
@@ -28,22 +32,23 @@ from typing import Any
 
 import torch
 
-from child_tasks.config import task_config_from_dict
-from child_tasks.train import TrainResult, train
+from child_tasks.reward import Evaluation, evaluate
+from child_tasks.suite import load_suite
 from dsl import Rule, parse
 
 
 class EvaluationWorker:
     """Trains rules on one task; built once per actor (see the module docstring)."""
 
-    def __init__(self, task: dict[str, Any], data: Any, threads: int = 1,
+    def __init__(self, suite: dict[str, Any], data: list[Any], threads: int = 1,
                  time_limit_s: float | None = None) -> None:
-        self.task = task_config_from_dict(task, source="the search's task config")
+        self.tasks = load_suite(suite).tasks
         self.threads = threads
         self.time_limit_s = time_limit_s
         torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for libraries that read it later (numpy's BLAS)
         self.device = torch.device("cuda" if _has_gpu() else "cpu")
-        self.data = _to_device(data, self.device)
+        self.data = [_to_device(d, self.device) for d in data]
         self.id = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict[str, Any]:
@@ -63,10 +68,11 @@ class EvaluationWorker:
                 "result": result.to_dict(), "error": result.reason, "worker": self.id,
                 "duration": time.perf_counter() - start}
 
-    def train(self, rule: Rule, seed: int) -> TrainResult:
-        """One child-task training (NOS's lr choice included); the step a subclass may replace."""
-        return train(rule, self.task, seed, data=self.data, threads=self.threads, device=self.device,
-                     time_limit_s=self.time_limit_s)
+    def train(self, rule: Rule | str, seed: int) -> Evaluation:
+        """One evaluation: every task, every training seed of ``seed``, NOS's lr choice in each; the step
+        a subclass may replace."""
+        return evaluate(rule, self.tasks, seed, data=self.data, threads=self.threads, device=self.device,
+                        time_limit_s=self.time_limit_s)
 
 
 def _has_gpu() -> bool:

@@ -36,7 +36,7 @@ def browsed(tmp_path: Path):
     discovered_rules.export(confirmed, records)
     discovered_rules.export(make_record("nos_other_1", "g * 2", task="digits", rewards={0: 50.0},
                                         baselines={"adam": [55.0]}, run_id="another"), records)
-    task = SearchConfig.from_mapping(tiny_config()).task_config.model_dump(mode="json")
+    task = SearchConfig.from_mapping(tiny_config()).suite.to_mapping()
     # momentum is cached but not asked for below: it must not count.
     cache = BaselineCache(run_id=run_id, task=task, seed=0, date="2026-01-01",
                           rewards={"adam": 88.0, "sgd": 84.5, "momentum": 99.0},
@@ -54,7 +54,7 @@ def test_list_without_run_dir_shows_reference_and_discovered_rules(browsed, tmp_
     assert "Discovered rules" in result.output
     assert confirmed.name in result.output and "nos_other_1" in result.output
     line = next(line for line in result.output.splitlines() if confirmed.name in line)
-    assert "61.00 ± 1.41" in line and "-10.00 (adam)" in line  # mean 61 against adam's 71
+    assert "61.000 ± 1.414" in line and "-10.000 (adam)" in line  # mean 61 against adam's 71
     empty = run("rules", "list", "--directory", tmp_path / "none")
     assert empty.exit_code == 0 and "No discovered rules yet" in empty.output
 
@@ -65,12 +65,12 @@ def test_list_run_dir_ranks_the_rules_with_gains_and_counts(browsed) -> None:
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 3  # g and g + g - g share a key: one row, with the better reward (81)
-    expected = [("1", "90.00", "+2.00", "sign(m)"), ("2", "85.00", "-3.00", "m/(1 - beta1**t)"),
-                ("3", "81.00", "-7.00", "│ g ")]
+    expected = [("1", "90.000", "+2.000", "sign(m)"), ("2", "85.000", "-3.000", "m/(1 - beta1**t)"),
+                ("3", "81.000", "-7.000", "│ g ")]
     for row, (rank, reward, gain, formula) in zip(rows, expected, strict=True):
         cells = [c.strip() for c in row.split("│")[1:-1]]
         assert cells[:3] == [rank, reward, gain] and formula.strip("│ ") in row
-    assert f"61.00 ± 1.41 ({confirmed.name})" in rows[0] and "-10.00" in rows[0]
+    assert f"61.000 ± 1.414 ({confirmed.name})" in rows[0] and "-10.000" in rows[0]
     assert canonical_key(parse("mhat")) in rows[1]
     text = " ".join(result.output.split())
     assert f"run {run_id}" in text
@@ -87,7 +87,7 @@ def test_list_run_dir_without_baselines_or_with_a_stale_cache(browsed) -> None:
     result = run("rules", "list", run_dir, "--no-baselines", "--directory", records, "--top", "1")
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
-    assert len(rows) == 1 and [c.strip() for c in rows[0].split("│")[1:4]] == ["1", "90.00", "-"]
+    assert len(rows) == 1 and [c.strip() for c in rows[0].split("│")[1:4]] == ["1", "90.000", "-"]
     assert "baselines not computed" in result.output
 
 
@@ -120,8 +120,8 @@ def test_show_a_record_draws_its_curves(browsed) -> None:
     assert result.exit_code == 0, result.output
     text = flat(result.output)
     for expected in ("sign(m) * g", r"\operatorname{sign}", confirmed.canonical_key, "lr=0.1", "beta1=0.9",
-                     "rewards seed 1: 60.00, seed 2: 62.00 (mean 61.00 ± 1.41)",
-                     "baseline adam seed 1: 70.00, seed 2: 72.00", "gain -10.00 over adam", f"run {run_id}",
+                     "rewards seed 1: 60.000, seed 2: 62.000 (mean 61.000 ± 1.414)",
+                     "baseline adam seed 1: 70.000, seed 2: 72.000", "gain -10.000 over adam", f"run {run_id}",
                      "static checks"):
         assert expected in text
     assert _png(result.output) == records / f"{confirmed.name}_curves.png"
@@ -135,15 +135,15 @@ def test_show_a_run_evaluation_by_key(browsed) -> None:
     result = run("rules", "show", key, "--run", run_dir, "--directory", records)
     assert result.exit_code == 0, result.output
     text = flat(result.output)
-    for expected in ("text mhat", "status ok", "reward 85.00", "chosen lr 0.1", "adam 88.00, sgd 84.50",
+    for expected in ("text mhat", "status ok", "reward 85.000", "chosen lr 0.1", "adam 88.000, sgd 84.500",
                      "worker host:1", "static checks pass"):
         assert expected in text
     assert _png(result.output) == run_dir / "plots" / f"{key}.png"
     assert "confirmed as" not in text
     prefix = run("rules", "show", key[:6], "--run", run_dir, "--directory", records)
-    assert prefix.exit_code == 0 and "reward 85.00" in flat(prefix.output)
+    assert prefix.exit_code == 0 and "reward 85.000" in flat(prefix.output)
     best = run("rules", "show", confirmed.canonical_key, "--run", run_dir, "--directory", records)
-    assert f"confirmed as {confirmed.name}" in flat(best.output) and "reward 90.00" in flat(best.output)
+    assert f"confirmed as {confirmed.name}" in flat(best.output) and "reward 90.000" in flat(best.output)
 
 
 def test_show_a_diverged_evaluation_draws_its_partial_curves(browsed) -> None:

@@ -22,6 +22,8 @@ SHIPPED = {
     "cifar10_convnet": ("cifar10", "convnet", 5, 100, "accuracy"),
     "wrn_cifar10": ("cifar10", "wrn", None, None, "accuracy"),
     "nmt_synthetic": ("nmt", "transformer", None, None, "bleu"),
+    "mnist1d_cnn": ("mnist1d", "cnn1d", None, 100, "accuracy"),
+    "mnist1d_mlp": ("mnist1d", "mlp", None, 100, "accuracy"),
 }
 
 VALID = """
@@ -75,12 +77,12 @@ MISTAKES = [
     ("epochs: five", ["epochs: expected a valid integer", "got 'five'"]),
     ("batch_size: 0", ["batch_size: expected greater than or equal to 1", "got 0"]),
     ("lr_grid: [1.0e-3, -1]", ["lr_grid[1]: expected greater than 0", "got -1"]),
-    ("task: digit", ["task: expected 'digits', 'cifar10' or 'nmt'", "did you mean 'digits'"]),
+    ("task: digit", ["task: expected 'digits', 'mnist1d', 'cifar10' or 'nmt'", "did you mean 'digits'"]),
     ("model: {name: convnett}", ["model.name: expected one of convnet, wrn, transformer",
                                  "did you mean 'convnet'"]),
     ("model: {width: 8}", ["model: needs a 'name' key"]),
     ("model: {name: wrn, depth: 15}", ["depth must be 6n+4", "got 15"]),
-    ("model: {name: transformer}", ["task 'digits' needs model convnet or wrn, got 'transformer'"]),
+    ("model: {name: transformer}", ["task 'digits' needs model convnet or wrn or mlp, got 'transformer'"]),
     ("metric: bleu", ["metric 'bleu' is for the nmt task"]),
     ("short_run_epochs: 3", ["short_run_epochs (3.0) is longer than epochs (2)"]),
 ]

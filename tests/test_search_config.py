@@ -14,10 +14,11 @@ from tests.search_helpers import tiny_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_quickstart_is_the_default_and_searches_digits_with_ppo() -> None:
+def test_quickstart_is_the_default_and_searches_the_embedded_suite_with_ppo() -> None:
     config = load_search_config()
     assert DEFAULT_CONFIG == CONFIGS / "quickstart.yaml"
-    assert config.task_config.task == "digits" and config.controller.kind == "ppo"
+    assert config.suite.names == ["mnist1d_cnn", "mnist1d_mlp"] and config.controller.kind == "ppo"
+    assert all(t.reward == "train_loss" for t in config.suite.tasks), "a continuous, normalised reward"
     assert config.wandb.mode == "disabled" and config.search.workers is None
     assert config.search.max_batches_ahead >= 1, "the workers train the next batch while PPO waits"
     assert (config.confirm.top_k, config.confirm.seeds) == (3, 2), "a small confirmation at the end"
@@ -40,6 +41,15 @@ def test_cifar10_config_is_nos_setup() -> None:
     assert config.search.budget > load_search_config().search.budget
 
 
+def test_a_run_config_may_name_a_list_of_tasks_and_overrides_reach_each() -> None:
+    mapping = {**tiny_config(task={"epochs": 12}), "task": ["mnist1d_cnn", "mnist1d_mlp"]}
+    config = SearchConfig.from_mapping(mapping)
+    assert config.suite.names == ["mnist1d_cnn", "mnist1d_mlp"]
+    assert [t.epochs for t in config.suite.tasks] == [12, 12]
+    again = SearchConfig.from_mapping(config.to_mapping())
+    assert again.suite == config.suite, "stored inline, read back equal"
+
+
 def test_cluster_launcher_config_installs_the_project_and_runs_nothing_else() -> None:
     cluster = yaml.safe_load((CONFIGS / "cluster.yaml").read_text())
     for key in ("cluster_name", "provider", "available_node_types", "head_node_type", "setup_commands"):
@@ -51,9 +61,9 @@ def test_cluster_launcher_config_installs_the_project_and_runs_nothing_else() ->
 
 
 def test_overrides_use_dotted_keys_and_yaml_values() -> None:
-    config = load_search_config(None, ["search.budget=7", "controller.kind=random", "task_overrides.epochs=3",
+    config = load_search_config(None, ["search.budget=7", "controller.kind=random", "task_overrides.epochs=9",
                                        "search.time_limit_s=2.5", "wandb.entity=null"])
-    assert (config.search.budget, config.controller.kind, config.task_config.epochs) == (7, "random", 3)
+    assert (config.search.budget, config.controller.kind, config.task_config.epochs) == (7, "random", 9)
     assert config.search.time_limit_s == 2.5 and config.wandb.entity is None
     assert parse_overrides(["a.b=[1, 2]", "c=x=y"]) == {"a.b": [1, 2], "c": "x=y"}
     raw = {"search": {"budget": 1}}
@@ -70,7 +80,7 @@ def test_stored_copy_is_self_contained_and_reads_back_equal() -> None:
     config = SearchConfig.from_mapping(tiny_config())
     stored = config.to_mapping()
     assert isinstance(stored["task"], dict) and stored["task_overrides"] == {}
-    assert stored["task"]["model"]["width"] == 4
+    assert [t["model"]["width"] for t in stored["task"]["suite"]] == [4]
     again = SearchConfig.from_mapping(stored)
     assert again.task_config == config.task_config and again.to_mapping() == stored
     assert yaml.safe_load(yaml.safe_dump(stored)) == stored  # plain data only

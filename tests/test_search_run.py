@@ -50,7 +50,7 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
         if row.status == "ok":
             assert 0 < row.reward <= 100 and row.lr in config.task_config.lr_grid and row.attempts == 1
             assert len(row.curves["val_curve"]) == config.task_config.epochs
-            assert row.result["val_metric"] == row.reward
+            assert row.result["reward"] == row.result["tasks"]["digits"]["val_metric"] == row.reward
             assert row.canonical_key == canonical_key_text(row.rule)
             assert ":" in row.worker and row.duration > 0 and row.finished_at >= row.created_at
     ok = [r for r in rows if r.status == "ok"]
@@ -186,7 +186,7 @@ def test_worker_returns_an_exception_with_its_traceback() -> None:
     config = SearchConfig.from_mapping(tiny_config())
     from child_tasks.problems import load_data
 
-    worker = EvaluationWorker(config.task_config.model_dump(mode="json"), load_data(config.task_config))
+    worker = EvaluationWorker(config.suite.to_mapping(), [load_data(t) for t in config.suite.tasks])
     out = worker.evaluate("g +", seed=0)  # not a rule: the parse error comes back, the worker stays usable
     assert out["status"] == "failed" and out["reward"] is None and "RuleSyntaxError" in out["error"]
     out = worker.evaluate("sign(m)", seed=0)

@@ -53,9 +53,9 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     assert cache is not None and cache.run_id == run_id and set(cache.rewards) == {"adam"} and cache.seed == 0
     assert cache.rewards["adam"] == pytest.approx(train("adam", task, seed=0).reward, abs=1e-9)
     first = next(line for line in result.output.splitlines() if line.split("│")[1:2] == ["    1 "])
-    assert f"{90.0 - cache.rewards['adam']:+.2f}" in first and name in first
+    assert f"{90.0 - cache.rewards['adam']:+.3f}" in first and name in first
     mean = sum(rec.rewards.values()) / 2
-    assert f"{mean - sum(rec.baselines['adam']) / 2:+.2f}" in first
+    assert f"{mean - sum(rec.baselines['adam']) / 2:+.3f}" in first
 
     result = run("transfer", name, "--task", "digits", *TINY_SET, "--seeds", "2", "--baselines", "sgd",
                  "--directory", records, "--no-progress")

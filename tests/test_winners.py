@@ -44,13 +44,14 @@ def test_confirmation_trains_the_top_rules_and_baselines_on_fresh_seeds(confirme
     assert [e.record.rule for e in confirmation.exported] == ["sign(m) * g", "mhat"]
     assert [r.name for r in confirmation.table.rows] == [*names, "adam", "sgd"]
     assert confirmation.table.seeds == [1, 2]  # eval_seed 0 picked the rules: left out
-    assert confirmation.task.epochs == 3 and confirmation.task.lr_grid == [0.01, 0.1]
+    (task,) = confirmation.task.tasks
+    assert task.epochs == 3 and task.lr_grid == [0.01, 0.1]
     for row in confirmation.table.rows:
         assert [r.seed for r in row.results] == [1, 2] and all(len(r.val_curve) == 3 for r in row.results)
     # Each training on a worker is the same training here (CPU, same seed and task).
     rec = confirmation.exported[1].record
-    assert train("mhat", confirmation.task, seed=2).reward == pytest.approx(rec.rewards[2], abs=1e-9)
-    adam = train("adam", confirmation.task, seed=1).reward
+    assert train("mhat", task, seed=2).reward == pytest.approx(rec.rewards[2], abs=1e-9)
+    adam = train("adam", task, seed=1).reward
     assert adam == pytest.approx(rec.baselines["adam"][0], abs=1e-9)
 
 
@@ -73,7 +74,9 @@ def test_records_hold_the_confirmation_and_load(confirmed) -> None:
         confirmation_entry = rec.config.pop("confirmation")
         assert rec.config == run_config  # the run's config, with the confirmation beside it
         assert confirmation_entry["search_rank"] == rank and confirmation_entry["search_reward"] == row.reward
-        assert confirmation_entry["evaluation_id"] == row.id and confirmation_entry["task"]["epochs"] == 3
+        assert confirmation_entry["evaluation_id"] == row.id
+        assert [t["epochs"] for t in confirmation_entry["task"]["suite"]] == [3]
+        assert confirmation_entry["tasks"]["digits"][0]["score"] == rec.rewards[1], "each task's score kept"
         Loaded = discovered_rules.load(rec.name, records)
         assert issubclass(Loaded, RuleOptimizer) and Loaded.__name__ == discovered_rules.class_name(rec.name)
     assert set(run_records(run_id, records)) == {e.record.canonical_key for e in confirmation.exported}
