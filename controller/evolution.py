@@ -44,7 +44,7 @@ import torch
 
 from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
                                    save_checkpoint, set_generator_state)
-from controller.config import ControllerConfig
+from controller.config import MUTATIONS, ControllerConfig
 from controller.random_search import draw_uniform
 from controller.samples import Sample, UpdateStats, check_rewards, make_samples
 from controller.spelling import spell_known
@@ -64,7 +64,9 @@ class Evolution:
         self.drawn = 0  # children drawn so far: the first P are the warm start and random draws
         self.population: list[tuple[tuple[int, ...], float]] = []  # (tokens, reward), oldest first
         self.warm = [spell_known(name, self.space) for name in evo.warm_start]
-        self.mutations = [(name, weight) for name, weight in evo.mutations.items() if weight > 0]
+        # In MUTATIONS' order, not the mapping's: a config read back from a run's store may have its keys
+        # sorted, and a resumed run must map the generator's draws to the same mutations.
+        self.mutations = [(name, evo.mutations[name]) for name in MUTATIONS if evo.mutations.get(name, 0) > 0]
         self._mutate = {"token": self._token, "group": self._group, "operand": self._operand}
         step = self.space.conditional_step
         self._refs = {f"@{j}": self.space.operand_token(f"@{j}") for j in range(self.space.groups - 1)}

@@ -121,7 +121,8 @@ BAD = [
     ({"evolution": {"mutations": {"token": 0}}}, r"evolution\.mutations: .*at least one mutation"),
     ({"evolution": {"warm_start": ["adamw"]}}, r"evolution\.warm_start: .*'adamw' is not a known rule"),
     ({"evolution": {"warm_start": ["momentum"]}},
-     r"evolution\.warm_start: the vocabulary \(2 group\(s\).*cannot express 'momentum' \(m / \(1 - beta1\)\)"),
+     r"evolution\.warm_start: the vocabulary \(2 group\(s\).*cannot express 'momentum' "
+     r"\(m / \(1 - beta1\)\)"),
     ({"vocabulary": {"groups": 1}, "evolution": {"warm_start": "powersign"}},
      r"evolution\.warm_start: .*cannot express 'powersign'.*needs 2 groups"),
     ({"evolution": {"populaton": 5}}, r"evolution\.populaton: unknown key; did you mean population"),
@@ -177,7 +178,8 @@ def test_evolution_finds_the_target_of_the_learning_test_and_beats_random_search
 def test_neutral_children_are_mutated_again_only_when_asked() -> None:
     # keep_left ignores op2 and unary2: many mutations of this parent leave its rule as it was
     def children(tries: int) -> list[str]:
-        evo = Evolution(config(1, False, population=4, tournament=4, mutations=["token"], neutral_tries=tries))
+        evo = Evolution(config(1, False, population=4, tournament=4, mutations=["token"],
+                               neutral_tries=tries))
         parent = evo.space.encode([("g", "mhat", "identity", "sign", "keep_left")])
         evo.population = [(tuple(parent.tolist()), 1.0)] * 4
         evo.drawn = 4
@@ -185,3 +187,13 @@ def test_neutral_children_are_mutated_again_only_when_asked() -> None:
 
     assert "g" in children(0)
     assert "g" not in children(20)
+
+
+def test_the_order_of_the_mutations_mapping_changes_nothing() -> None:
+    # a run's store may give the config back with its keys sorted: the draws must not change
+    def draws(mutations: dict) -> list:
+        evo = Evolution(config(population=5, tournament=2, mutations=mutations))
+        evo.update(evo.sample(), [float(i) for i in range(20)])
+        return [s.tokens.tolist() for s in evo.sample()]
+
+    assert draws({"token": 1, "group": 2, "operand": 3}) == draws({"operand": 3, "group": 2, "token": 1})
