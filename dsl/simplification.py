@@ -84,6 +84,9 @@ def _bounded(fn: Callable[[sp.Expr], sp.Expr], expr: sp.Expr, seconds: float) ->
     """fn(expr), or None when it takes longer than ``seconds`` (main thread only: see the docstring)."""
 
     def on_alarm(signum, frame):
+        # Raised wherever the main thread is; inside a gc callback or a __del__ Python only prints
+        # it, so the timer is armed again until an exception lands in fn.
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
         raise _OutOfTime
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
