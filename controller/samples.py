@@ -5,8 +5,9 @@ log-probability of each token under the policy that drew it, and the masks it wa
 the log-probabilities with the sample is what lets PPO accept rewards that arrive late (asynchronous
 workers), after the policy has moved on: the update's ratio is always new policy / drawing policy.
 
-PPO (`controller.ppo.PPOController`) and random search (`controller.random_search.RandomSearch`) share
-the `Searcher` interface, so a search loop runs either without knowing which.
+PPO (`controller.ppo.PPOController`), evolution (`controller.evolution.Evolution`) and random search
+(`controller.random_search.RandomSearch`) share the `Searcher` interface, so a search loop runs any of
+them without knowing which (evolution has no policy: its samples carry log-probabilities of 0).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class UpdateStats:
 
 
 class Searcher(Protocol):
-    """The interface of PPO and random search: draw rules, learn from their rewards, save and resume."""
+    """The interface of PPO, evolution and random search: draw rules, learn from their rewards, save and
+    resume."""
 
     updates: int
 
