@@ -19,7 +19,7 @@ the parent), each keeping the sequence legal under the space's masks:
 
 * ``token``: one step, uniformly among the steps with another legal token, redrawn uniformly among its
   other legal tokens;
-* ``group``: one group redrawn whole, uniformly over its legal completions;
+* ``group``: one group redrawn whole, uniformly over its legal completions (so, rarely, as it was);
 * ``operand``: an op1 or op2 of a later group re-pointed at another earlier group's result (@j).
 
 Under ``last_group_reads_previous`` a change that leaves the last group reading neither operand from
@@ -68,12 +68,11 @@ class Evolution:
         # sorted, and a resumed run must map the generator's draws to the same mutations.
         self.mutations = [(name, evo.mutations[name]) for name in MUTATIONS if evo.mutations.get(name, 0) > 0]
         self._mutate = {"token": self._token, "group": self._group, "operand": self._operand}
-        step = self.space.conditional_step
         self._refs = {f"@{j}": self.space.operand_token(f"@{j}") for j in range(self.space.groups - 1)}
         self._variable = bool((self.space.masks.sum(1) > 1).any())  # some step has two legal tokens
         # (step, group) of every op1/op2 that may read an earlier group's result, for `operand`
         self._ref_steps = [(5 * g + p, g) for g in range(1, self.space.groups) for p in (0, 1)]
-        self._conditional = step
+        self._conditional = self.space.conditional_step
 
     def sample(self, n: int | None = None) -> list[Sample]:
         """Draw ``n`` children (the config's batch_size by default) from the population as it is."""
@@ -116,7 +115,7 @@ class Evolution:
         return child
 
     def mutate(self, tokens: torch.Tensor) -> torch.Tensor:
-        """A legal child of ``tokens`` (steps,) that differs from it by one mutation (module docstring)."""
+        """A legal child of ``tokens`` (steps,): one mutation of it (module docstring)."""
         options = [(name, weight) for name, weight in self.mutations if self._can(name, tokens)]
         if not options:
             raise ValueError(f"no mutation of {[n for n, _ in self.mutations]} can change a rule of this "
