@@ -9,7 +9,10 @@ how much slower a hostile rule is than an ordinary one on this machine, whatever
     python benchmarks/hardening.py --root /tmp/old    # another checkout (e.g. a git worktree), to compare
     python benchmarks/hardening.py --timeout 30       # give up on one input after 30 s
 
-Figures (2 shared cores, OMP_NUM_THREADS=1, nice 10): see the closing note of issue 14.
+Figures (2 shared cores, OMP_NUM_THREADS=1, nice 10, --timeout 30), before (a506118) -> after, seconds:
+show: (g+m+v+w)^40 5.70 -> 0.60, ^400 over 30 -> 0.55, max tree 11.78 -> 0.72, min-max trees 4.33 -> 0.70,
+adam 0.59 -> 0.62; check: max tree 3.07 -> 0.18, min-max trees 1.06 -> 0.18, adam 0.11 -> 0.11. Peak
+extra memory after: 58 MB (show), 25 MB (check) for every input, adam's included; before, ^40 took 90 MB.
 """
 
 from __future__ import annotations
