@@ -128,8 +128,8 @@ def search_command(
                                           "task_overrides.epochs=4 confirm.top_k=0 wandb.mode=offline."),
     config: Path | None = typer.Option(None, "--config", "-c", show_default=False,
                                        help="Run config YAML (task, controller, search, confirm, wandb "
-                                       "sections). Default: configs/quickstart.yaml, digits with PPO "
-                                       "(~10 min on 2 cores)."),
+                                       "sections). Default: configs/quickstart.yaml (PPO on the embedded "
+                                       "MNIST-1D suite, ~10 min on 2 cores)."),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster to run on: 'auto' (the one `ray start` runs on this "
                                        "machine) or HOST:PORT of its head. Default: a local Ray in this "

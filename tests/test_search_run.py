@@ -248,7 +248,7 @@ def _counts(rows) -> dict[str, int]:
 
 def test_search_command_help_and_argument_errors(tmp_path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["search", "--help"], terminal_width=200)
+    result = runner.invoke(app, ["search", "--help"], terminal_width=200, env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in ("--config", "--address", "--controller", "--resume", "--run-dir", "KEY=VALUE",
                    "configs/quickstart.yaml"):
@@ -258,6 +258,6 @@ def test_search_command_help_and_argument_errors(tmp_path) -> None:
     result = runner.invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "search.budgt=3"],
                            terminal_width=200)
     assert result.exit_code == 2 and "search.budgt: unknown key; did you mean budget?" in result.output
-    result = runner.invoke(app, ["search", "--controller", "evolution"], terminal_width=200)
-    assert result.exit_code == 2
+    result = runner.invoke(app, ["search", "--controller", "evolve"], terminal_width=200)
+    assert result.exit_code == 2 and "evolution" in result.output, "the kinds are named"
     assert not (tmp_path / "r").exists()
