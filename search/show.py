@@ -28,9 +28,11 @@ from rich.table import Table
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
 from discovered_rules.codegen import hypers_read
-from dsl import (KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, simplify, to_latex,
+from dsl import (KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, to_latex,
                  to_sympy)
 from dsl.checks import why_invalid
+from dsl.equivalence import key_note
+from dsl.simplification import simplify_noted
 from dsl.vocabulary import HYPERS
 from search.browse import mean_std, record_gain
 from search.plots import plot_curves
@@ -109,11 +111,14 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
 def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """The rows of every rule: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks."""
     rows = [("text", str(rule))]
-    simpler = simplify(rule)
+    simpler, skipped = simplify_noted(rule)
     if simpler != rule:
         rows.append(("simplified", str(simpler)))
+    if skipped:  # bounded symbolic work: say what was not done, rather than hang
+        rows.append(("simplification", f"partial: {skipped}"))
+    key, note = canonical_key(rule), key_note(rule)
     rows += [("formula", sympy.pretty(to_sympy(rule, exact=False), use_unicode=True)),
-             ("LaTeX", to_latex(rule)), ("canonical key", canonical_key(rule)),
+             ("LaTeX", to_latex(rule)), ("canonical key", key + (f" ({note})" if note else "")),
              ("state", ", ".join(rule.state) or "none")]
     # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
     hyper = dict(hyper or {})
