@@ -21,7 +21,28 @@ update on a batch of 100 rules for each searcher (target < 1 s). Evolution never
 benchmark must not start from its own target, and its defaults start from nothing.
 
 Issue 12's figures: PowerSign, 20 seeds, 5,000 distinct rules: the best learned searcher >= 16 of 20,
-random search <= 2 of 20. Runs are recorded in README.md ("Which searcher?") and benchmarks/README.md.
+random search <= 2 of 20. Measured 2026-11-26 (2 shared cores, one thread, defaults, seeds 0-19,
+``--max-samples 30000``; about 30 min per target; README.md, "Which searcher?"):
+
+    target                searcher    hits    95% Wilson    by probes  median to hit  p vs random
+    PowerSign             ppo          2/20   [0.03, 0.30]  1            850          0.24
+                          evolution    5/20   [0.11, 0.47]  2           3299          0.024
+                          random       0/20   [0.00, 0.16]  0              -          -
+    exp(sign(g)) * g      ppo          5/20   [0.11, 0.47]  0            835          0.024
+                          evolution   10/20   [0.30, 0.70]  2           2352          0.00022
+                          random       0/20   [0.00, 0.16]  0              -          -
+
+The goal is not met: evolution, the better learned searcher, hits PowerSign in 5 of 20. PPO converges:
+on PowerSign 15 of its 20 seeds (13 of 20 on the easy target) drew 30,000 samples before 5,000 distinct
+rules, stuck on ``e * g``-like multiples (0.47-0.59), so its budget there is smaller than 5,000; its hits
+come early (median 850) or not at all. Evolution's failing seeds stall on arithmetic multiples of g
+(``g + drop(g, 0.1)``, ~0.5) or the ``exp(x) * g`` family (0.58-0.59). Sampling plus one update for a
+batch of 100: ppo 0.036-0.042 s, evolution 0.019-0.020 s, random 0.006 s.
+
+Evolution's defaults were chosen on seeds 100-103 (PowerSign, 5,000 distinct rules; never the reported
+seeds): P = 100, S = 10 hit 0 of 4 (and 0 of 1 with neutral children mutated again); P = 300, S = 20 with
+neutral children kept 1 of 4; P = 1000, S = 20 1 of 4; P = 300, S = 20 with token mutations weighted 3:1:1
+0 of 4. The learning test's small space preferred token mutations alone; not tried at 20 seeds.
 
 Earlier runs (budget in samples unless said; PPO only, hits by canonical key only):
 
@@ -224,7 +245,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(20)))
     parser.add_argument("--budget", type=int, default=5000, help="distinct rules per search")
-    parser.add_argument("--max-samples", type=int, default=200_000, help="draws per search at most")
+    parser.add_argument("--max-samples", type=int, default=30_000, help="draws per search at most (a search "
+                        "that settles on rules it has seen stops there, short of the budget)")
     parser.add_argument("--searchers", nargs="+", choices=list(SEARCHERS), default=list(SEARCHERS))
     parser.add_argument("--target", default=TARGET, help="the hidden rule, as text (default: PowerSign)")
     parser.add_argument("--probes", default="independent", choices=["training", "independent"],
