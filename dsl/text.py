@@ -20,6 +20,8 @@ import re
 
 from dsl.errors import RuleError, RuleSyntaxError
 from dsl.expr import MAX_DEPTH, Call, Const, Expr, Rule, Var
+
+SYNTAX_DEPTH = 3 * MAX_DEPTH  # brackets, calls and unary minus in a row: about 5 stack frames each
 from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_names
 
 MAX_TEXT = 10_000
@@ -80,9 +82,12 @@ class _Parser:
         self.take()
 
     def nest(self) -> None:
+        # A guard on the parser's own recursion, looser than the rule's depth limit (MAX_DEPTH, checked
+        # on the tree by Rule): writing a rule back adds brackets (a^-b is printed a^(-b), two levels of
+        # nesting more), so every rule the limit admits must read back.
         self.nesting += 1
-        if self.nesting > MAX_DEPTH:
-            self.fail("a shallower expression", f"nesting deeper than the limit of {MAX_DEPTH}")
+        if self.nesting > SYNTAX_DEPTH:
+            self.fail("a shallower expression", f"nesting deeper than the limit of {SYNTAX_DEPTH}")
 
     def expr(self) -> Expr:
         self.nest()

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 
 from dsl import Call, Const, Rule, RuleError, RuleSyntaxError, Var, parse
 from dsl.expr import MAX_DEPTH, MAX_NODES
+from dsl.text import SYNTAX_DEPTH
 from tests.strategies import group_rules, rules
 
 g, m, v = Var("g"), Var("m"), Var("v")
@@ -134,8 +135,9 @@ def test_size_limit() -> None:
 
 
 def test_depth_limit() -> None:
+    assert parse("(" * (MAX_DEPTH + 1) + "g" + ")" * (MAX_DEPTH + 1)) == parse("g"), "brackets add no depth"
     with pytest.raises(RuleError, match="limit"):
-        parse("(" * (MAX_DEPTH + 1) + "g" + ")" * (MAX_DEPTH + 1))
+        parse("(" * (SYNTAX_DEPTH + 1) + "g" + ")" * (SYNTAX_DEPTH + 1))
     with pytest.raises(RuleError, match="limit"):
         parse("exp(" * (MAX_DEPTH + 1) + "g" + ")" * (MAX_DEPTH + 1))
     deep = g
@@ -143,6 +145,12 @@ def test_depth_limit() -> None:
         deep = call("exp", deep)
     with pytest.raises(RuleError, match="deeper"):
         Rule(deep)
+
+
+@pytest.mark.parametrize("text", ["2^-" * 15 + "g", "-g^" * 15 + "g", "sign(-(" * 15 + "g" + "))" * 15])
+def test_every_rule_the_depth_limit_admits_reads_back(text) -> None:
+    rule = parse(text)  # written back with more brackets (a^-b is a^(-b)): still within the parser's guard
+    assert parse(str(rule)) == rule
 
 
 @pytest.mark.parametrize("value", [None, 3, b"g", ["g"]])
