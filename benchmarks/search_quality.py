@@ -16,6 +16,9 @@ baseline and its z (mean difference over its standard error; every optimizer see
     python benchmarks/search_quality.py                           # ppo, evolution, random; seeds 0-2
     python benchmarks/search_quality.py --budget 100 --seeds 0 --searchers random   # a smoke run
 
+A finished run already in ``OUT/<searcher>-<seed>`` (e.g. a quickstart run of that searcher and seed,
+copied there) is used as it is.
+
 It takes long (budget x searchers x seeds trainings, then the confirmation): run it in the background,
 nothing else on the machine, and say what else ran.
 """
@@ -43,7 +46,10 @@ BASELINES = ("adam", "momentum", "sgd", "rmsprop")
 def run_one(out: Path, searcher: str, seed: int, budget: int, config_path: str | None) -> Path:
     run_dir = out / f"{searcher}-{seed}"
     if (run_dir / FILENAME).exists():
-        run_search(None, run_dir, resume=True, progress=False)
+        with RunStore(run_dir, config=None, create=False) as store:
+            done = sum(store.trained_by_batch().values()) >= store.config["search"]["budget"]
+        if not done:  # interrupted: continue it (a finished run, e.g. a copied quickstart run, is kept)
+            run_search(None, run_dir, resume=True, progress=False)
     else:
         config = load_search_config(config_path, [f"controller.kind={searcher}", f"controller.seed={seed}",
                                                   f"search.budget={budget}", "confirm.top_k=0"])
@@ -93,7 +99,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--searchers", nargs="+", default=["ppo", "evolution", "random"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--budget", type=int, default=300, help="trainings per run (default 300)")
+    parser.add_argument("--budget", type=int, default=150, help="trainings per run (default 150, the "
+                        "quickstart's)")
     parser.add_argument("--config", default=None, help="run config (default: configs/quickstart.yaml)")
     parser.add_argument("--confirm-seeds", type=int, default=5, help="fresh evaluation seeds 1..N")
     parser.add_argument("--out", type=Path, default=Path("runs/search_quality"))
