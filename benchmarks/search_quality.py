@@ -34,6 +34,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rich.console import Console  # noqa: E402
+
 from child_tasks.compare import paired  # noqa: E402
 from search.comparison import compare_on_ray, contenders  # noqa: E402
 from search.config import load_search_config  # noqa: E402
@@ -136,7 +138,7 @@ def main() -> int:
     rules = {f"{searcher}_best": rule for searcher, (_, rule) in winners.items()}
     table = compare_on_ray(contenders(rules, list(BASELINES)), config.suite, seeds, progress=False,
                            description="confirm")
-    table.print()
+    table.print(Console(width=180))  # a log is not an 80-column terminal
     best_baseline = max(BASELINES, key=lambda b: table.row(b).mean)
     print(f"each searcher's best rule against the best tuned baseline ({best_baseline}), paired over seeds "
           f"{seeds}:")
