@@ -141,11 +141,10 @@ class ComparisonTable:
         columns = ["optimizer", "reward", *(f"{t} score" for t in tasks), f"val {self.metric}",
                    f"test {self.metric}", "lrs", "failed", "seconds"]
         names = max((len(r.name) for r in self.rows), default=9)
-        for column in columns:  # names and numbers are never squeezed away; the lrs give way first
+        for column in columns:  # rich narrows wrappable columns first: only the lrs may give way
             table.add_column(column, justify="left" if column in ("optimizer", "lrs") else "right",
-                             no_wrap=column != "optimizer", overflow="ellipsis" if column == "lrs" else "fold",
-                             min_width=min(names, 24) if column == "optimizer" else
-                             None if column == "lrs" else 13)
+                             no_wrap=column != "lrs", overflow="ellipsis" if column == "lrs" else "fold",
+                             min_width=min(names, 24) if column == "optimizer" else None)
         for r in self.rows:
             per_task = [_pm(*mean_std(r.task_scores(t)), 3) for t in tasks]
             table.add_row(r.name, _pm(r.mean, r.std, 3), *per_task,

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
 from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS
-from search.cli_rules import register, table_width
+from search.cli_rules import register, wide
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
                   no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
@@ -220,7 +220,7 @@ def _print_summary(summary) -> None:
         table.add_row(name, value)
     console.print(table)
     if summary.confirmation is not None:
-        console.print(summary.confirmation.table.to_rich(), width=table_width(console))
+        wide(console).print(summary.confirmation.table.to_rich())
         for item in summary.confirmation.exported:
             console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}",
                           highlight=False, soft_wrap=True)

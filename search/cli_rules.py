@@ -23,10 +23,10 @@ from search.comparison import DEFAULT_BASELINES
 console = Console()
 
 
-def table_width(out: Console) -> int | None:
-    """The width to print wide tables at: the terminal's, or at least 160 columns in a file or a pipe,
-    where rich would fold a table of several tasks into 80 (a log is read later, in a wide window)."""
-    return None if out.is_terminal else max(out.width, 160)
+def wide(out: Console) -> Console:
+    """Where to print wide tables: ``out`` on a terminal; in a file or a pipe, where rich would fold a
+    table of several tasks into 80 columns, a console of at least 160 (a log is read in a wide window)."""
+    return out if out.is_terminal else Console(width=max(out.width, 160))
 BASELINES_HELP = "Comma-separated torch baselines: " + ", ".join(DEFAULT_BASELINES) + " by default."
 DIRECTORY_HELP = "The folder of discovered records. Default: the discovered_rules package's."
 
@@ -136,7 +136,7 @@ def export(
                                        progress=progress, console=console)
     except (StoreError, ClusterError, ComparisonError, OSError, ValueError) as err:
         raise _fail(err, 1) from None
-    console.print(confirmed.table.to_rich(), width=table_width(console))
+    wide(console).print(confirmed.table.to_rich())
     for item in confirmed.exported:
         console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}", highlight=False,
                       soft_wrap=True)
@@ -178,7 +178,7 @@ def transfer(
     except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:
         # A missing data set (FileNotFoundError naming the variable to set) or task config lands here too.
         raise _fail(err, 1) from None
-    console.print(result.table.to_rich(), width=table_width(console))
+    wide(console).print(result.table.to_rich())
     for path in result.saved_to:
         console.print(f"saved to {path}", highlight=False, soft_wrap=True)
 
