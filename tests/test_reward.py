@@ -206,8 +206,8 @@ def test_nos_search_refuses_bad_reward_inputs_in_one_line_before_any_run_starts(
 
     monkeypatch.setitem(sys.modules, "mnist1d", None)  # only the last case reaches the data
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
-    result = CliRunner().invoke(app, ["search", "--run-dir", str(tmp_path / "run"), "--no-progress", *overrides],
-                                env={"COLUMNS": "400"})
+    args = ["search", "--run-dir", str(tmp_path / "run"), "--no-progress", *overrides]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 2, result.output
     error = next(line for line in result.output.splitlines() if line.startswith("error"))
     assert phrase in " ".join(result.output.split()), result.output
