@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("digits", "mnist1d", "cifar10", "nmt")
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
+CACHE_ENV = "NOS_CACHE_DIR"
 
 
 class ConfigError(ValueError):
@@ -233,6 +235,20 @@ def config_path(path_or_name: str | Path) -> Path:
     if isinstance(path_or_name, Path) or "/" in text or text.endswith((".yaml", ".yml")):
         return Path(path_or_name)
     return CONFIG_DIR / f"{text}.yaml"
+
+
+def cache_dir() -> Path:
+    """Where generated data (MNIST-1D) and measured reference values are cached: ``$NOS_CACHE_DIR``, else
+    ``~/.cache/nos``. A cache only: what is in it can always be made again."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nos")
+
+
+def write_cache(path: Path, payload: bytes) -> None:
+    """Write a cache file whole or not at all (a temporary file, then a rename); raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
 
 
 def available_configs() -> list[str]:

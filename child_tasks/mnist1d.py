@@ -4,8 +4,8 @@ no download and tells optimizers apart, where 8x8 digits cannot.
 The `mnist1d` package builds the data procedurally from ten 1D templates (shifts, scaling, shear,
 correlated and iid noise) with `mnist1d.data.make_dataset(args)`; its `get_dataset` is never called,
 because by default it tries a download with no timeout. Generation takes a few seconds, so the arrays
-are cached twice: per process (each search worker builds them once) and on disk as a plain ``.npz``
-(read with ``allow_pickle=False``) under ``$NOS_CACHE_DIR`` or ``~/.cache/nos``, keyed by every
+are cached twice: per process (a search's driver builds them once, its workers share them) and on disk
+as a plain ``.npz`` (read with ``allow_pickle=False``) under `child_tasks.config.cache_dir`, keyed by every
 argument that changes them. A cache file that cannot be read is rebuilt, never trusted.
 
 The generator's samples are pooled and split into train/validation/test by a stratified shuffle fixed by
@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import logging
-import os
+import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from child_tasks.config import cache_dir, write_cache
 from child_tasks.datasets import ImageData
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "NOS_CACHE_DIR"
 FORMAT_VERSION = 1  # bump when the arrays written to the cache change meaning
 
 
@@ -45,9 +46,8 @@ def _generator_args(num_samples: int, data_seed: int) -> dict:
 
 
 def _cache_path(args: dict) -> Path:
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nos")
     key = hashlib.sha256(json.dumps({**args, "format": FORMAT_VERSION}, sort_keys=True).encode()).hexdigest()
-    return root / "mnist1d" / f"{key[:20]}.npz"
+    return cache_dir() / "mnist1d" / f"{key[:20]}.npz"
 
 
 def generate(num_samples: int = 5000, data_seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -70,10 +70,9 @@ def generate(num_samples: int = 5000, data_seed: int = 42) -> tuple[np.ndarray, 
             log.warning("mnist1d cache %s is unreadable (%s); rebuilding it", path, err)
     x, y = _make(args)
     try:  # the cache is an optimisation: a read-only home must not stop a search
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=x, y=y)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.savez(buffer, x=x, y=y)
+        write_cache(path, buffer.getvalue())
     except OSError as err:
         log.warning("could not cache mnist1d data at %s: %s", path, err)
     return x, y
@@ -84,8 +83,6 @@ def _make(args: dict) -> tuple[np.ndarray, np.ndarray]:
     from mnist1d.utils import ObjectView
 
     # make_dataset seeds numpy's and random's global generators: keep the caller's streams untouched.
-    import random
-
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         data = mnist1d.data.make_dataset(ObjectView(dict(args)))

@@ -19,7 +19,7 @@ suite averages its tasks' scores, so every task of a suite of several must use a
 
 **References** are measured once per task (tuned Adam and the untrained network, over `REFERENCE_SEEDS`
 seeds), stored in the task config (``reference:``) and checked against the task's `fingerprint`: when
-missing or stale they are measured again and cached under ``$NOS_CACHE_DIR`` or ``~/.cache/nos``.
+missing or stale they are measured again and cached under `child_tasks.config.cache_dir`.
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ import hashlib
 import json
 import logging
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from child_tasks.config import NORMALISED, Reference, TaskConfig
+from child_tasks.config import NORMALISED, Reference, TaskConfig, cache_dir, write_cache
 from child_tasks.optimizers import OptimizerSpec, resolve_optimizer
 from child_tasks.problems import load_data, make_problem
 from child_tasks.train import TrainResult, json_safe, train
@@ -123,10 +122,11 @@ class Evaluation:
     seed: int
     tasks: dict[str, TaskScore]
     wall_time: float = 0.0
-    reward: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.reward = statistics.fmean(t.score for t in self.tasks.values())
+    @property
+    def reward(self) -> float:
+        """The mean of the tasks' scores."""
+        return statistics.fmean(t.score for t in self.tasks.values())
 
     @property
     def first(self) -> TrainResult:
@@ -217,6 +217,7 @@ def measure_reference(task: TaskConfig, seeds: int = REFERENCE_SEEDS, data: Any 
                       threads: int | None = 1) -> Reference:
     """Tuned Adam's loss and the untrained network's, each a mean over training seeds 0..seeds-1."""
     data = load_data(task) if data is None else data
+    problem = make_problem(task, torch.device("cpu"), data)
     split = "train" if task.reward == "train_loss" else "val"
     initial, adam = [], []
     previous = torch.get_num_threads()
@@ -230,9 +231,10 @@ def measure_reference(task: TaskConfig, seeds: int = REFERENCE_SEEDS, data: Any 
             adam.append(value)
             if threads:
                 torch.set_num_threads(threads)
-            torch.manual_seed(seed)  # the weights every rule starts from at this seed (train does the same)
-            problem = make_problem(task, torch.device("cpu"), data)
-            initial.append(problem.evaluate(problem.build_model(), split, task.metric)[1])
+            with torch.random.fork_rng():  # the caller's generator is left as it was, as train leaves it
+                torch.manual_seed(seed)  # the weights every rule starts from at this seed (as in train)
+                model = problem.build_model()
+            initial.append(problem.evaluate(model, split, task.metric)[1])
     finally:
         torch.set_num_threads(previous)
     return Reference(initial=statistics.fmean(initial), adam=statistics.fmean(adam), seeds=seeds,
@@ -240,8 +242,7 @@ def measure_reference(task: TaskConfig, seeds: int = REFERENCE_SEEDS, data: Any 
 
 
 def _cache_file(task: TaskConfig) -> Path:
-    root = Path(os.environ.get("NOS_CACHE_DIR") or Path.home() / ".cache" / "nos")
-    return root / "references" / f"{fingerprint(task)}.json"
+    return cache_dir() / "references" / f"{fingerprint(task)}.json"
 
 
 def with_reference(task: TaskConfig, data: Any = None, log_fn: Callable[[str], None] = log.warning
@@ -265,10 +266,7 @@ def with_reference(task: TaskConfig, data: Any = None, log_fn: Callable[[str], N
         log_fn(f"task {name}: reference values {why}; measuring tuned Adam over {REFERENCE_SEEDS} seeds")
         reference = measure_reference(task, data=data)
         try:  # a cache only: a read-only home must not stop the search
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(reference.model_dump_json())
-            os.replace(tmp, path)
+            write_cache(path, reference.model_dump_json().encode())
         except OSError as err:
             log_fn(f"could not cache the reference at {path}: {err}")
     return task.model_copy(update={"reference": reference})
