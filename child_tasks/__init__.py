@@ -8,16 +8,18 @@ calls on its workers.
     result.reward, result.lr, result.to_dict()
     compare(["sgd", "adam", "powersign"], "digits", seeds=[0, 1, 2]).print()
 
-Modules: `datasets` (image data in memory, digits, augmentation), `mnist1d`, `cifar10`, `translation`
-(parallel text, the synthetic pair, BLEU), `models` (ConvNet, WideResNet, TranslationTransformer,
-ConvNet1D, MLP), `config` (task configs in configs/*.yaml), `problems` (a task's loss and metric),
-`train` (NOS's lr choice and the guards), `reward` (seed-averaged, normalised scores; references),
-`suite` (several tasks averaged), `compare` (tables over seeds).
+Modules: `image_data` (image data in memory), `datasets` (digits, augmentation, the image tasks),
+`mnist1d`, `cifar10`, `translation` (parallel text, the synthetic pair, BLEU), `models` (ConvNet,
+WideResNet, TranslationTransformer, ConvNet1D, MLP), `config` (task configs in configs/*.yaml),
+`problems` (a task's loss and metric), `train` (NOS's lr choice and the guards), `reward`
+(seed-averaged, normalised scores; references), `suite` (several tasks averaged), `compare` (tables
+over seeds).
 """
 
 from child_tasks.compare import ComparisonRow, ComparisonTable, compare, paired
 from child_tasks.config import ConfigError, TaskConfig, available_configs, load_task_config, override
-from child_tasks.datasets import ImageData, augment_batch, load_digits, load_image_task
+from child_tasks.datasets import augment_batch, load_digits, load_image_task
+from child_tasks.image_data import ImageData
 from child_tasks.models import MLP, ConvNet, ConvNet1D, TranslationTransformer, WideResNet, count_parameters
 from child_tasks.reward import Evaluation, TaskScore, evaluate, with_reference
 from child_tasks.suite import Suite, load_suite

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from child_tasks.datasets import ImageData, normalise_splits
+from child_tasks.image_data import ImageData, normalise_splits
 
 __all__ = ["CIFAR10_URL", "CIFAR10_MD5", "ENV_VAR", "ARCHIVE_NAME", "BATCHES_DIR", "CIFAR10Error",
            "CIFAR10NotFoundError", "CIFAR10DownloadError", "SafeUnpickler", "read_cifar10", "load_cifar10",

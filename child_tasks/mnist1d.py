@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from child_tasks.config import cache_dir, write_cache
-from child_tasks.datasets import ImageData
+from child_tasks.image_data import ImageData
 
 log = logging.getLogger(__name__)
 

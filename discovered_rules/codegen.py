@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 from dsl import to_sympy
 from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
-from dsl.expr import Call, Const, Expr, Rule, nodes, scalar_subtrees, use_counts
-from dsl.text import format_expr, parse
+from dsl.expr import Call, Const, Expr, Rule, format_expr, nodes, scalar_subtrees, use_counts
+from dsl.text import parse
 from dsl.vocabulary import FUNCTIONS, HYPERS, LEARNING_RATE, OPERANDS, Kind
 
 # Hyper-constants read implicitly: by the state buffers, the bias-corrected operands, decays and bound.

@@ -1,8 +1,9 @@
-"""The tree of a rule: constants, names and function calls, and the `Rule` that wraps one.
+"""The tree of a rule: constants, names and function calls, the `Rule` that wraps one, and its text.
 
 Nodes are frozen dataclasses, so two rules written the same way are equal and hashable (the evaluators
 use that to compute a repeated sub-expression once). Literal function parameters (``clip(x, 1e-4)``)
-are kept on the call node, apart from its expression arguments.
+are kept on the call node, apart from its expression arguments. `format_expr` writes a tree as the text
+that `dsl.text.parse` reads back to the same tree (a rule's ``str``).
 """
 
 from __future__ import annotations
@@ -175,6 +176,47 @@ class Rule:
         return sum(1 for _ in nodes(self.expr))
 
     def __str__(self) -> str:
-        from dsl.text import format_expr  # text depends on expr, not the other way round
-
         return format_expr(self.expr)
+
+
+# --- the text of a tree ------------------------------------------------------------------------
+
+# Precedence levels of the writer, matching the grammar of `dsl.text`.
+_SUM, _PRODUCT, _NEG, _POWER, _ATOM = range(5)
+_LEVEL = {"add": _SUM, "sub": _SUM, "mul": _PRODUCT, "div": _PRODUCT, "neg": _NEG, "pow": _POWER}
+
+
+def _level(expr: Expr) -> int:
+    return _LEVEL.get(expr.fn, _ATOM) if isinstance(expr, Call) else _ATOM
+
+
+def format_number(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def format_expr(expr: Expr) -> str:
+    """The text of an expression, parsed back by `parse` to the same tree."""
+    if isinstance(expr, Const):
+        return format_number(expr.value)
+    if isinstance(expr, Var):
+        return expr.name
+    spec = FUNCTIONS[expr.fn]
+    if expr.fn == "neg":
+        (x,) = expr.args
+        inner = format_expr(x)
+        return f"-{inner}" if _level(x) >= _POWER else f"-({inner})"
+    if spec.infix:
+        x, y = expr.args
+        level = _LEVEL[expr.fn]
+        left, right = format_expr(x), format_expr(y)
+        # Left-associative + - * /: a right operand of the same level needs parentheses; ^ is
+        # right-associative: its left operand does. Negations as operands get them for readability.
+        if _level(x) < level or (level == _POWER and _level(x) == _POWER) or _level(x) == _NEG:
+            left = f"({left})"
+        if _level(y) < level or (level != _POWER and _level(y) == level) or _level(y) == _NEG:
+            right = f"({right})"
+        return f"{left} {spec.infix} {right}" if level < _POWER else f"{left}^{right}"
+    args = [format_expr(a) for a in expr.args] + [format_number(p) for p in expr.params]
+    return f"{expr.fn}({', '.join(args)})"

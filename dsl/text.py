@@ -1,4 +1,4 @@
-"""Rule text: `parse` reads infix text into a `Rule`, `format_expr` writes it back.
+"""Rule text: `parse` reads infix text into a `Rule`; `dsl.expr.format_expr` (a rule's str) writes it back.
 
 Grammar (usual precedence; ``^`` binds tighter than unary minus and is right-associative)::
 
@@ -8,9 +8,9 @@ Grammar (usual precedence; ``^`` binds tighter than unary minus and is right-ass
     power := atom (('^' | '**') unary)?
     atom  := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
 
-Text is only ever parsed by this module; nothing is evaluated. The writer puts the fewest parentheses
-the grammar needs (and a few for readability), and numbers as Python's shortest round-tripping repr,
-so ``parse(str(rule)) == rule`` for every rule.
+Text is only ever parsed by this module; nothing is evaluated. The writer, beside the tree it writes,
+puts the fewest parentheses this grammar needs (and a few for readability), and numbers as Python's
+shortest round-tripping repr, so ``parse(str(rule)) == rule`` for every rule.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import difflib
 import re
 
 from dsl.errors import RuleError, RuleSyntaxError
-from dsl.expr import MAX_DEPTH, Call, Const, Expr, Rule, Var
+from dsl.expr import MAX_DEPTH, Call, Const, Expr, Rule, Var, format_expr
+from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_names
 
 SYNTAX_DEPTH = 3 * MAX_DEPTH  # brackets, calls and unary minus in a row: about 5 stack frames each
-from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_names
 
 MAX_TEXT = 10_000
 
@@ -201,44 +201,3 @@ def parse(text: str) -> Rule:
         return Rule(expr)
     except RuleError as err:  # size limit
         raise RuleSyntaxError(text, 0, "a rule too large", "a smaller rule", str(err)) from None
-
-
-# Precedence levels of the writer, matching the grammar above.
-_SUM, _PRODUCT, _NEG, _POWER, _ATOM = range(5)
-_LEVEL = {"add": _SUM, "sub": _SUM, "mul": _PRODUCT, "div": _PRODUCT, "neg": _NEG, "pow": _POWER}
-
-
-def _level(expr: Expr) -> int:
-    return _LEVEL.get(expr.fn, _ATOM) if isinstance(expr, Call) else _ATOM
-
-
-def format_number(value: float) -> str:
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-def format_expr(expr: Expr) -> str:
-    """The text of an expression, parsed back by `parse` to the same tree."""
-    if isinstance(expr, Const):
-        return format_number(expr.value)
-    if isinstance(expr, Var):
-        return expr.name
-    spec = FUNCTIONS[expr.fn]
-    if expr.fn == "neg":
-        (x,) = expr.args
-        inner = format_expr(x)
-        return f"-{inner}" if _level(x) >= _POWER else f"-({inner})"
-    if spec.infix:
-        x, y = expr.args
-        level = _LEVEL[expr.fn]
-        left, right = format_expr(x), format_expr(y)
-        # Left-associative + - * /: a right operand of the same level needs parentheses; ^ is
-        # right-associative: its left operand does. Negations as operands get them for readability.
-        if _level(x) < level or (level == _POWER and _level(x) == _POWER) or _level(x) == _NEG:
-            left = f"({left})"
-        if _level(y) < level or (level != _POWER and _level(y) == level) or _level(y) == _NEG:
-            right = f"({right})"
-        return f"{left} {spec.infix} {right}" if level < _POWER else f"{left}^{right}"
-    args = [format_expr(a) for a in expr.args] + [format_number(p) for p in expr.params]
-    return f"{expr.fn}({', '.join(args)})"

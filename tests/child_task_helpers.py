@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from child_tasks.config import TaskConfig, load_task_config, override
-from child_tasks.datasets import ImageData
+from child_tasks.image_data import ImageData
 
 
 def tiny_digits(**changes) -> TaskConfig:

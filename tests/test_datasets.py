@@ -8,7 +8,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits as sklearn_digits
 
-from child_tasks.datasets import ImageData, _load_digits, augment_batch, load_digits, load_image_task
+from child_tasks.datasets import _load_digits, augment_batch, load_digits, load_image_task
+from child_tasks.image_data import ImageData
 
 RAW = sklearn_digits()
 WHERE = {image.tobytes(): i for i, image in enumerate(RAW.data)}
