@@ -2,8 +2,8 @@
 
 Each winner is a JSON record ``discovered_rules/<name>.json`` (`records.RuleRecord`: the rule's text,
 formula, canonical key, hyper-constant defaults, task, rewards per seed, baselines, ...) and, beside it,
-``<name>.py``: a generated module (`codegen.optimizer_source`) that imports only torch and math, for a
-user to copy into any project. The package itself never imports or executes those .py files: `load`
+``<name>.py``: a generated module (`dsl.codegen.optimizer_source`) that imports only torch and math,
+for a user to copy into any project. The package itself never imports or executes those .py files: `load`
 builds the optimizer class from the record's rule text through `dsl.parse` and `dsl.optimizer_class`.
 The reference rules of `dsl.known_rules()` load the same way:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from discovered_rules.codegen import optimizer_source
+from dsl.codegen import optimizer_source
 from discovered_rules.records import (
     RecordError,
     RecordWarning,

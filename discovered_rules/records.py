@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from discovered_rules.codegen import unprintable
+from dsl.codegen import unprintable
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
 from dsl.vocabulary import HYPERS, LEARNING_RATE
 

@@ -16,94 +16,34 @@ from typing import Any
 import torch
 
 from dsl.expr import Call, Const, Expr, reduce_tree
-from dsl.vocabulary import FUNCTIONS, HYPERS
-
-
-def _drop(x: Any, p: float, rand: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    return x * (rand(x) >= p).to(x.dtype) / (1.0 - p)
-
-
-def _max(x: Any, y: Any) -> Any:
-    if isinstance(x, float) and isinstance(y, float):  # two constants of clamp(1, 2, g)
-        return fold("max", [x, y], ())
-    if isinstance(y, float):
-        return torch.clamp_min(x, y)
-    return torch.clamp_min(y, x) if isinstance(x, float) else torch.maximum(x, y)
-
-
-def _min(x: Any, y: Any) -> Any:
-    if isinstance(x, float) and isinstance(y, float):  # two constants of clamp(1, 2, g)
-        return fold("min", [x, y], ())
-    if isinstance(y, float):
-        return torch.clamp_max(x, y)
-    return torch.clamp_max(y, x) if isinstance(x, float) else torch.minimum(x, y)
-
-
-# name -> f(args, params, ctx); ctx holds the random source and AdaBound's bounds. Arguments are tensors
-# or Python floats (constants), so arithmetic uses Python's operators, which accept both, and the same
-# code runs on torch.fx proxies when the fused path traces it.
-_TORCH_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "neg": lambda a, p, c: -a[0],
-    "exp": lambda a, p, c: torch.exp(a[0]),
-    "log": lambda a, p, c: torch.log(a[0]),
-    "abs": lambda a, p, c: torch.abs(a[0]),
-    "sqrt": lambda a, p, c: torch.sqrt(a[0]),
-    "sign": lambda a, p, c: torch.sign(a[0]),
-    "clip": lambda a, p, c: torch.clamp(a[0], -p[0], p[0]),
-    "drop": lambda a, p, c: _drop(a[0], p[0], c["rand"]),
-    "bound": lambda a, p, c: _min(_max(a[0], c["bound_low"]), c["bound_high"]),
-    "add": lambda a, p, c: a[0] + a[1],
-    "sub": lambda a, p, c: a[0] - a[1],
-    "mul": lambda a, p, c: a[0] * a[1],
-    "div": lambda a, p, c: a[0] / a[1],
-    "pow": lambda a, p, c: a[0] ** a[1],
-    "max": lambda a, p, c: _max(a[0], a[1]),
-    "min": lambda a, p, c: _min(a[0], a[1]),
-    "clamp": lambda a, p, c: _min(_max(a[0], a[1]), a[2]),
-}
-
-
-# Python's own float arithmetic for folding: ~100x cheaper than 0-d tensors, which matters because the
-# per-step scalars of a rule (bias corrections, bounds) are folded at every step. Where Python would raise
-# or differ from IEEE/torch (domain errors, overflow, division by zero, NaN in min/max, complex powers),
-# `fold` falls back to torch.
-_FLOAT_FUNCTIONS: dict[str, Callable[..., float]] = {
-    "neg": lambda a, p, b: -a[0],
-    "exp": lambda a, p, b: math.exp(a[0]),
-    "log": lambda a, p, b: math.log(a[0]),
-    "abs": lambda a, p, b: abs(a[0]),
-    "sqrt": lambda a, p, b: math.sqrt(a[0]),
-    "sign": lambda a, p, b: float((a[0] > 0) - (a[0] < 0)),
-    "clip": lambda a, p, b: min(max(a[0], -p[0]), p[0]),
-    "bound": lambda a, p, b: min(max(a[0], b[0]), b[1]),
-    "add": lambda a, p, b: a[0] + a[1],
-    "sub": lambda a, p, b: a[0] - a[1],
-    "mul": lambda a, p, b: a[0] * a[1],
-    "div": lambda a, p, b: a[0] / a[1],
-    "pow": lambda a, p, b: a[0] ** a[1],
-    "max": lambda a, p, b: max(a[0], a[1]),
-    "min": lambda a, p, b: min(a[0], a[1]),
-    "clamp": lambda a, p, b: min(max(a[0], a[1]), a[2]),
-}
+from dsl.functions import FUNCTIONS
+from dsl.vocabulary import HYPERS
 
 
 def fold(fn: str, args: list[float], params: tuple[float, ...],
-         bounds: tuple[float, float] | None = None) -> float:
+         steps: Mapping[str, float] | None = None) -> float:
     """A deterministic call whose arguments are all floats, computed once in float64 (inf and nan as
-    torch gives them). ``bounds`` are bound_low and bound_high, for ``bound``."""
-    if FUNCTIONS[fn].random:
+    torch gives them). ``steps`` holds the step quantities the function reads (bound's bound_low and
+    bound_high) as floats.
+
+    The function's Python-float form is ~100x cheaper than 0-d tensors, which matters because the
+    per-step scalars of a rule (bias corrections, bounds) are folded at every step; where Python would
+    raise or differ from IEEE/torch (domain errors, overflow, division by zero, NaN in min/max, complex
+    powers), its tensor form decides."""
+    spec = FUNCTIONS[fn]
+    if spec.random:
         raise ValueError(f"{fn} draws random numbers: it has no single value to fold")
-    if not any(math.isnan(a) for a in args) and (fn != "bound" or bounds is not None):
+    if spec.number is not None and not any(math.isnan(a) for a in args) \
+            and (steps is not None or not spec.reads):
         try:
-            out = _FLOAT_FUNCTIONS[fn](args, params, bounds)
+            out = spec.number(args, params, steps)
             if isinstance(out, float) and math.isfinite(out):
                 return out
         except (ArithmeticError, ValueError):
             pass
     tensors = [torch.tensor(a, dtype=torch.float64) for a in args]
-    ctx = {} if bounds is None else {"bound_low": torch.tensor(bounds[0], dtype=torch.float64),
-                                     "bound_high": torch.tensor(bounds[1], dtype=torch.float64)}
-    return float(_TORCH_FUNCTIONS[fn](tensors, params, ctx))
+    ctx = {} if steps is None else {k: torch.tensor(steps[k], dtype=torch.float64) for k in spec.reads}
+    return float(spec.tensor(tensors, params, ctx))
 
 
 def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
@@ -115,21 +55,20 @@ def evaluate_lazy(expr: Expr, values: Mapping[str, Any],
     ``known`` gives values of sub-expressions computed elsewhere (the fused path's hoisted scalars).
     """
     ctx: dict[str, Any] = {"rand": rand or torch.rand_like, **values}
-    low, high = values.get("bound_low"), values.get("bound_high")
-    # bound's clip range is a step quantity: bound(constant) folds only where that is a float.
-    bounds = (low, high) if isinstance(low, float) and isinstance(high, float) else None
     shaped = values.get("g", values.get("w"))  # a tensor shaped like the update, where one is given
 
     def call(node: Call, args: list[Any]) -> Any:
+        spec = FUNCTIONS[node.fn]
         if all(isinstance(a, float) for a in args):
-            if node.fn == "drop" and shaped is not None and not isinstance(shaped, float):
-                # Dropout of a constant draws per element: the constant takes the update's shape.
-                args = [torch.full_like(shaped, args[0])]
-            elif FUNCTIONS[node.fn].random:
-                return args[0]  # no shape to draw over: its expectation
-            elif node.fn != "bound" or bounds is not None:
-                return fold(node.fn, args, node.params, bounds)
-        return _TORCH_FUNCTIONS[node.fn](args, node.params, ctx)
+            if spec.random and shaped is not None and not isinstance(shaped, float):
+                # A random function of a constant draws per element: the constant takes the update's shape.
+                args = [torch.full_like(shaped, a) for a in args]
+            elif spec.random:
+                return args[0]  # no shape to draw over: its expectation (drop's)
+            elif all(isinstance(values.get(k), float) for k in spec.reads):
+                # A step quantity it reads (bound's range) may be a tensor: then it folds no further.
+                return fold(node.fn, args, node.params, values)
+        return spec.tensor(args, node.params, ctx)
 
     return reduce_tree(expr, lambda n: n.value if isinstance(n, Const) else values[n.name], call,
                        dict(known or {}))

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dsl.errors import RuleError
-from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS, Kind
+from dsl.functions import FUNCTIONS
+from dsl.vocabulary import HYPERS, OPERANDS, Kind
 
 T = TypeVar("T")
 MAX_NODES = 256
@@ -167,6 +168,14 @@ class Rule:
     def state(self) -> tuple[str, ...]:
         """Optimizer state buffers the rule needs, in a fixed order (m, v, m3, vmax)."""
         return self._state
+
+    @property
+    def hypers_read(self) -> tuple[str, ...]:
+        """The hyper-constants the rule's update depends on, named or implied (m reads beta1, bound
+        final_lr and gamma), in the order of `dsl.vocabulary.HYPERS`."""
+        needed = {h for n in self._names for h in ((n,) if n in HYPERS else OPERANDS[n].hypers)}
+        needed.update(h for n in nodes(self.expr) if isinstance(n, Call) for h in FUNCTIONS[n.fn].hypers)
+        return tuple(h for h in HYPERS if h in needed)
 
     @property
     def tensor_operands(self) -> frozenset[str]:

@@ -1,15 +1,16 @@
-"""The symbolic form of a rule: sympy expressions, LaTeX, and simplification.
+"""The symbolic form of a rule: sympy expressions and LaTeX.
 
 `to_sympy` turns a rule into a sympy expression over real symbols with the assumptions the vocabulary
 knows (v, vmax, the decays >= 0; hyper-constants > 0; t a positive integer). The bias-corrected
 operands are expanded (``mhat`` becomes ``m / (1 - beta1**t)``), so a rule that writes the correction
 out and one that uses the operand become the same expression. `from_sympy` writes a sympy expression
 back as a `Rule`; together they are the canonicalisation that `dsl.equivalence` hashes. `to_latex`
-prints a rule for people (hats kept); `dsl.simplify` looks for a smaller equivalent rule.
+prints a rule for people (hats kept); `dsl.simplify` looks for a smaller equivalent rule. Each
+function's sympy form, and the sympy function read back as it, is its row of `dsl.functions`.
 
 Building the expression is bounded by the rule's size (at most 256 nodes) except where sympy merges
-Max and Min, which compares arguments pairwise: that is capped by a comparison budget (see `_Budget`),
-beyond which a Max or Min is kept as written and `to_sympy_noted` says so.
+Max and Min, which compares arguments pairwise: that is capped by a comparison budget (see
+`dsl.sympy_forms.Budget`), beyond which a Max or Min is kept as written and `to_sympy_noted` says so.
 
 sympy is only ever given objects built here: no text is parsed by sympy and nothing is evaluated.
 """
@@ -17,7 +18,6 @@ sympy is only ever given objects built here: no text is parsed by sympy and noth
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from fractions import Fraction
 from functools import cache
 
@@ -25,61 +25,10 @@ import sympy as sp
 
 from dsl.errors import RuleError
 from dsl.expr import Call, Const, Expr, Rule, Var
+from dsl.functions import FUNCTIONS
+from dsl.sympy_forms import EXTREMA_UNEVALUATED, Budget, bigpow, drop
 from dsl.vocabulary import HYPERS, OPERANDS
 
-
-class _Opaque(sp.Function):
-    """A function sympy only knows by its arguments; subclasses give their LaTeX as ``_tex``."""
-
-    def _latex(self, printer, exp=None) -> str:
-        tex = self._tex(printer)
-        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
-
-
-class drop(_Opaque):  # noqa: N801 - printed under the language's name
-    """Dropout ``drop(x, p)``: random, so sympy only knows it as a function of x and p."""
-
-    nargs = 2
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _tex(self, printer) -> str:
-        x, p = (printer._print(a) for a in self.args)
-        return rf"\operatorname{{drop}}_{{{p}}}\left({x}\right)"
-
-
-class bound(_Opaque):  # noqa: N801
-    """AdaBound's clip of x between eta_l(t) >= 0 and eta_u(t): a step quantity sympy cannot see."""
-
-    nargs = 1
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_is_nonnegative(self) -> bool | None:
-        return True if self.args[0].is_real else None
-
-    def _tex(self, printer) -> str:
-        x = printer._print(self.args[0])
-        return rf"\operatorname{{clip}}_{{[\eta_l(t),\,\eta_u(t)]}}\left({x}\right)"
-
-
-class bigpow(_Opaque):  # noqa: N801
-    """``x ** e`` for a numeric exponent so large that sympy's exact arithmetic would not finish
-    (``(2*g)**10**16`` expands ``2**10**16``); kept opaque, it means exactly ``pow(x, e)``."""
-
-    nargs = 2
-
-    def _tex(self, printer) -> str:
-        x, e = (printer._print(a) for a in self.args)
-        return rf"\left({x}\right)^{{{e}}}"
-
-
-# Beyond these, a power with numbers in its base stays a bigpow: bits of the exact result, and the
-# largest root sympy is asked to take of a number (0.5^1e-300 would not finish).
-_EXACT_POWER_BITS = 4096
-_EXACT_ROOT = 64
 
 _HATS = {"mhat": ("m", "beta1"), "vhat": ("v", "beta2"), "m3hat": ("m3", "beta3")}
 
@@ -113,87 +62,10 @@ def _number(value: float, exact: bool) -> sp.Expr:
     return sp.Integer(int(value)) if value.is_integer() and abs(value) < 2**53 else sp.Float(value)
 
 
-def _power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
-    if exponent.is_Rational and exponent.p != 0:
-        bits = max((max(abs(r.p), r.q).bit_length() for r in base.atoms(sp.Rational)), default=1)
-        # The exact result grows with p; a numeric base also gets factored for the q-th root.
-        if abs(exponent.p) * bits > _EXACT_POWER_BITS or (bits > 1 and exponent.q > _EXACT_ROOT):
-            return bigpow(base, exponent)
-    return sp.Pow(base, exponent)
-
-
-# exp of a number beyond these is inf or 0 in float64, as the evaluator computes it; sympy's exact
-# value would have to be computed for comparisons (exp(exp(9e15)) exhausts memory).
-_EXP_OVERFLOW, _EXP_UNDERFLOW = 709.782712893384, -745.1332191019412
-
-
-def _exp(x: sp.Expr) -> sp.Expr:
-    if not x.free_symbols:
-        try:
-            value = float(x)
-        except OverflowError:
-            value = math.inf if x.is_extended_positive else -math.inf if x.is_extended_negative else 0.0
-        except (TypeError, ValueError):  # complex, or an opaque function (drop(1, 0.3))
-            value = 0.0
-        if value > _EXP_OVERFLOW:
-            return sp.oo
-        if value < _EXP_UNDERFLOW:
-            return sp.S.Zero
-    return sp.exp(x)
-
-
-# sympy's Max and Min compare their (flattened) arguments pairwise when built, each comparison a query
-# of the assumptions system: a balanced tree of 64 max() took 13 s. A conversion may spend this many
-# pairwise comparisons, one Max or Min at most _EXTREMUM_ARGS arguments; past either, a Max or Min is
-# built unevaluated (exactly the rule, only not merged with its neighbours). The limit is on the
-# structure, not on wall time, so that a rule's canonical key is the same on a busy machine.
-_EXTREMUM_ARGS = 8
-_EXTREMUM_PAIRS = 40
-EXTREMA_UNEVALUATED = "max/min left as written (over the symbolic comparison budget)"
-
-
-class _Budget:
-    """What one conversion may still spend on comparisons in Max and Min, and whether it ran out."""
-
-    def __init__(self) -> None:
-        self.pairs = _EXTREMUM_PAIRS
-        self.exhausted = False
-
-    def extremum(self, cls: type, args: list[sp.Expr]) -> sp.Expr:
-        if any(a is sp.nan for a in args):
-            return sp.nan  # torch.maximum and torch.minimum propagate NaN
-        flat = sum(len(a.args) if isinstance(a, cls) else 1 for a in args)
-        pairs = flat * (flat - 1) // 2
-        if flat > _EXTREMUM_ARGS or pairs > self.pairs:
-            self.exhausted = True
-            return cls(*args, evaluate=False)
-        self.pairs -= pairs
-        try:
-            return cls(*args)
-        except ValueError:  # an argument sympy cannot compare (zoo, I): keep the call as written
-            return cls(*args, evaluate=False)
-
-    def clamp(self, x: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
-        return self.extremum(sp.Min, [self.extremum(sp.Max, [x, low]), high])
-
-
-# name -> f(arguments, literal parameters, budget)
-_FUNCTIONS: dict[str, Callable[[list[sp.Expr], list[sp.Expr], _Budget], sp.Expr]] = {
-    "neg": lambda a, p, b: -a[0], "exp": lambda a, p, b: _exp(a[0]), "log": lambda a, p, b: sp.log(a[0]),
-    "abs": lambda a, p, b: sp.Abs(a[0]), "sqrt": lambda a, p, b: sp.sqrt(a[0]),
-    "sign": lambda a, p, b: sp.sign(a[0]), "clip": lambda a, p, b: b.clamp(a[0], -p[0], p[0]),
-    "drop": lambda a, p, b: drop(a[0], p[0]), "bound": lambda a, p, b: bound(a[0]),
-    "add": lambda a, p, b: a[0] + a[1], "sub": lambda a, p, b: a[0] - a[1],
-    "mul": lambda a, p, b: a[0] * a[1], "div": lambda a, p, b: a[0] * _power(a[1], sp.Integer(-1)),
-    "pow": lambda a, p, b: _power(a[0], a[1]), "max": lambda a, p, b: b.extremum(sp.Max, a),
-    "min": lambda a, p, b: b.extremum(sp.Min, a), "clamp": lambda a, p, b: b.clamp(*a),
-}
-
-
 def _convert(expr: Expr, exact: bool, hats: bool) -> tuple[sp.Expr, str | None]:
     """The sympy form, and None or why part of it was left as written (`EXTREMA_UNEVALUATED`)."""
     memo: dict[Expr, sp.Expr] = {}
-    budget = _Budget()
+    budget = Budget()
 
     def walk(node: Expr) -> sp.Expr:
         if node in memo:
@@ -207,7 +79,7 @@ def _convert(expr: Expr, exact: bool, hats: bool) -> tuple[sp.Expr, str | None]:
             out = symbol(node.name)
         else:
             params = [_number(p, exact) for p in node.params]
-            out = _FUNCTIONS[node.fn]([walk(a) for a in node.args], params, budget)
+            out = FUNCTIONS[node.fn].sympy([walk(a) for a in node.args], params, budget)
         memo[node] = out
         return out
 
@@ -345,9 +217,6 @@ def _from_extremum(expr: sp.Expr) -> Expr:
     return out
 
 
-_SIMPLE = {sp.exp: "exp", sp.log: "log", sp.Abs: "abs", sp.sign: "sign", bound: "bound"}
-
-
 def _from(expr: sp.Expr) -> Expr:
     if expr.is_Number or expr in _SPECIAL:
         return _from_number(expr)
@@ -366,8 +235,9 @@ def _from(expr: sp.Expr) -> Expr:
         return _from_pow(expr)
     if isinstance(expr, (sp.Min, sp.Max)):
         return _from_extremum(expr)
-    if expr.func in _SIMPLE and len(expr.args) == 1:
-        return _call(_SIMPLE[expr.func], _from(expr.args[0]))
+    read_back = next((f for f in FUNCTIONS.values() if f.sympy_head is expr.func), None)
+    if read_back is not None and len(expr.args) == read_back.arity:  # exp, log, abs, sign, bound, ...
+        return _call(read_back.name, *(_from(a) for a in expr.args))
     if isinstance(expr, drop):
         return _call("drop", _from(expr.args[0]), params=(float(expr.args[1]),))
     if isinstance(expr, bigpow):

@@ -20,7 +20,8 @@ import re
 
 from dsl.errors import RuleError, RuleSyntaxError
 from dsl.expr import MAX_DEPTH, Call, Const, Expr, Rule, Var, format_expr
-from dsl.vocabulary import BINARY_OPERATORS, FUNCTIONS, HYPERS, OPERANDS, known_names
+from dsl.functions import FUNCTIONS
+from dsl.vocabulary import BINARY_OPERATORS, HYPERS, OPERANDS, known_names
 
 SYNTAX_DEPTH = 3 * MAX_DEPTH  # brackets, calls and unary minus in a row: about 5 stack frames each
 

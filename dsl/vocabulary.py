@@ -1,8 +1,9 @@
 """The names of the rule language: operands, hyper-constants and functions.
 
 A rule computes the direction ``d`` of an update ``w <- w - lr * d``. Everything a rule may refer to is
-declared here once, with its meaning; the parser, the evaluators, the symbolic export and the
-optimizer all read these tables, so adding a name is a one-place change.
+declared once, with its meaning: operands and hyper-constants here, functions with all their forms in
+`dsl.functions`; the parser, the evaluators, the symbolic export, the optimizer and the code generator
+all read these tables, so adding a name is a one-place change.
 
 Three kinds of names appear as leaves of a rule:
 
@@ -19,6 +20,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from dsl.functions import FUNCTIONS
+
 
 class Kind(Enum):
     TENSOR = "tensor"  # one value per element of the weight
@@ -33,6 +36,7 @@ class Operand:
     doc: str
     nonnegative: bool = False  # known sign, used by the symbolic form and by the probes
     state: tuple[str, ...] = ()  # the optimizer state buffers this operand reads
+    hypers: tuple[str, ...] = ()  # the hyper-constants its value depends on (m: beta1)
 
 
 OPERANDS: dict[str, Operand] = {
@@ -41,23 +45,28 @@ OPERANDS: dict[str, Operand] = {
         Operand("g", Kind.TENSOR, "the gradient (plus weight_decay * w when weight_decay is set)"),
         Operand("w", Kind.TENSOR, "the weight itself (NOS's weight terms are 1e-4*w ... 1e-1*w)"),
         Operand("m", Kind.TENSOR, "running average of g: m <- beta1*m + (1-beta1)*g, no bias correction",
-                state=("m",)),
+                state=("m",), hypers=("beta1",)),
         Operand("v", Kind.TENSOR, "running average of g^2 with beta2, no bias correction",
-                nonnegative=True, state=("v",)),
-        Operand("m3", Kind.TENSOR, "running average of g^3 with beta3, no bias correction", state=("m3",)),
+                nonnegative=True, state=("v",), hypers=("beta2",)),
+        Operand("m3", Kind.TENSOR, "running average of g^3 with beta3, no bias correction", state=("m3",),
+                hypers=("beta3",)),
         Operand("vmax", Kind.TENSOR, "running maximum of v (AMSGrad, AMSBound)", nonnegative=True,
-                state=("v", "vmax")),
-        Operand("mhat", Kind.TENSOR, "bias-corrected m: m / (1 - beta1^t)", state=("m",)),
-        Operand("vhat", Kind.TENSOR, "bias-corrected v: v / (1 - beta2^t)", nonnegative=True, state=("v",)),
-        Operand("m3hat", Kind.TENSOR, "bias-corrected m3: m3 / (1 - beta3^t)", state=("m3",)),
+                state=("v", "vmax"), hypers=("beta2",)),
+        Operand("mhat", Kind.TENSOR, "bias-corrected m: m / (1 - beta1^t)", state=("m",),
+                hypers=("beta1",)),
+        Operand("vhat", Kind.TENSOR, "bias-corrected v: v / (1 - beta2^t)", nonnegative=True, state=("v",),
+                hypers=("beta2",)),
+        Operand("m3hat", Kind.TENSOR, "bias-corrected m3: m3 / (1 - beta3^t)", state=("m3",),
+                hypers=("beta3",)),
         Operand("noise", Kind.TENSOR, "fresh standard normal noise, one draw per element and step "
                 "(NOS's noise operand N(0, 0.01) is 0.1*noise)"),
         Operand("t", Kind.STEP, "the step count, 1 at the first step", nonnegative=True),
-        Operand("ld", Kind.STEP, "linear decay: max(1 - t/T, 0)", nonnegative=True),
+        Operand("ld", Kind.STEP, "linear decay: max(1 - t/T, 0)", nonnegative=True, hypers=("T",)),
         Operand("cd", Kind.STEP, "cyclical cosine decay: 0.5*(1 + cos(2*pi*cd_periods*min(t, T)/T)), "
-                "held after T as in TF's sign_decay", nonnegative=True),
+                "held after T as in TF's sign_decay", nonnegative=True,
+                hypers=("T", "cd_periods")),
         Operand("rd", Kind.STEP, "restart decay: 0.5*(1 + cos(pi*((rd_periods*t) mod T)/T))",
-                nonnegative=True),
+                nonnegative=True, hypers=("T", "rd_periods")),
     ]
 }
 
@@ -120,42 +129,6 @@ OPTIMIZER_HYPERS: dict[str, Hyper] = {
 # hyper-constants, checked the same way.
 LEARNING_RATE = Hyper("lr", 1e-3, "the learning rate of w <- w - lr * d")
 
-
-@dataclass(frozen=True)
-class Function:
-    name: str
-    arity: int  # number of expression arguments
-    doc: str
-    params: tuple[tuple[str, float, float], ...] = ()  # literal parameters: (name, low, high), open
-    infix: str | None = None  # the operator spelling, for binary operators and negation
-    random: bool = False  # draws random numbers: two uses are not the same value
-
-
-FUNCTIONS: dict[str, Function] = {
-    f.name: f
-    for f in [
-        Function("neg", 1, "-x", infix="-"),
-        Function("exp", 1, "e^x"),
-        Function("log", 1, "natural logarithm (NOS's log|x| is log(abs(x)))"),
-        Function("abs", 1, "|x|"),
-        Function("sqrt", 1, "square root (NOS's sqrt|x| is sqrt(abs(x)))"),
-        Function("sign", 1, "-1, 0 or 1; sign(0) = 0"),
-        Function("clip", 1, "clip(x, c): x clipped to [-c, c]", params=(("c", 0.0, float("inf")),)),
-        Function("drop", 1, "drop(x, p): dropout, each element zeroed with probability p, the rest "
-                 "scaled by 1/(1-p)", params=(("p", 0.0, 1.0),), random=True),
-        Function("bound", 1, "AdaBound's dynamic clip: the step lr*x is clipped per element between "
-                 "eta*(1 - 1/(gamma*t + 1)) and eta*(1 + 1/(gamma*t)), eta = final_lr * lr / initial_lr, "
-                 "as in the adabound package (eta = final_lr when the initial lr is 0)"),
-        Function("add", 2, "x + y", infix="+"),
-        Function("sub", 2, "x - y", infix="-"),
-        Function("mul", 2, "x * y", infix="*"),
-        Function("div", 2, "x / y (NOS's division is x / (y + 1e-8))", infix="/"),
-        Function("pow", 2, "x ^ y", infix="^"),
-        Function("max", 2, "elementwise maximum"),
-        Function("min", 2, "elementwise minimum"),
-        Function("clamp", 3, "clamp(x, low, high): x clipped to [low, high]"),
-    ]
-}
 
 # Functions spelled as operators in text, by their operator; the rest are called by name.
 BINARY_OPERATORS = {f.infix: f.name for f in FUNCTIONS.values() if f.arity == 2 and f.infix}

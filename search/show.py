@@ -27,7 +27,6 @@ from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
-from discovered_rules.codegen import hypers_read
 from dsl import (KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, to_latex,
                  to_sympy)
 from dsl.checks import why_invalid
@@ -123,7 +122,7 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
     hyper = dict(hyper or {})
     values = {"lr": hyper["lr"]} if "lr" in hyper else {}
-    values |= {n: HYPERS[n].default for n in hypers_read(rule)} | hyper
+    values |= {n: HYPERS[n].default for n in rule.hypers_read} | hyper
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
     reason = why_invalid(rule)
     rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))

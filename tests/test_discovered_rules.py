@@ -17,7 +17,7 @@ import torch
 
 import discovered_rules
 from discovered_rules import RecordError, RuleRecord, class_name, export, load, make_record, read_record
-from discovered_rules.codegen import hypers_read, optimizer_source
+from dsl.codegen import optimizer_source
 from discovered_rules.records import write_record
 from dsl import KNOWN_RULE_TEXT, canonical_key, known_rules, parse, to_latex, to_sympy
 from dsl.optimizer import RuleOptimizer
@@ -59,7 +59,7 @@ def import_source(source: str, directory: Path, name: str = "generated"):
 def settings(name: str) -> dict:
     """lr and the hyper-constants of the reference case that the rule reads, with the short horizon."""
     case = CASES[name]
-    read = hypers_read(RULES[name])
+    read = RULES[name].hypers_read
     return {"lr": case.lr, **{k: v for k, v in {**case.hyper, "T": T}.items() if k in read}}
 
 
@@ -91,7 +91,7 @@ def test_generated_optimizer_matches_rule_optimizer(name: str, tmp_path: Path):
 
 @pytest.mark.parametrize("text", SEARCHED)
 def test_generated_optimizer_matches_on_searched_style_rules(text: str, tmp_path: Path):
-    hyper = {k: v for k, v in {"T": 20.0}.items() if k in hypers_read(parse(text))}
+    hyper = {k: v for k, v in {"T": 20.0}.items() if k in parse(text).hypers_read}
     model = small_network()
     expected = train(model, RuleOptimizer(model.parameters(), text, lr=0.01, **hyper), steps=25)
     model = small_network()

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 
 from dsl import Rule, RuleError, from_sympy, known_rules, parse, simplify, to_latex, to_sympy
 from dsl.equivalence import canonical_key
-from dsl.symbolic import bigpow, bound, drop, symbol
+from dsl.sympy_forms import bigpow, bound, drop
+from dsl.symbolic import symbol
 from tests.strategies import group_rules, rules
 
 g, m, v, m3, vmax, t = (symbol(n) for n in ("g", "m", "v", "m3", "vmax", "t"))

@@ -1,8 +1,10 @@
 """A rule as the source of a self-contained PyTorch optimizer: one module that imports only torch and math.
 
 `optimizer_source(rule, class_name, defaults)` walks the rule's tree and writes each node as a torch
-expression, inside a `torch.optim.Optimizer` subclass that a user copies into any project. The module
-computes what `dsl.RuleOptimizer` computes (its default, multi-tensor path) with a plain per-tensor loop:
+expression (each function's source form, its row of `dsl.functions`), inside a `torch.optim.Optimizer`
+subclass that a user copies into any project. It lives in dsl because it is one more form of a rule,
+read from the same table as the others. The module computes what `dsl.RuleOptimizer` computes (its
+default, multi-tensor path) with a plain per-tensor loop:
 
 * the gradient with ``maximize`` and coupled ``weight_decay`` applied, then the running averages as
   dsl's `_update_state` does (lerp for m, mul/addcmul for v, g*g*g for m3, maximum for vmax), and only
@@ -24,25 +26,20 @@ draws tensor by tensor, so the numbers differ while their distribution is the sa
 from __future__ import annotations
 
 import keyword
-import math
 import textwrap
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dsl import to_sympy
 from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
 from dsl.expr import Call, Const, Expr, Rule, format_expr, nodes, scalar_subtrees, use_counts
+from dsl.functions import FUNCTIONS
+from dsl.source import ATOM, Code, literal
+from dsl.symbolic import to_sympy
 from dsl.text import parse
-from dsl.vocabulary import FUNCTIONS, HYPERS, LEARNING_RATE, OPERANDS, Kind
+from dsl.vocabulary import HYPERS, LEARNING_RATE, OPERANDS, Kind
 
-# Hyper-constants read implicitly: by the state buffers, the bias-corrected operands, decays and bound.
-_IMPLIED_HYPERS: dict[str, tuple[str, ...]] = {
-    "m": ("beta1",), "v": ("beta2",), "m3": ("beta3",), "vmax": ("beta2",),
-    "mhat": ("beta1",), "vhat": ("beta2",), "m3hat": ("beta3",),
-    "ld": ("T",), "cd": ("T", "cd_periods"), "rd": ("T", "rd_periods"), "bound": ("final_lr", "gamma"),
-}
 _STATE_UPDATES = {
     "m": 'm.lerp_(g, 1.0 - group["beta1"])',
     "v": 'v.mul_(group["beta2"]).addcmul_(g, g, value=1.0 - group["beta2"])',
@@ -58,24 +55,6 @@ _STEP_QUANTITIES = {
     "inv_bc2": 'q["inv_bc2"] = 1.0 / (1.0 - group["beta2"] ** t)',
     "inv_bc3": 'q["inv_bc3"] = 1.0 / (1.0 - group["beta3"] ** t)',
 }
-_ATOM, _POWER, _UNARY, _PRODUCT, _SUM = 5, 4, 3, 2, 1
-_INFIX = {"add": ("+", _SUM), "sub": ("-", _SUM), "mul": ("*", _PRODUCT), "div": ("/", _PRODUCT),
-          "pow": ("**", _POWER)}
-
-
-def hypers_read(rule: Rule) -> list[str]:
-    """The hyper-constants the rule's update depends on, named or implied (m reads beta1), in order."""
-    needed = set()
-    for name in rule.names:
-        if name in HYPERS:
-            needed.add(name)
-        else:
-            needed.update(_IMPLIED_HYPERS.get(name, ()))
-    if any(isinstance(n, Call) and n.fn == "bound" for n in nodes(rule.expr)):
-        needed.update(_IMPLIED_HYPERS["bound"])
-    return [h for h in HYPERS if h in needed]
-
-
 def _split_clamp(expr: Expr) -> Expr:
     """clamp(x, lo, hi) as dsl defines it, min(max(x, lo), hi): then max(x, lo) of two numbers is a
     per-step sub-expression like any other."""
@@ -88,45 +67,30 @@ def _split_clamp(expr: Expr) -> Expr:
 
 
 def _foldable(expr: Expr) -> bool:
-    """Constants only: no name, no random call, no bound (which reads the step's bounds)."""
-    return all(isinstance(n, Const) or (isinstance(n, Call) and n.fn != "bound"
+    """Constants only: no name, no random call, no step quantity (bound's range)."""
+    return all(isinstance(n, Const) or (isinstance(n, Call) and not FUNCTIONS[n.fn].reads
                                         and not FUNCTIONS[n.fn].random) for n in nodes(expr))
-
-
-def _literal(value: float) -> tuple[str, int]:
-    if math.isnan(value):
-        return "math.nan", _ATOM
-    if math.isinf(value):
-        return ("math.inf", _ATOM) if value > 0 else ("-math.inf", _UNARY)
-    return repr(float(value)), (_ATOM if value >= 0 else _UNARY)
-
-
-@dataclass
-class _Code:
-    text: str
-    level: int
-    number: bool  # a Python float (or, in the float64 scalar section, a literal) rather than a tensor
 
 
 @dataclass
 class _Emitter:
     """Writes expressions as Python source; a sub-expression read more than once becomes a local."""
 
-    leaf: Mapping[str, _Code]  # name -> code of a Var
-    hoisted: Mapping[Expr, _Code] = field(default_factory=dict)  # sub-expressions given by name
+    leaf: Mapping[str, Code]  # name -> code of a Var
+    hoisted: Mapping[Expr, Code] = field(default_factory=dict)  # sub-expressions given by name
     uses: Counter = field(default_factory=Counter)
     lines: list[str] = field(default_factory=list)
-    memo: dict[Expr, _Code] = field(default_factory=dict)
+    memo: dict[Expr, Code] = field(default_factory=dict)
     scalar: bool = False  # the float64 section: numbers there are literals, names 0-d tensors
     temps: int = 0
 
-    def emit(self, node: Expr) -> _Code:
+    def emit(self, node: Expr) -> Code:
         if node in self.hoisted:
             return self.hoisted[node]
         if node in self.memo:
             return self.memo[node]
         if isinstance(node, Const) or (isinstance(node, Call) and _foldable(node)):
-            code = _Code(*_literal(evaluate_lazy(node, {})), number=True)  # dsl's own folding
+            code = literal(evaluate_lazy(node, {}))  # dsl's own folding
         elif not isinstance(node, Call):
             code = self.leaf[node.name]
         else:
@@ -135,49 +99,15 @@ class _Emitter:
                 name = f"{'s' if self.scalar else 'x'}{self.temps}"
                 self.temps += 1
                 self.lines.append(f"{name} = {code.text}")
-                code = _Code(name, _ATOM, code.number)
+                code = Code(name, ATOM, code.number)
         self.memo[node] = code
         return code
 
-    def _tensor(self, x: _Code) -> str:
-        """x as a tensor argument: a literal in the float64 section becomes a 0-d tensor."""
-        return f"torch.tensor({x.text}, dtype=torch.float64)" if x.number and self.scalar else x.text
-
-    def _call(self, node: Call, args: list[_Code]) -> _Code:
-        fn = node.fn
-        if fn in _INFIX:
-            op, level = _INFIX[fn]
-            left, right = args
-            # Python's own precedence, and no regrouping: a+(b+c) is not (a+b)+c in floating point.
-            lt = left.text if left.level > level or (left.level == level and level != _POWER) \
-                else f"({left.text})"
-            rt = right.text if right.level > level and right.level != _UNARY \
-                and (level != _POWER or right.level == _ATOM) else f"({right.text})"
-            return _Code(f"{lt} {op} {rt}", level, False)
-        if fn == "neg":
-            x = args[0]
-            return _Code("-" + (x.text if x.level == _ATOM else f"({x.text})"), _UNARY, False)
-        if fn in ("max", "min"):
-            x, y = args
-            if x.number:  # dsl: max(number, tensor) is clamp_min(tensor, number)
-                x, y = y, x
-            if y.number:
-                clamp = "clamp_min" if fn == "max" else "clamp_max"  # max(x, c) raises x to at least c
-                return _Code(f"torch.{clamp}({x.text}, {y.text})", _ATOM, False)
-            both = "maximum" if fn == "max" else "minimum"
-            return _Code(f"torch.{both}({x.text}, {y.text})", _ATOM, False)
-        x = args[0]
-        if fn in ("exp", "log", "abs", "sqrt", "sign"):
-            return _Code(f"torch.{fn}({x.text})", _ATOM, False)
-        if fn == "clip":
-            c = _literal(node.params[0])[0]
-            return _Code(f"torch.clamp({x.text}, -{c}, {c})", _ATOM, False)
-        if fn == "bound":
-            return _Code(f"torch.clamp({self._tensor(x)}, bound_low, bound_high)", _ATOM, False)
-        if fn == "drop":  # dropout of a number draws per element: the number takes the weight's shape
-            arg = f"torch.full_like(w, {x.text})" if x.number else x.text
-            return _Code(f"_drop({arg}, {_literal(node.params[0])[0]})", _ATOM, False)
-        raise AssertionError(f"no code for the function {fn!r}")
+    def _call(self, node: Call, args: list[Code]) -> Code:
+        spec = FUNCTIONS[node.fn]
+        if spec.random:  # of a number it draws per element: the number takes the weight's shape
+            args = [Code(f"torch.full_like(w, {a.text})") if a.number else a for a in args]
+        return spec.source(args, node.params, self.scalar)
 
 
 def _names_in(exprs: list[Expr]) -> set[str]:
@@ -185,7 +115,8 @@ def _names_in(exprs: list[Expr]) -> set[str]:
 
 
 def _uses_bound(exprs: list[Expr]) -> bool:
-    return any(isinstance(n, Call) and n.fn == "bound" for e in exprs for n in nodes(e))
+    """Whether a call reads AdaBound's bounds, which the per-step function then computes."""
+    return any(isinstance(n, Call) and "bound_low" in FUNCTIONS[n.fn].reads for e in exprs for n in nodes(e))
 
 
 def _per_step_function(rule: Rule, hoisted: list[Expr], uses: Counter) -> list[str]:
@@ -211,7 +142,7 @@ def _per_step_function(rule: Rule, hoisted: list[Expr], uses: Counter) -> list[s
             lines.append(f"    f64 = {{k: torch.tensor(q[k], dtype=torch.float64) for k in {tuple(read)!r}}}")
         if _uses_bound(hoisted):
             lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
-        emitter = _Emitter({n: _Code(f'f64["{n}"]', _ATOM, False) for n in read}, uses=uses, scalar=True)
+        emitter = _Emitter({n: Code(f'f64["{n}"]') for n in read}, uses=uses, scalar=True)
         for i, expr in enumerate(hoisted):
             code = emitter.emit(expr)
             lines += [f"    {line}" for line in emitter.lines]
@@ -230,8 +161,8 @@ def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[E
     constants only."""
     lines = ["def _direction(w: torch.Tensor, g: torch.Tensor, state: dict, q: dict):",
              '    """The rule\'s value d (RULE) for one tensor w with gradient g."""']
-    given = {h: _Code(f"c{i}", _ATOM, True) for i, h in enumerate(live)}
-    given.update({h: _Code(*_literal(evaluate_lazy(h, {})), number=True) for h in folded})
+    given = {h: Code(f"c{i}", ATOM, True) for i, h in enumerate(live)}
+    given.update({h: literal(evaluate_lazy(h, {})) for h in folded})
     read: set[str] = set()  # names read outside the per-step sub-expressions
     calls: set[str] = set()
 
@@ -246,7 +177,7 @@ def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[E
             read.add(node.name)
 
     visit(expr)
-    leaf: dict[str, _Code] = {}
+    leaf: dict[str, Code] = {}
     for name in [n for n in OPERANDS if n in read and OPERANDS[n].kind is Kind.TENSOR]:
         if name in BIAS_CORRECTED:
             base, scale = BIAS_CORRECTED[name]
@@ -255,11 +186,11 @@ def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[E
             lines.append("    noise = torch.randn_like(w)")
         elif name not in ("g", "w"):
             lines.append(f'    {name} = state["{name}"]')
-        leaf[name] = _Code(name, _ATOM, False)
+        leaf[name] = Code(name)
     numbers = [n for n in (*HYPERS, *OPERANDS) if n in read and n not in leaf]
     lines += [f'    {n} = q["{n}"]' for n in numbers]
-    leaf.update({n: _Code(n, _ATOM, True) for n in numbers})
-    if "bound" in calls:
+    leaf.update({n: Code(n, ATOM, True) for n in numbers})
+    if any("bound_low" in FUNCTIONS[fn].reads for fn in calls):
         lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
     reached = _reached(expr, given)
     lines += [f'    c{i} = q["c{i}"]  # {format_expr(h)}' for i, h in enumerate(live) if h in reached]
@@ -270,7 +201,7 @@ def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[E
     return lines, code.number
 
 
-def _reached(expr: Expr, given: Mapping[Expr, _Code]) -> set[Expr]:
+def _reached(expr: Expr, given: Mapping[Expr, Code]) -> set[Expr]:
     """The given sub-expressions the walk from ``expr`` meets (not those only inside others)."""
     found: set[Expr] = set()
 
@@ -283,19 +214,6 @@ def _reached(expr: Expr, given: Mapping[Expr, _Code]) -> set[Expr]:
 
     visit(expr)
     return found
-
-
-_HELPERS = {
-    "drop": '''def _drop(x: torch.Tensor, rate: float) -> torch.Tensor:
-    """Dropout: each element zeroed with probability rate, the rest scaled by 1 / (1 - rate)."""
-    return x * (torch.rand_like(x) >= rate).to(x.dtype) / (1.0 - rate)''',
-    "bound": '''def _eta_ratio(group: dict) -> float:
-    """AdaBound's final step size in units of the current lr: final_lr / initial_lr (final_lr itself
-    when the run started at lr 0, so that a warm-up from zero keeps bounds)."""
-    if group["initial_lr"] > 0:
-        return group["final_lr"] / group["initial_lr"]
-    return group["final_lr"] / group["lr"] if group["lr"] > 0 else 0.0''',
-}
 
 
 def unprintable(text: str) -> str | None:
@@ -322,7 +240,7 @@ def _check(rule: Rule, class_name: str, defaults: Mapping[str, float],
         if (problem := (HYPERS.get(key) or LEARNING_RATE).problem(value)) is not None:
             raise ValueError(f"default {problem}")
     # Hyper-constants the rule does not read change nothing: they are left out of the signature.
-    values = {"lr": 1e-3, **{h: HYPERS[h].default for h in hypers_read(rule)}}
+    values = {"lr": 1e-3, **{h: HYPERS[h].default for h in rule.hypers_read}}
     values.update({k: float(v) for k, v in defaults.items() if k in values})
     return values
 
@@ -337,7 +255,7 @@ def _docstring(rule: Rule, class_name: str, values: Mapping[str, float], module:
             f"    w <- w - lr * d,    d = {rule}", "", f"(as sympy writes it, d = {formula}).", "",
             *([*textwrap.wrap(about, 100, break_on_hyphens=False), ""] if about else []),
             *textwrap.wrap(
-                "Generated from the rule's tree by discovered_rules.codegen of neural-optimizer-search: a "
+                "Generated from the rule's tree by dsl.codegen of neural-optimizer-search: a "
                 "self-contained module (torch and math only) to copy into any project. It computes what "
                 "dsl.RuleOptimizer computes for the rule: g is the gradient (negated with maximize, plus "
                 "weight_decay * w); m, v, m3 the running averages of g, g^2, g^3 with beta1, beta2, beta3 "
@@ -388,8 +306,8 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
     per_step = _per_step_function(rule, live, uses)
     folded = [h for h in hoisted if _foldable(h)]
     direction, is_number = _direction_function(rule, expr, live, folded, uses)
-    helpers = [_HELPERS[k] for k in ("drop", "bound")
-               if any(isinstance(n, Call) and n.fn == k for n in nodes(expr))]
+    called = {n.fn for n in nodes(expr) if isinstance(n, Call)}
+    helpers = [f.helper for f in FUNCTIONS.values() if f.name in called and f.helper]
     module = module or class_name.lower()
     state = rule.state
     update = ('p.add_(-group["lr"] * d)' if is_number else 'p.add_(d, alpha=-group["lr"])')
