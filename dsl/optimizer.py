@@ -3,9 +3,11 @@
 `RuleOptimizer(params, rule, lr=..., **hyper)` is a torch.optim.Optimizer that applies
 ``w <- w - lr * d`` with d the rule's value. As torch's own optimizers it keeps its hyper-constants in
 the param groups (each group may override any), its state per parameter (``step`` and only the buffers
-the rule reads: m, v, m3, vmax), and offers two execution paths:
+the rule reads: m, v, m3, vmax), and offers three execution paths, as torch's Adam does:
 
-* ``foreach=True`` (default): multi-tensor `torch._foreach_*` kernels (dsl/foreach.py);
+* the default (``foreach=None`` or ``True``): multi-tensor `torch._foreach_*` kernels (dsl/foreach.py);
+* ``foreach=False``: a plain loop over the tensors (dsl/single_tensor.py), the reference the others are
+  tested against;
 * ``fused=True``: the whole step compiled by torch.compile into one elementwise pass per tensor
   (dsl/fused.py), falling back to running it eagerly where compile is unavailable.
 
@@ -27,6 +29,7 @@ from dsl.evaluate import step_quantities
 from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
+from dsl.single_tensor import single_tensor_step
 from dsl.text import parse
 from dsl.vocabulary import HYPERS, LEARNING_RATE, OPTIMIZER_HYPERS, hyper_defaults
 
@@ -84,16 +87,20 @@ def _update_state(grads: list[torch.Tensor], state: Mapping[str, list[torch.Tens
 
 def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
               state: Mapping[str, list[torch.Tensor]], group: Mapping[str, Any], t: float,
-              fused: bool = False) -> None:
+              fused: bool = False, foreach: bool | None = None) -> None:
     """One step of ``rule`` on tensors that share a device, a dtype and the step count ``t``.
 
     ``state`` maps each buffer the rule needs (``rule.state``) to one tensor per parameter; ``group``
-    holds lr and the hyper-constants. Weights and state are updated in place.
+    holds lr and the hyper-constants. Weights and state are updated in place. The path: ``fused``, else
+    one tensor at a time where ``foreach`` is False, else multi-tensor.
     """
     scalars = _scalars(group, t)
     if fused and group["lr"] != 0:
         run_fused(rule, params, grads, state, scalar_vector(rule, scalars, params[0]),
                   maximize=group["maximize"], decay=group["weight_decay"] != 0)
+        return
+    if foreach is False:
+        single_tensor_step(rule, params, grads, state, group, scalars)
         return
     if group["maximize"]:
         grads = torch._foreach_neg(grads)
@@ -116,7 +123,8 @@ class RuleOptimizer(Optimizer):
         rule: a `Rule` or rule text, e.g. ``"exp(sign(g) * sign(m)) * g"``.
         lr: learning rate.
         weight_decay: coupled L2, ``g <- g + weight_decay * w`` before the rule.
-        foreach / fused: the execution path (multi-tensor kernels, or one compiled pass per tensor).
+        foreach / fused: the execution path: multi-tensor kernels (foreach None or True), one tensor at
+            a time (foreach=False), or one compiled pass per tensor (fused=True).
         maximize: ascend instead of descend.
         **hyper: hyper-constants of the language (beta1, beta2, beta3, eps, final_lr, gamma, T,
             cd_periods, rd_periods); see dsl.vocabulary.HYPERS for their meaning and defaults.
@@ -208,7 +216,8 @@ class RuleOptimizer(Optimizer):
                 for name in state_names:
                     bucket[2][name].append(st[name])
             for (_, _, t), (ps, grads, buffers) in buckets.items():
-                rule_step(self.rule, ps, grads, buffers, group, t, fused=group["fused"])
+                rule_step(self.rule, ps, grads, buffers, group, t, fused=group["fused"],
+                          foreach=group.get("foreach"))
         return loss
 
     def __repr__(self) -> str:
