@@ -10,30 +10,26 @@ metric that is the reward, the guards (time limit, loss blow-up factor), and the
 
 Every error names the file, the key path (``model.width``) and what was expected; an unknown key is
 rejected with the closest known keys suggested, since a misspelt key silently ignored would change an
-experiment without anyone noticing.
+experiment without anyone noticing. Reading, wording and overrides are `configuration`'s, shared by every
+config of the project.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from configuration import ConfigError, did_you_mean, expect_mapping, load_yaml, set_dotted, validation_error
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("digits", "mnist1d", "cifar10", "nmt")
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 CACHE_ENV = "NOS_CACHE_DIR"
-
-
-class ConfigError(ValueError):
-    """A task config that cannot be read or does not validate; the message lists every problem."""
 
 
 class _Strict(BaseModel):
@@ -94,9 +90,6 @@ class MLPConfig(_Strict):
 
 ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | ConvNet1DConfig | MLPConfig,
                         Field(discriminator="name")]
-MODEL_CLASSES: dict[str, type[_Strict]] = {"convnet": ConvNetConfig, "wrn": WideResNetConfig,
-                                           "transformer": TransformerConfig, "cnn1d": ConvNet1DConfig,
-                                           "mlp": MLPConfig}
 # Which models each task's data fits: images take 2D convs, MNIST-1D's signals 1D convs or an MLP.
 TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn", "mlp"),
                "mnist1d": ("cnn1d", "mlp"), "nmt": ("transformer",)}
@@ -151,8 +144,6 @@ class NMTData(_Strict):
 
 
 DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData, Field(discriminator="kind")]
-DATA_CLASSES: dict[str, type[_Strict]] = {"digits": DigitsData, "mnist1d": Mnist1DData,
-                                          "cifar10": Cifar10Data, "nmt": NMTData}
 
 
 # --- the task ---------------------------------------------------------------------------------------
@@ -257,8 +248,8 @@ def available_configs() -> list[str]:
     names = []
     for path in CONFIG_DIR.glob("*.yaml"):
         try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
+            raw = load_yaml(path)
+        except (ConfigError, OSError):
             continue  # not ours to judge here; load_task_config reports it when asked for by name
         if isinstance(raw, dict) and "task" in raw and "model" in raw and "search" not in raw:
             names.append(path.stem)
@@ -271,17 +262,11 @@ def load_task_config(path_or_name: str | Path) -> TaskConfig:
     if not path.is_file():
         hint = ""
         if path.parent == CONFIG_DIR:
-            close = difflib.get_close_matches(path.stem, available_configs(), n=1, cutoff=0.6)
+            close = did_you_mean(path.stem, available_configs(), n=1)
             hint = (f" (did you mean {close[0]!r}?)" if close else "") + \
                 f"; available configs: {', '.join(available_configs())}"
         raise FileNotFoundError(f"no task config at {path}{hint}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of keys (task: ..., model: ...), "
-                          f"got {type(raw).__name__}")
+    raw = expect_mapping(load_yaml(path, "task config"), str(path), "task: ..., model: ...")
     return task_config_from_dict({"name": path.stem, **raw}, source=str(path))
 
 
@@ -294,75 +279,14 @@ def task_config_from_dict(values: Mapping[str, Any], source: str = "<dict>") -> 
         # The data section's type follows the task: with a bad task, a missing data section is no news.
         if any(e["loc"] == ("task",) for e in errors):
             errors = [e for e in errors if not (e["loc"] == ("data",) and e["type"] == "missing")]
-        problems = [_describe(e) for e in errors]
-        raise ConfigError(f"{source}: {len(problems)} problem(s) in the task config\n  "
-                          + "\n  ".join(problems)) from None
+        raise validation_error(source, "task config", err, TaskConfig, errors=errors) from None
 
 
 def override(config: TaskConfig, changes: Mapping[str, Any]) -> TaskConfig:
     """A validated copy of ``config`` with ``changes``; dotted keys reach into sections: ``model.width``."""
     values = config.model_dump()
+    source = f"{config.name or 'config'} with overrides {dict(changes)}"
     for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = values
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[key] = value
-    return task_config_from_dict(values, source=f"{config.name or 'config'} with overrides {dict(changes)}")
+        set_dotted(values, dotted, value, source)
+    return task_config_from_dict(values, source=source)
 
-
-def _key_path(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
-    """The key path a person wrote (without pydantic's union tags), and the model class it ends in."""
-    parts: list[str] = []
-    cls: type[BaseModel] | None = TaskConfig
-    i = 0
-    while i < len(loc):
-        part = str(loc[i])
-        if isinstance(loc[i], int) and parts:  # a list item: lr_grid[1]
-            parts[-1] += f"[{part}]"
-            cls, i = None, i + 1
-            continue
-        parts.append(part)
-        tags = {"model": MODEL_CLASSES, "data": DATA_CLASSES}.get(part) if cls is TaskConfig else None
-        if tags is not None and i + 1 < len(loc) and loc[i + 1] in tags:
-            cls = tags[loc[i + 1]]
-            i += 2
-            continue
-        cls = None
-        i += 1
-    return parts, cls
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        parts, parent = _key_path(loc[:-1])
-        key = str(loc[-1])
-        known = [f for f in (parent.model_fields if parent else {}) if f != "kind"]
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-        where = ".".join([*parts, key])
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"{where}: unknown key{hint} (known keys here: {', '.join(known)})"
-    parts, _ = _key_path(loc)
-    where = ".".join(parts) or "(top level)"
-    if kind == "missing":
-        return f"{where}: required key is missing"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        ctx = error.get("ctx", {})
-        field = ctx.get("discriminator", "'name'").strip("'")
-        tags = list(MODEL_CLASSES if field == "name" else DATA_CLASSES)
-        if kind == "union_tag_not_found":
-            return f"{where}: needs a {field!r} key, one of {', '.join(tags)}"
-        close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{where}.{field}: expected one of {', '.join(tags)}, got {ctx.get('tag')!r}{hint}"
-    message = error["msg"].replace("Input should be", "expected").replace("Value error, ", "")
-    if kind == "value_error":
-        return f"{where}: {message}"
-    hint = ""
-    if kind == "literal_error" and isinstance(error.get("input"), str):
-        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        close = difflib.get_close_matches(error["input"], options, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where}: {message}, got {error.get('input')!r}{hint}"

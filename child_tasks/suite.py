@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from child_tasks.config import (NORMALISED, ConfigError, TaskConfig, config_path, load_task_config, override,
                                 task_config_from_dict)
+from configuration import load_yaml
 
 MAX_TASKS = 16
 
@@ -55,9 +54,9 @@ class Suite:
 def is_suite_file(path: Path) -> bool:
     """Whether ``path`` holds a suite config (a mapping with a `suite` key)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return False
+        raw = load_yaml(path)
+    except (OSError, ConfigError):
+        return False  # load_task_config reports what is wrong with it
     return isinstance(raw, Mapping) and "suite" in raw
 
 
@@ -113,7 +112,7 @@ def _items(spec: Any) -> tuple[str, list[Any]]:
     if isinstance(spec, str | Path):
         path = config_path(spec)
         if path.is_file() and is_suite_file(path):
-            return _suite_mapping(yaml.safe_load(path.read_text()), str(path), path.stem)
+            return _suite_mapping(load_yaml(path, "suite config"), str(path), path.stem)
         return Path(str(spec)).stem, [spec]
     if isinstance(spec, Sequence):
         items = list(spec)

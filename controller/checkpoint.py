@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from configuration import describe_differences, differences
+
 FORMAT = "nos-controller/1"
 
 
@@ -44,14 +46,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as one level of dotted keys: {"ppo": {"lr": 1}} -> {"ppo.lr": 1}."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def check_kind(state: dict[str, Any], kind: str, name: str) -> None:
     """Raise ValueError, naming the key, when ``state`` was saved by a controller of another kind."""
     if state.get("kind") != kind:
@@ -65,10 +59,11 @@ def check_same_config(saved: dict[str, Any], current: dict[str, Any], kind: str,
     missing from ``saved`` counts as its value in ``defaults``: a checkpoint written before a config
     section existed (e.g. ``evolution``) still resumes when that section is left at its defaults."""
     added = {k: v for k, v in (defaults or {}).items() if k not in saved}
-    a, b = flatten({**added, **saved}), flatten(current)
-    differ = sorted(k for k in a.keys() | b.keys() if k != "seed" and a.get(k) != b.get(k))
+    # A key one side lacks reads as None, as checkpoints always have (a None-default field added later
+    # still resumes).
+    differ = differences({**added, **saved}, current, ignore=("seed",), missing=None)
     if differ:
-        details = "; ".join(f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in differ[:8])
+        details = "; ".join(describe_differences(differ, "saved", "here", limit=8))
         raise ValueError(f"this {kind} checkpoint was made with another config ({details}); build the "
                          "controller from the saved config (state['config']) to resume it")
 

@@ -21,14 +21,13 @@ rule language itself (`dsl.GroupVocabulary`), so its suggestions for misspelt na
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from configuration import ConfigError, did_you_mean, expect_mapping, load_yaml, validation_error
 from controller.space import TokenSpace
 from controller.spelling import spell_known
 from dsl import KNOWN_RULE_TEXT, GroupVocabulary, RuleError
@@ -40,10 +39,6 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
     "unary": {"nos": tuple(NOS_UNARY), "all": tuple(ALL_UNARY)},
     "binary": {"nos": tuple(NOS_BINARY), "all": tuple(ALL_BINARY)},
 }
-
-
-class ConfigError(ValueError):
-    """A controller config that cannot be read or does not validate; the message lists every problem."""
 
 
 class _Strict(BaseModel):
@@ -151,7 +146,7 @@ class EvolutionConfig(_Strict):
     def _known_mutations(cls, value: dict[str, float]) -> dict[str, float]:
         for name, weight in value.items():
             if name not in MUTATIONS:
-                close = difflib.get_close_matches(name, MUTATIONS, n=1, cutoff=0.5)
+                close = did_you_mean(name, MUTATIONS, n=1)
                 hint = f"did you mean {close[0]}? " if close else ""
                 raise ValueError(f"unknown mutation {name!r}; {hint}known: {', '.join(MUTATIONS)}")
             if not weight >= 0.0 or weight == float("inf"):
@@ -170,7 +165,7 @@ class EvolutionConfig(_Strict):
     def _known_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
             if name not in KNOWN_RULE_TEXT:
-                close = difflib.get_close_matches(name, list(KNOWN_RULE_TEXT), n=3, cutoff=0.5)
+                close = did_you_mean(name, KNOWN_RULE_TEXT)
                 hint = f"did you mean {', '.join(close)}? " if close else ""
                 raise ValueError(f"{name!r} is not a known rule; {hint}known: {', '.join(KNOWN_RULE_TEXT)}")
         return value
@@ -207,17 +202,11 @@ class ControllerConfig(_Strict):
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, source: str = "<mapping>") -> ControllerConfig:
         """Validate a config given as a mapping (a YAML document's); ``source`` names it in errors."""
-        if values is None:
-            values = {}
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{source}: expected a mapping of keys (kind: ..., ppo: ...), "
-                              f"got {type(values).__name__}")
+        values = expect_mapping(values, source, "kind: ..., ppo: ...")
         try:
             return cls.model_validate(dict(values))
         except ValidationError as err:
-            problems = [_describe(e) for e in err.errors()]
-            raise ConfigError(f"{source}: {len(problems)} problem(s) in the controller config\n  "
-                              + "\n  ".join(problems)) from None
+            raise validation_error(source, "controller config", err, cls) from None
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain data (lists, numbers, strings): YAML-ready, and safe in a weights-only checkpoint."""
@@ -227,12 +216,7 @@ class ControllerConfig(_Strict):
 def load_controller_config(path: str | Path, section: str | None = None) -> ControllerConfig:
     """Read a YAML file; ``section`` picks a key of it (``controller`` in a run config)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no controller config at {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    raw = load_yaml(path, "controller config")
     source = str(path)
     if section is not None:
         if not isinstance(raw, Mapping) or section not in raw:
@@ -240,21 +224,3 @@ def load_controller_config(path: str | Path, section: str | None = None) -> Cont
         raw, source = raw[section], f"{path} [{section}]"
     return ControllerConfig.from_mapping(raw, source=source)
 
-
-_SECTIONS: dict[str, type[BaseModel]] = {"vocabulary": VocabularyConfig, "policy": PolicyConfig,
-                                         "ppo": PPOConfig, "evolution": EvolutionConfig}
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = [str(p) for p in error["loc"]]
-    where = ".".join(loc) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        cls = _SECTIONS.get(loc[0], ControllerConfig) if len(loc) == 2 else ControllerConfig
-        known = list(cls.model_fields)
-        close = difflib.get_close_matches(loc[-1], known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known keys: {', '.join(known)}"
-        return f"{where}: unknown key; {hint}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] not in ("missing", "value_error") and "input" in error:
-        message += f" (got {error['input']!r})"
-    return f"{where}: {message}"

@@ -19,17 +19,16 @@ a class (``none``) and control characters in text that goes into a generated .py
 from __future__ import annotations
 
 import datetime
-import difflib
 import keyword
 import os
 import re
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from configuration import ConfigError, did_you_mean, validation_error
 from dsl.codegen import unprintable
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
 from dsl.vocabulary import HYPERS, LEARNING_RATE
@@ -41,8 +40,9 @@ FILLED_FROM_RULE = ("formula", "latex", "canonical_key")
 Reward = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class RecordError(ValueError):
-    """A record that cannot be read or does not validate; the message names the file and every problem."""
+class RecordError(ConfigError):
+    """A record that cannot be read or does not validate; the message names the file and every problem
+    (worded as every config's: `configuration.errors`)."""
 
 
 class RecordWarning(UserWarning):
@@ -126,7 +126,7 @@ class RuleRecord(BaseModel):
         problems = []
         for key, value in hyper.items():
             if key not in HYPER_KEYS:
-                close = difflib.get_close_matches(key, HYPER_KEYS, n=2, cutoff=0.6)
+                close = did_you_mean(key, HYPER_KEYS, n=2)
                 hint = f"did you mean {' or '.join(close)}? " if close else ""
                 problems.append(f"unknown key {key!r} ({hint}known: {', '.join(HYPER_KEYS)})")
             elif (problem := (HYPERS.get(key) or LEARNING_RATE).problem(value)) is not None:
@@ -157,30 +157,11 @@ class RuleRecord(BaseModel):
         return parse(self.rule)
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = [str(part) for part in error["loc"] if part != "[key]"]
-    where = ".".join(loc) or "(top level)"
-    if error["loc"] and error["loc"][-1] == "[key]":
-        where += " (the key)"
-    kind = error["type"]
-    if kind == "missing":
-        return f"{where}: required key is missing"
-    if kind == "extra_forbidden":
-        close = difflib.get_close_matches(loc[-1], list(RuleRecord.model_fields), n=2, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"{where}: unknown key{hint} (known keys: {', '.join(RuleRecord.model_fields)})"
-    message = error["msg"].replace("Input should be", "expected").replace("Value error, ", "")
-    if kind == "value_error":
-        return f"{where}: {message}"
-    return f"{where}: {message}, got {error.get('input')!r}"
-
-
 def _error(source: str, err: ValidationError) -> RecordError:
     errors = err.errors()
     if len(errors) == 1 and errors[0]["type"] == "json_invalid":
         return RecordError(f"{source}: not valid JSON: {errors[0]['ctx']['error']}")
-    problems = [_describe(e) for e in errors]
-    return RecordError(f"{source}: {len(problems)} problem(s) in the rule record\n  " + "\n  ".join(problems))
+    return validation_error(source, "rule record", err, RuleRecord, cls=RecordError)
 
 
 def read_record(path: str | Path) -> RuleRecord:

@@ -6,12 +6,16 @@
     nos rules check TEXT      parse and statically check a rule; exit status 1 if it is rejected
     nos rules names           every operand, hyper-constant and function of the rule language
     nos data cifar10 DEST     download CIFAR-10 (md5-checked) for the child tasks, on a machine with a network
-    nos search [KEY=VALUE ...]  search for rules on Ray (configs/quickstart.yaml on a local Ray by default)
+    nos search [--set K=V ...]  search for rules on Ray (configs/quickstart.yaml on a local Ray by default)
     nos transfer NAME --task T  a rule against the baselines on another child task, saved with the rule
+
+Both commands change their config with ``--set KEY=VALUE`` (repeatable; dotted keys, YAML values), the
+one override syntax (`configuration.parse_overrides`).
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
@@ -122,10 +126,11 @@ class ControllerKind(str, Enum):
 
 @app.command("search", context_settings={"allow_interspersed_args": True})
 def search_command(
-    overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE", show_default=False,
-                                          help="Config overrides with dotted keys and YAML values, e.g. "
-                                          "search.budget=200 controller.batch_size=20 "
-                                          "task_overrides.epochs=4 confirm.top_k=0 wandb.mode=offline."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
+                                        help="Change the run config (dotted keys, YAML values), e.g. --set "
+                                        "search.budget=200 --set controller.batch_size=20 --set "
+                                        "task_overrides.epochs=4 --set confirm.top_k=0. Repeatable."),
+    positional: list[str] = typer.Argument(None, hidden=True, show_default=False),
     config: Path | None = typer.Option(None, "--config", "-c", show_default=False,
                                        help="Run config YAML (task, controller, search, confirm, wandb "
                                        "sections). Default: configs/quickstart.yaml (PPO on the embedded "
@@ -153,18 +158,24 @@ def search_command(
     """Search for update rules: the controller proposes, Ray workers train child networks, every result is
     stored at once in the run directory (results.sqlite) and the search can be resumed from it. The budget
     counts trainings; at the end the best rules are confirmed against the baselines and exported."""
+    from configuration import ConfigError
     from search.cluster import ClusterError
-    from search.config import SearchConfigError, load_search_config
+    from search.config import load_search_config
     from search.driver import run_search
     from search.store import StoreError
 
+    if positional:  # the spelling before --set: say the new one rather than "unexpected argument"
+        spelled = " ".join(f"--set {shlex.quote(item)}" for item in positional)
+        console.print(f"[red]error[/red]: overrides are given with --set (as for nos transfer): nos search "
+                      f"{spelled}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     overrides = overrides or []
     kind = controller.value if controller is not None else None
     try:
         if resume is not None:
             if overrides or config is not None or run_dir is not None:
-                raise SearchConfigError("--resume continues a run with its own config: leave out --config, "
-                                        "--run-dir and KEY=VALUE overrides")
+                raise ConfigError("--resume continues a run with its own config: leave out --config, "
+                                  "--run-dir and --set")
             directory, run_config = resume, None
         else:
             run_config = load_search_config(config, overrides)
@@ -176,7 +187,7 @@ def search_command(
                       f"{directory})", highlight=False, soft_wrap=True)
         summary = run_search(run_config, directory, address=address, resume=resume is not None,
                              controller_kind=kind, progress=progress, records_dir=records_dir)
-    except (SearchConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
         console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (ClusterError, StoreError, ValueError) as err:

@@ -21,10 +21,12 @@ search's best rules at the end (`search.winners`); absent or ``top_k: 0``, nothi
 
     config = load_search_config("configs/quickstart.yaml", ["search.budget=200", "controller.kind=random"])
 
-``KEY=VALUE`` overrides use dotted keys and YAML values (``search.time_limit_s=30``, ``task=cifar10_convnet``)
-and are applied to the raw mapping before validation, so a misspelt override key is reported like a
-misspelt file key. Every problem is reported at once with its key path and what was expected; unknown keys
-get the closest known keys suggested (a misspelt key silently ignored would change an experiment).
+``KEY=VALUE`` overrides (``nos search --set KEY=VALUE``) use dotted keys and YAML values
+(``search.time_limit_s=30``, ``task=cifar10_convnet``, ``task_overrides.epochs=2``) and are applied to the
+raw mapping before validation, so a misspelt override key is reported like a misspelt file key. Every
+problem is reported at once with its key path and what was expected; unknown keys get the closest known
+keys suggested (a misspelt key silently ignored would change an experiment). Reading, wording and
+overrides are `configuration`'s, shared by every config of the project.
 
 `SearchConfig.to_mapping()` writes the task configs out in full (inline, overrides and reference values
 applied), so the copy a run keeps in its results store is self-contained: resuming a run never re-reads
@@ -33,25 +35,20 @@ configs/*.yaml, which may have changed since, and never measures a reference aga
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from child_tasks.config import CONFIG_DIR, TaskConfig
 from child_tasks.suite import Suite, load_suite
+from configuration import apply_overrides, expect_mapping, flatten, load_yaml, validation_error
 from controller import ControllerConfig
 from search.comparison import DEFAULT_BASELINES, check_baselines
 
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
-
-
-class SearchConfigError(ValueError):
-    """A run config that cannot be read or does not validate; the message lists every problem."""
 
 
 class _Strict(BaseModel):
@@ -127,8 +124,8 @@ class SearchConfig(_Strict):
     def _load_task(self) -> SearchConfig:
         key = "task_overrides" if self.task_overrides else "task"
         try:
-            suite = load_suite(self.task, _dotted(self.task_overrides) if self.task_overrides else None)
-        except (FileNotFoundError, ValueError) as err:  # child_tasks' ConfigError is a ValueError
+            suite = load_suite(self.task, flatten(self.task_overrides) if self.task_overrides else None)
+        except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
             # A model-level error has no key path of its own: name the key here, and indent the task
             # config's own list of problems under it.
             raise ValueError(f"{key}: " + str(err).replace("\n  ", "\n    ")) from None
@@ -160,19 +157,14 @@ class SearchConfig(_Strict):
                      overrides: Sequence[str] | Mapping[str, Any] = ()) -> SearchConfig:
         """Validate a run config given as a mapping, after applying ``overrides`` (``KEY=VALUE`` strings or
         a mapping of dotted keys); ``source`` names the config in errors."""
-        if values is None:
-            values = {}
-        if not isinstance(values, Mapping):
-            raise SearchConfigError(f"{source}: expected a mapping of keys (task: ..., search: ...), "
-                                    f"got {type(values).__name__}")
-        values = apply_overrides(values, overrides, source)
+        values = expect_mapping(values, source, "task: ..., search: ...")
+        # Task keys live in task_overrides: `task` is often a name, with no keys to set.
+        values = apply_overrides(values, overrides, source, hints={"task": "use task_overrides.{rest}=..."})
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = [_describe(e) for e in err.errors()]
             where = f"{source} with overrides {list(overrides)}" if overrides else source
-            raise SearchConfigError(f"{where}: {len(problems)} problem(s) in the search config\n  "
-                                    + "\n  ".join(problems)) from None
+            raise validation_error(where, "search config", err, cls) from None
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain data with the task config inline and its overrides applied (self-contained, for the
@@ -191,100 +183,5 @@ def load_search_config(path: str | Path | None = None,
                        overrides: Sequence[str] | Mapping[str, Any] = ()) -> SearchConfig:
     """Read a run config (configs/quickstart.yaml when ``path`` is None) and apply ``overrides``."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"no run config at {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SearchConfigError(f"{path}: not valid YAML: {err}") from err
-    return SearchConfig.from_mapping(raw, source=str(path), overrides=overrides)
+    return SearchConfig.from_mapping(load_yaml(path, "run config"), source=str(path), overrides=overrides)
 
-
-def parse_overrides(items: Sequence[str], source: str = "overrides") -> dict[str, Any]:
-    """``["search.budget=200", ...]`` as ``{"search.budget": 200}``; values are read as YAML."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise SearchConfigError(f"{source}: {item!r} is not KEY=VALUE with a dotted KEY "
-                                    "(e.g. search.budget=200)")
-        try:
-            out[key] = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise SearchConfigError(f"{source}: the value of {key} is not valid YAML: {err}") from None
-    return out
-
-
-def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any],
-                    source: str = "config") -> dict[str, Any]:
-    """A deep copy of ``values`` with dotted-key ``overrides`` set (sections are created as needed)."""
-    changes = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides, source)
-    out = _copy(values)
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = out
-        for depth, part in enumerate(parents):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(parents[:depth + 1])
-                hint = f" (use task_overrides.{'.'.join([*parents[1:], key])}=...)" if where == "task" else ""
-                raise SearchConfigError(f"{source}: cannot set {dotted}: {where} is "
-                                        f"{type(child).__name__} {child!r}, not a mapping{hint}")
-            node = child
-        node[key] = value
-    return out
-
-
-def _dotted(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys (``{"model": {"width": 8}}`` -> ``{"model.width": 8}``), so that
-    an override sets one key of a task config's section instead of replacing the section."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping) and value:
-            out.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The config class whose keys live at ``loc`` (a pydantic error location), if it is one."""
-    cls: type[BaseModel] | None = SearchConfig
-    for part in loc:
-        field = cls.model_fields.get(str(part)) if cls is not None else None
-        annotation = field.annotation if field is not None else None
-        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return cls
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    loc = [p for p in error["loc"] if p not in ("str", "dict[str,any]")]  # union branches of `task`
-    where = ".".join(str(p) for p in loc) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = list(parent.model_fields) if parent is not None else []
-        close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known keys: {', '.join(known)}"
-        return f"{where}: unknown key; {hint}"
-    if error["type"] == "missing":
-        return f"{where}: required key is missing"
-    if not loc and error["type"] == "value_error":  # the task config's own errors, keyed already
-        return str(error["msg"]).removeprefix("Value error, ")
-    message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "expected")
-    if error["type"] not in ("value_error", "assertion_error") and "input" in error:
-        message += f" (got {error['input']!r})"
-    if error["type"] == "literal_error" and isinstance(error.get("input"), str):
-        options = [o.strip(" '") for o in str(error.get("ctx", {}).get("expected", "")).replace(" or ", ",")
-                   .split(",")]
-        close = difflib.get_close_matches(error["input"], options, n=1, cutoff=0.5)
-        message += f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where}: {message}"

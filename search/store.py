@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from controller.checkpoint import flatten
+from configuration import describe_differences, differences
 
 STATUSES = ("pending", "ok", "diverged", "invalid", "duplicate", "failed")  # pending = queued, not finished
 FINISHED_WITH_REWARD = ("ok", "diverged")  # trained to the end: the reward can stand in for a duplicate's
@@ -142,14 +142,6 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
 
 
-def _config_diff(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    """The dotted keys where two configs differ, each with both values."""
-    a, b = flatten(saved), flatten(given)
-    show = lambda d, k: repr(d[k]) if k in d else "absent"  # noqa: E731
-    return [f"{k}: stored {show(a, k)}, given {show(b, k)}"
-            for k in sorted(a.keys() | b.keys()) if (k in a, a.get(k)) != (k in b, b.get(k))]
-
-
 class RunStore:
     """Every evaluation of one search run, durable as soon as it is recorded; see the module docstring."""
 
@@ -211,7 +203,7 @@ class RunStore:
                                                     if newer else ""))
         self.run_id, self.config, self.created_at = meta["run_id"], meta["config"], meta["created_at"]
         if config is not None and config != self.config:
-            details = "; ".join(_config_diff(self.config, config)[:8])
+            details = "; ".join(describe_differences(differences(self.config, config), "stored", "given", 8))
             raise StoreError(f"{self.path}: run {self.run_id} was started with another config ({details}); "
                              "resume it with its own config (pass config=None to read it back)")
 

@@ -5,9 +5,10 @@
     result.saved_to                 # [the record (its ``transfer`` field: task -> rows)] or [a JSON file]
 
 Tasks: ``convnet`` (configs/cifar10_convnet.yaml), ``wrn`` (configs/wrn_cifar10.yaml), ``nmt``
-(configs/nmt_synthetic.yaml), or any task config name or path, changed with ``key=value`` overrides (YAML
-values, dotted keys: ``epochs=2``, ``model.width=8``). The CIFAR-10 tasks read local data; a missing data
-set is reported before Ray starts, naming the variable to set. The comparison is
+(configs/nmt_synthetic.yaml), or any task config name or path, changed with ``--set KEY=VALUE`` overrides
+(YAML values, dotted keys: ``epochs=2``, ``model.width=8``; `configuration.parse_overrides`). The CIFAR-10
+tasks read local data; a missing data set is reported before Ray starts, naming the variable to set. The
+comparison is
 `search.comparison.compare_on_ray`: one Ray call per optimizer and seed, seeds 0..N-1 (the task's seeds
 when N is not given). A discovered rule trains with its record's hyper-constants (its lr too is chosen
 from the task's grid) and its rows are stored in its record under the task's name (with the overrides,
@@ -31,11 +32,11 @@ import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, load_task_config, override
 from child_tasks.train import json_safe
+from configuration import parse_overrides
 from discovered_rules import RuleRecord
 from discovered_rules.records import write_atomic, write_record
 from dsl import KNOWN_RULE_TEXT
 from search.comparison import DEFAULT_BASELINES, Contender, compare_on_ray, contenders
-from search.config import parse_overrides
 
 TASK_ALIASES = {"convnet": "cifar10_convnet", "wrn": "wrn_cifar10", "nmt": "nmt_synthetic"}
 
@@ -53,7 +54,7 @@ def resolve_task(task: str, overrides: Sequence[str] = ()) -> tuple[TaskConfig, 
     """The task config of an alias, config name or path with ``KEY=VALUE`` overrides, and its key:
     the config's name, with the overrides in brackets when there are any."""
     config = load_task_config(TASK_ALIASES.get(task, task))
-    changes = parse_overrides(overrides, "--set")
+    changes = parse_overrides(overrides, config.name or task)
     if changes:
         config = override(config, changes)
     name = config.name or config.task

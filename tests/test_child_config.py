@@ -71,9 +71,9 @@ def test_a_valid_file_anywhere_loads_and_data_defaults_follow_the_task(tmp_path)
 
 # (yaml text added to VALID or replacing a key, fragments the message must contain)
 MISTAKES = [
-    ("model: {name: convnet, widht: 8}", ["model.widht: unknown key", "did you mean 'width'"]),
-    ("epoch: 3", ["epoch: unknown key", "did you mean 'epochs'"]),
-    ("data: {val_fracton: 0.3}", ["data.val_fracton: unknown key", "did you mean 'val_fraction'"]),
+    ("model: {name: convnet, widht: 8}", ["model.widht: unknown key", "did you mean width?"]),
+    ("epoch: 3", ["epoch: unknown key", "did you mean epochs?"]),
+    ("data: {val_fracton: 0.3}", ["data.val_fracton: unknown key", "did you mean val_fraction"]),
     ("epochs: five", ["epochs: expected a valid integer", "got 'five'"]),
     ("batch_size: 0", ["batch_size: expected greater than or equal to 1", "got 0"]),
     ("lr_grid: [1.0e-3, -1]", ["lr_grid[1]: expected greater than 0", "got -1"]),

@@ -382,7 +382,7 @@ def mutate(values: dict, change: str) -> str:
     ('task="dig\\u0007its"', ["task: holds the control character U+0007"]),
     ('baselines={"ad\\u0000am": [0.9, 0.89]}', ["baselines: holds the control character U+0000"]),
     ('transfer={"\\u001b[2J": []}', ["transfer: holds the control character U+001B"]),
-    ('rewrds={}', ["rewrds: unknown key", "did you mean 'rewards'"]),
+    ('rewrds={}', ["rewrds: unknown key", "did you mean rewards?"]),
     ('rewards={}', ["needs its task and at least one reward"]),
 ])
 def test_malformed_records_name_the_file_and_the_key(change: str, expected: list[str], tmp_path: Path):

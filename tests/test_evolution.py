@@ -115,7 +115,7 @@ BAD = [
     ({"evolution": {"population": 5, "tournament": 6}},
      r"evolution: tournament \(S = 6\) must not exceed population \(P = 5\)"),
     ({"evolution": {"tournament": 0}},
-     r"evolution\.tournament: Input should be greater than or equal to 1"),
+     r"evolution\.tournament: expected greater than or equal to 1"),
     ({"evolution": {"mutations": ["token", "swap"]}}, r"evolution\.mutations: .*unknown mutation 'swap'"),
     ({"evolution": {"mutations": {"tokn": 1}}}, r"unknown mutation 'tokn'; did you mean token\?"),
     ({"evolution": {"mutations": {"token": 0}}}, r"evolution\.mutations: .*at least one mutation"),

@@ -206,7 +206,7 @@ def test_nos_search_refuses_bad_reward_inputs_in_one_line_before_any_run_starts(
 
     monkeypatch.setitem(sys.modules, "mnist1d", None)  # only the last case reaches the data
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
-    args = ["search", "--run-dir", str(tmp_path / "run"), "--no-progress", *overrides]
+    args = ["search", "--run-dir", str(tmp_path / "run"), "--no-progress", *(f"--set={o}" for o in overrides)]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
     assert result.exit_code == 2, result.output
     error = next(line for line in result.output.splitlines() if line.startswith("error"))

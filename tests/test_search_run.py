@@ -197,7 +197,7 @@ def test_unreachable_address_is_a_clear_error_within_seconds(tmp_path) -> None:
     port = free_port()  # nothing listens there
     start = time.perf_counter()
     result = CliRunner().invoke(app, ["search", "--address", f"127.0.0.1:{port}", "--run-dir",
-                                      str(tmp_path / "run"), "search.budget=4"], terminal_width=200)
+                                      str(tmp_path / "run"), "--set", "search.budget=4"], terminal_width=200)
     assert time.perf_counter() - start < 5
     assert result.exit_code == 1, result.output
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output
@@ -253,9 +253,10 @@ def test_search_command_help_and_argument_errors(tmp_path) -> None:
     for option in ("--config", "--address", "--controller", "--resume", "--run-dir", "KEY=VALUE",
                    "configs/quickstart.yaml"):
         assert option in result.output
-    result = runner.invoke(app, ["search", "--resume", str(tmp_path), "search.budget=3"], terminal_width=200)
+    result = runner.invoke(app, ["search", "--resume", str(tmp_path), "--set", "search.budget=3"],
+                           terminal_width=200)
     assert result.exit_code == 2 and "--resume continues a run with its own config" in result.output
-    result = runner.invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "search.budgt=3"],
+    result = runner.invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "--set", "search.budgt=3"],
                            terminal_width=200)
     assert result.exit_code == 2 and "search.budgt: unknown key; did you mean budget?" in result.output
     result = runner.invoke(app, ["search", "--controller", "evolve"], terminal_width=200)

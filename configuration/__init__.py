@@ -1,0 +1,28 @@
+"""Config handling shared by every package: reading YAML, describing errors, dotted keys and overrides.
+
+One place for what each config (task, controller, run config, rule record) needs, so that every config
+is read with the same bounds and reports a mistake in the same words:
+
+- `load_yaml` / `parse_yaml` (configuration.loading): YAML files and override values, refused in one line
+  naming the file and the position when too big (1 MiB), not UTF-8 text, nested deeper than 32 levels,
+  or using anchors and aliases (checked before anything is expanded);
+- `ConfigError`, `validation_error`, `did_you_mean` (configuration.errors): one exception family and one
+  wording for pydantic's errors (unknown keys with close matches, missing keys, wrong types);
+- `parse_overrides`, `apply_overrides`, `set_dotted`, `flatten`, `differences` (configuration.keys): the
+  one override syntax, ``--set KEY=VALUE`` with dotted keys and YAML values, and dotted-key helpers.
+
+This package imports nothing else of the project, so that every package may import it: it sits at the
+bottom beside `dsl`, and not inside it, because the rule language is usable without YAML or pydantic.
+"""
+
+from configuration.errors import (CUTOFF, ConfigError, describe, did_you_mean, expect_mapping, key_path,
+                                  suggestion, validation_error)
+from configuration.keys import (ABSENT, apply_overrides, copy, describe_differences, differences, flatten,
+                                parse_overrides, set_dotted)
+from configuration.loading import MAX_BYTES, MAX_DEPTH, load_yaml, parse_yaml
+
+__all__ = [
+    "ABSENT", "CUTOFF", "MAX_BYTES", "MAX_DEPTH", "ConfigError", "apply_overrides", "copy", "describe",
+    "describe_differences", "did_you_mean", "differences", "expect_mapping", "flatten", "key_path",
+    "load_yaml", "parse_overrides", "parse_yaml", "set_dotted", "suggestion", "validation_error",
+]
