@@ -198,6 +198,12 @@ def search_command(
                       highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     _print_summary(summary)
+    if summary.all_failed:
+        console.print(f"[red]every training failed[/red] ({summary.trained}); the last error: "
+                      f"{summary.failure}\nEach error is in the run's store "
+                      f"({summary.run_dir}/results.sqlite): fix the cause and start a new run (a resume does not train a failed rule again)",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if summary.confirm_error is not None:
         console.print(f"[red]confirmation failed[/red]: {summary.confirm_error}\nThe search's results are "
                       f"stored; try again with: nos rules export {summary.run_dir}", highlight=False,

@@ -44,6 +44,9 @@ drawn later, is then what the uninterrupted run had. Budget and patience count t
 between ``record_update`` and the checkpoint repeats that update with the same samples and rewards (the
 store's update row is replaced with the same values).
 
+One process at a time works in a run directory (`search.lock`): a second search or resume of a live
+run is refused before it writes anything.
+
 At the end (of a resumed run too) the ``confirm`` section's top rules are confirmed with more seeds and a
 longer budget next to the baselines, and exported (`search.winners.confirm_and_export`).
 """
@@ -65,6 +68,7 @@ from dsl import canonical_key, why_invalid
 from search.cluster import check_address, connect, disconnect, worker_options
 from search.comparison import ComparisonError
 from search.config import SearchConfig, SearchSection, load_search_config
+from search.lock import RunLock
 from search.progress import SearchProgress
 from search.store import FILENAME, Evaluation, RunStore
 from search.tracking import Tracker
@@ -102,6 +106,12 @@ class SearchSummary:
     best: list[Evaluation] = field(default_factory=list, repr=False)
     confirmation: Confirmation | None = field(default=None, repr=False)
     confirm_error: str | None = None  # why the confirmation failed (the search's results are stored)
+    failure: str | None = None  # the last line of one failed training's error, when every training failed
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether the run trained rules and every training failed (no result at all to learn from)."""
+        return self.trained > 0 and self.counts.get("failed", 0) == self.trained
 
     @property
     def stopped_because(self) -> str:
@@ -150,7 +160,9 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
     run_dir = Path(run_dir)
     check_address(address)  # before anything is written: a wrong address should leave no trace
     store, config = _open_store(config, run_dir, resume, controller_kind)
+    lock = RunLock(run_dir)
     try:
+        lock.acquire()  # before anything is written or trained: one process per run (search.lock)
         controller = make_searcher(config.controller)
         checkpoint = run_dir / CHECKPOINT
         if resume and checkpoint.is_file():
@@ -161,7 +173,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         started = connect(address, num_cpus=num_cpus)
         try:
             summary = _search(config, controller, store, run_dir, progress, worker_class, data)
-            if config.confirm.top_k:
+            if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
                 summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
                                                                        records_dir)
             return summary
@@ -169,6 +181,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
             disconnect(started)
     finally:
         store.close()
+        lock.release()
 
 
 def _open_store(config: SearchConfig | Mapping[str, Any] | str | Path | None, run_dir: Path, resume: bool,
@@ -265,12 +278,20 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         tracker.finish(store.best(10))
     best = store.best(10)
     counts = store.counts()
+    failed = store.evaluations("failed") if counts.get("failed") else []
     return SearchSummary(
         run_dir, store.run_id, search.budget, stopped=_stop_reason(trained, search), patience=search.patience,
         samples=sum(counts.values()), counts=counts, trained=sum(store.trained_by_batch().values()),
         updates=controller.updates, evaluations=trainings.evaluations, workers=options.workers,
         wall_time_s=time.perf_counter() - start, span_s=trainings.span_s, busy_s=trainings.busy_s,
-        best_reward=best[0].reward if best else None, best_rule=best[0].rule if best else None, best=best)
+        best_reward=best[0].reward if best else None, best_rule=best[0].rule if best else None, best=best,
+        failure=_last_line(failed[-1].error) if failed else None)
+
+
+def _last_line(error: str | None) -> str:
+    """A failed training's error is a worker's traceback; its last line says what went wrong."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no error recorded"
 
 
 def _stop_reason(trained: list[int], search: SearchSection) -> str | None:

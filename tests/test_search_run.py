@@ -182,6 +182,32 @@ def test_exception_inside_an_evaluation_is_recorded_as_failed(ray_session, tmp_p
         assert update["mean_reward"] == pytest.approx(sum(batch) / 12)
 
 
+class BrokenWorker(EvaluationWorker):
+    """A worker whose every training raises, as with a broken install on the workers."""
+
+    def train(self, rule, seed):
+        raise RuntimeError("the child task cannot start here")
+
+
+def test_a_search_whose_every_training_failed_says_why_and_exits_non_zero(ray_session, tmp_path,
+                                                                          monkeypatch) -> None:
+    raw = {**tiny_config(budget=4, batch_size=4, kind="random"),
+           "confirm": {"top_k": 1, "seeds": 1, "budget_scale": 1.0, "baselines": ["sgd"]}}
+    summary = run_search(raw, tmp_path / "run", progress=False, worker_class=BrokenWorker,
+                         records_dir=tmp_path / "records")
+    assert summary.all_failed and summary.trained >= 4
+    assert summary.failure == "RuntimeError: the child task cannot start here"
+    assert summary.confirmation is None and summary.confirm_error is None, "nothing to confirm"
+    assert not (tmp_path / "records").exists()
+
+    import search.driver
+
+    monkeypatch.setattr(search.driver, "run_search", lambda *args, **kwargs: summary)
+    result = CliRunner().invoke(app, ["search", "--run-dir", str(tmp_path / "other")], terminal_width=200)
+    assert result.exit_code == 1, result.output
+    assert "every training failed" in result.output and "the child task cannot start here" in result.output
+
+
 def test_worker_returns_an_exception_with_its_traceback() -> None:
     config = SearchConfig.from_mapping(tiny_config())
     from child_tasks.problems import load_data
