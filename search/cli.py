@@ -201,7 +201,8 @@ def search_command(
     if summary.all_failed:
         console.print(f"[red]every training failed[/red] ({summary.trained}); the last error: "
                       f"{summary.failure}\nEach error is in the run's store "
-                      f"({summary.run_dir}/results.sqlite): fix the cause and start a new run (a resume does not train a failed rule again)",
+                      f"({summary.run_dir}/results.sqlite): fix the cause and start a new run (a resume does "
+                      "not train a failed rule again)",
                       highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if summary.confirm_error is not None:
