@@ -38,12 +38,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch and numpy load their thread pools
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from child_tasks.compare import ComparisonRow, ComparisonTable  # noqa: E402
 from child_tasks.reward import evaluate  # noqa: E402
 from child_tasks.suite import Suite, load_suite  # noqa: E402
+from configuration import parse_overrides  # noqa: E402
 
 OPTIMIZERS = ["sgd", "momentum", "adam", "rmsprop", "powersign", "addsign", "adabound"]
 DEFAULT_TASKS = ["embedded", "digits"]
@@ -120,10 +120,7 @@ def main() -> int:
     parser.add_argument("--min-separated", type=int, default=15)
     parser.add_argument("--max-seconds", type=float, default=3.0)
     args = parser.parse_args()
-    changes = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        changes[key] = yaml.safe_load(value)
+    changes = parse_overrides(args.set)  # the commands' syntax: dotted keys, YAML values
     seeds = list(range(args.seeds))
     summary = []
     for spec in args.tasks:

@@ -4,7 +4,7 @@ One place for what each config (task, controller, run config, rule record) needs
 is read with the same bounds and reports a mistake in the same words:
 
 - `load_yaml` / `parse_yaml` (configuration.loading): YAML files and override values, refused in one line
-  naming the file and the position when too big (1 MiB), not UTF-8 text, nested deeper than 32 levels,
+  naming the file and the position when too big (256 KiB), not UTF-8 text, nested deeper than 32 levels,
   or using anchors and aliases (checked before anything is expanded);
 - `ConfigError`, `validation_error`, `did_you_mean` (configuration.errors): one exception family and one
   wording for pydantic's errors (unknown keys with close matches, missing keys, wrong types);

@@ -17,7 +17,9 @@ import yaml
 
 from configuration.errors import ConfigError
 
-MAX_BYTES = 1 << 20  # 1 MiB: the largest shipped config is a few KB, a stored run config tens of KB
+# 256 KiB: a shipped config is a few KB, a run's stored config (16 tasks inline at most) tens of KB; a
+# valid file at the limit takes about 1 s to read here (PyYAML builds the values in Python).
+MAX_BYTES = 256 << 10
 MAX_DEPTH = 32  # nested mappings and lists; a config has about 4 levels
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when PyYAML was built with it
 
@@ -35,7 +37,7 @@ def load_yaml(path: str | Path, what: str = "config") -> Any:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
     if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path}: the {what} is larger than {_size(MAX_BYTES)}, the limit for a config")
+        raise ConfigError(f"{path}: the {what} is larger than {_size(MAX_BYTES)}, the size limit of a config")
     return parse_yaml(_text(data, str(path)), str(path))
 
 
@@ -118,4 +120,4 @@ def _problem(err: yaml.YAMLError) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n >> 10} KiB" if n % (1 << 10) == 0 else f"{n} bytes"
