@@ -57,8 +57,12 @@ def expect_mapping(values: Any, source: str, example: str) -> Mapping[str, Any]:
 def validation_error(source: str, what: str, err: ValidationError, model: type[BaseModel],
                      cls: type[ConfigError] = ConfigError,
                      errors: Sequence[Mapping[str, Any]] | None = None) -> ConfigError:
-    """One error listing every problem of ``err`` (or of ``errors``, a filtered list of its errors)."""
-    problems = [describe(e, model) for e in (err.errors() if errors is None else errors)]
+    """One error listing every problem of ``err`` (or of ``errors``, a filtered list of its errors); JSON
+    that does not parse is one line."""
+    errors = err.errors() if errors is None else errors
+    if len(errors) == 1 and errors[0]["type"] == "json_invalid":
+        return cls(f"{source}: not valid JSON: {(errors[0].get('ctx') or {}).get('error', errors[0]['msg'])}")
+    problems = [describe(e, model) for e in errors]
     return cls(f"{source}: {len(problems)} problem(s) in the {what}\n  " + "\n  ".join(problems))
 
 

@@ -158,9 +158,6 @@ class RuleRecord(BaseModel):
 
 
 def _error(source: str, err: ValidationError) -> RecordError:
-    errors = err.errors()
-    if len(errors) == 1 and errors[0]["type"] == "json_invalid":
-        return RecordError(f"{source}: not valid JSON: {errors[0]['ctx']['error']}")
     return validation_error(source, "rule record", err, RuleRecord, cls=RecordError)
 
 

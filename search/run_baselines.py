@@ -8,8 +8,8 @@ needed and kept in ``<run_dir>/baselines.json``:
     {"run_id": ..., "task": {the task config}, "seed": 0, "date": "2025-01-01",
      "rewards": {"adam": 93.1, ...}, "curves": {"adam": [71.2, 88.0, ...], ...}}
 
-The file is JSON validated with pydantic (errors name the file and key); a cache of another run, task or
-seed is stale and ignored; baselines missing from it are trained and added.
+The file is JSON validated with pydantic (errors name the file and key, worded as every config's); a cache
+of another run, task or seed is stale and ignored; baselines missing from it are trained and added.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
+from configuration import ConfigError, validation_error
 from discovered_rules.records import write_atomic
 from search.comparison import compare_on_ray, contenders
 from search.config import SearchConfig
@@ -46,15 +47,17 @@ class BaselineCache(BaseModel):
 
 
 def read_cache(run_dir: str | Path) -> BaselineCache | None:
-    """The run's cache, or None when there is none; ValueError naming the file for a malformed one."""
+    """The run's cache, or None when there is none; ConfigError naming the file for a malformed one."""
     path = Path(run_dir) / FILENAME
     if not path.is_file():
         return None
+    what = "baselines cache (delete it to compute the baselines again)"
     try:
         return BaselineCache.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a baselines cache ({err}); delete it to compute the baselines again") \
-            from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, not a {what}") from None
+    except ValidationError as err:
+        raise validation_error(str(path), what, err, BaselineCache) from None
 
 
 def run_baselines(run_dir: str | Path, baselines: Sequence[str], *, compute: bool = True,

@@ -97,7 +97,8 @@ def test_list_errors(browsed, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no results store" in result.output
     (run_dir / "baselines.json").write_text('{"run_id": 3}')
     result = run("rules", "list", run_dir, "--no-baselines")
-    assert result.exit_code == 1 and "baselines.json: not a baselines cache" in flat(result.output)
+    assert result.exit_code == 1, result.output
+    assert "baselines.json: 6 problem(s) in the baselines cache" in flat(result.output)
     result = run("rules", "list", run_dir, "--baselines", "adam,sgf")
     assert result.exit_code == 2 and "'sgf'" in result.output and "sgd" in result.output
 
