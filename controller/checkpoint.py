@@ -8,16 +8,23 @@ anything else, so loading a checkpoint never runs code from the file.
 The config travels with the state: a checkpoint loads only into a controller built from the same config
 (the seed aside, since the generator state replaces it), because a resumed search that silently changed
 its space or its learning rate would not continue the run it claims to.
+
+`Checkpointed` gives every searcher (PPO, evolution, random search) the same ``save`` and ``load`` and
+the same checks of the fields they share (kind, config, generator, update count). A damaged or tampered
+file (a missing key, a tensor of the wrong shape, a negative count) is a ValueError naming the file and
+what is wrong, and leaves the searcher as it was: it is restored into a fresh copy first.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from configuration import describe_differences, differences
+from controller.config import ControllerConfig
 
 FORMAT = "nos-controller/1"
 
@@ -77,3 +84,46 @@ def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> None
     if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
         raise ValueError("the checkpoint's generator state must be a uint8 tensor")
     generator.set_state(state.clone())
+
+
+def count(state: dict[str, Any], key: str) -> int:
+    """A non-negative integer of the checkpoint (an update or draw count), or ValueError naming it."""
+    value = state[key]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key!r} must be a whole number >= 0, found {value!r}")
+    return value
+
+
+class Checkpointed:
+    """``save``/``load`` and the shared part of ``load_state_dict`` for a searcher whose ``state_dict``
+    holds ``kind``, ``config``, ``generator`` and ``updates`` (module docstring)."""
+
+    KIND: ClassVar[str]  # controller.kind
+    NAME: ClassVar[str]  # in messages: "a PPO controller"
+
+    def restore_common(self, state: dict[str, Any]) -> None:
+        """Check kind and config, then set the generator and the update count (the subclass does the rest)."""
+        check_kind(state, self.KIND, self.NAME)
+        check_same_config(state["config"], self.config.to_mapping(), self.NAME, ControllerConfig().to_mapping())
+        set_generator_state(self.generator, state["generator"])
+        self.updates = count(state, "updates")
+
+    def save(self, path: str | Path) -> None:
+        save_checkpoint(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        """Load the checkpoint at ``path``; ValueError naming the file if it is not one of ours, was made
+        with another config, or is damaged (the searcher is then unchanged)."""
+        state = load_checkpoint(path)
+        trial = copy.deepcopy(self)
+        try:
+            trial.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        except (KeyError, IndexError, TypeError, RuntimeError, AttributeError) as err:
+            detail = " ".join(str(err).split())  # one line: torch's load_state_dict lists with newlines
+            what = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {detail[:300]}"
+            raise ValueError(f"{path}: a damaged controller checkpoint ({what})") from None
+        self.__dict__.update(trial.__dict__)

@@ -37,13 +37,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
-                                   save_checkpoint, set_generator_state)
+from controller.checkpoint import Checkpointed, count, generator_state
 from controller.config import MUTATIONS, ControllerConfig
 from controller.random_search import draw_uniform
 from controller.samples import Sample, UpdateStats, check_rewards, make_samples
@@ -52,8 +50,10 @@ from controller.spelling import spell_known
 log = logging.getLogger(__name__)
 
 
-class Evolution:
+class Evolution(Checkpointed):
     """Regularized evolution with the `controller.samples.Searcher` interface (module docstring)."""
+
+    KIND, NAME = "evolution", "evolution controller"
 
     def __init__(self, config: ControllerConfig | None = None) -> None:
         self.config = config or ControllerConfig(kind="evolution")
@@ -210,16 +210,13 @@ class Evolution:
                 "population_rewards": torch.tensor([rw for _, rw in self.population], dtype=torch.float64)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_kind(state, "evolution", "evolution")
-        check_same_config(state["config"], self.config.to_mapping(), "evolution controller",
-                          ControllerConfig().to_mapping())
-        set_generator_state(self.generator, state["generator"])
-        self.updates, self.drawn = int(state["updates"]), int(state["drawn"])
-        self.population = [(tuple(t), float(rw)) for t, rw in zip(state["population_tokens"].tolist(),
-                                                                   state["population_rewards"].tolist())]
-
-    def save(self, path: str | Path) -> None:
-        save_checkpoint(self.state_dict(), path)
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path))
+        self.restore_common(state)
+        self.drawn = count(state, "drawn")
+        tokens, rewards = state["population_tokens"], state["population_rewards"]
+        if tokens.ndim != 2 or tokens.shape[1] != self.space.steps or rewards.shape != (len(tokens),):
+            raise ValueError(f"the population's tokens {tuple(tokens.shape)} and rewards {tuple(rewards.shape)} "
+                             f"do not match a population of {self.space.steps}-token rules")
+        for row in tokens:  # each member must be a legal sequence of this space (a mutation relies on it)
+            if not bool(self.space.masks_for(row[None])[0].gather(1, row[:, None]).all()):
+                raise ValueError(f"the population holds an illegal token sequence {row.tolist()}")
+        self.population = [(tuple(t), float(rw)) for t, rw in zip(tokens.tolist(), rewards.tolist())]

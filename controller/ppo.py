@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
-                                   save_checkpoint, set_generator_state)
+from controller.checkpoint import Checkpointed, generator_state
 from controller.config import ControllerConfig
 from controller.policy import LSTMPolicy
 from controller.samples import Sample, SampleBatch, UpdateStats, check_rewards, make_samples
@@ -68,8 +66,10 @@ def approx_kl(new_log_probs: torch.Tensor, old_log_probs: torch.Tensor) -> float
     return float((log_ratio.exp() - 1.0 - log_ratio).mean())
 
 
-class PPOController:
+class PPOController(Checkpointed):
     """The LSTM controller trained with PPO; see the module docstring for the update."""
+
+    KIND, NAME = "ppo", "PPO controller"
 
     def __init__(self, config: ControllerConfig | None = None) -> None:
         self.config = config or ControllerConfig()
@@ -200,19 +200,9 @@ class PPOController:
                 "elites": [[reward, list(tokens), rule] for reward, tokens, rule in self.elites]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_kind(state, "ppo", "a PPO controller")
-        check_same_config(state["config"], self.config.to_mapping(), "PPO controller",
-                          ControllerConfig().to_mapping())
+        self.restore_common(state)
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
-        set_generator_state(self.generator, state["generator"])
-        self.updates = int(state["updates"])
         self.elites = [(float(reward), tuple(int(t) for t in tokens), str(rule))
                        for reward, tokens, rule in state.get("elites", [])]
-
-    def save(self, path: str | Path) -> None:
-        save_checkpoint(self.state_dict(), path)
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path))

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from controller.checkpoint import (check_kind, check_same_config, generator_state, load_checkpoint,
-                                   save_checkpoint, set_generator_state)
+from controller.checkpoint import Checkpointed, generator_state
 from controller.config import ControllerConfig
 from controller.samples import Sample, UpdateStats, check_rewards, make_samples
 from controller.space import TokenSpace
@@ -46,8 +44,10 @@ def draw_uniform(space: TokenSpace, tokens: torch.Tensor, steps: Sequence[int] |
     return log_probs
 
 
-class RandomSearch:
+class RandomSearch(Checkpointed):
     """Uniform sampling over the legal token sequences of the configured space."""
+
+    KIND, NAME = "random", "random search"
 
     def __init__(self, config: ControllerConfig | None = None) -> None:
         self.config = config or ControllerConfig(kind="random")
@@ -79,14 +79,4 @@ class RandomSearch:
                 "generator": generator_state(self.generator), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_kind(state, "random", "random search")
-        check_same_config(state["config"], self.config.to_mapping(), "random search",
-                          ControllerConfig().to_mapping())
-        set_generator_state(self.generator, state["generator"])
-        self.updates = int(state["updates"])
-
-    def save(self, path: str | Path) -> None:
-        save_checkpoint(self.state_dict(), path)
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path))
+        self.restore_common(state)

@@ -99,3 +99,44 @@ def test_a_checkpoint_with_arbitrary_objects_is_refused(tmp_path) -> None:
     torch.save({"format": FORMAT, "kind": "ppo", "payload": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="not a readable controller checkpoint"):
         PPOController(config()).load(tmp_path / "evil.pt")
+
+
+def _set(key, value):
+    return lambda state: state.__setitem__(key, value)
+
+
+TAMPERED = [  # (searcher, change to its saved state, what the error says)
+    (PPOController, lambda s: s.pop("updates"), "missing key 'updates'"),
+    (PPOController, _set("updates", -3), "'updates' must be a whole number >= 0, found -3"),
+    (PPOController, _set("updates", 2.5), "'updates' must be a whole number >= 0"),
+    (PPOController, _set("generator", torch.zeros(7, dtype=torch.uint8)), "damaged controller checkpoint"),
+    (PPOController, _set("generator", torch.zeros(7)), "generator state must be a uint8 tensor"),
+    (PPOController, lambda s: s["policy"].__setitem__(next(iter(s["policy"])), torch.zeros(3, 3)),
+     "damaged controller checkpoint .*size mismatch"),
+    (PPOController, lambda s: s["policy"].pop(next(iter(s["policy"]))), "damaged controller checkpoint"),
+    (RandomSearch, _set("kind", None), "a None checkpoint cannot be loaded"),
+    (RandomSearch, lambda s: s.pop("config"), "missing key 'config'"),
+    (Evolution, _set("drawn", -1), "'drawn' must be a whole number >= 0"),
+    (Evolution, lambda s: s.__setitem__("population_tokens", s["population_tokens"][:, :3]),
+     r"the population's tokens \(\d+, 3\)"),
+    (Evolution, lambda s: s["population_tokens"].__setitem__((0, 0), 10_000), "damaged controller checkpoint"),
+    (Evolution, lambda s: s["population_tokens"].__setitem__((0, 2), 0), "illegal token sequence"),
+    (Evolution, lambda s: s.__setitem__("population_rewards", s["population_rewards"][:2]), "do not match"),
+]
+
+
+@pytest.mark.parametrize("make, tamper, message", TAMPERED)
+def test_a_tampered_checkpoint_is_one_error_naming_the_file_and_changes_nothing(tmp_path, make, tamper,
+                                                                                 message) -> None:
+    evolution = {"population": 8, "tournament": 3}
+    saved, loaded, twin = (make(config(evolution=evolution)) for _ in range(3))
+    run(saved, 2)
+    state = saved.state_dict()
+    tamper(state)
+    torch.save({"format": FORMAT, **state}, tmp_path / "c.pt")
+    run(loaded, 1), run(twin, 1)
+    with pytest.raises(ValueError, match=message) as caught:
+        loaded.load(tmp_path / "c.pt")
+    assert str(caught.value).startswith(f"{tmp_path / 'c.pt'}: ") and "\n" not in str(caught.value)
+    assert loaded.updates == twin.updates == 1, "a failed load leaves the searcher as it was"
+    assert [s.groups for s in loaded.sample()] == [s.groups for s in twin.sample()]

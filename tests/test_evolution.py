@@ -140,7 +140,7 @@ def test_a_checkpoint_of_another_searcher_is_refused_naming_the_kind(other, tmp_
     base = ControllerConfig.from_mapping({"policy": {"hidden_size": 8}, "batch_size": 4})
     kind = "random" if other is RandomSearch else "ppo"
     other(base.model_copy(update={"kind": kind})).save(tmp_path / "c.pt")
-    with pytest.raises(ValueError, match=r"into evolution: the checkpoint's controller\.kind"):
+    with pytest.raises(ValueError, match=r"into evolution controller: the checkpoint's controller\.kind"):
         Evolution(base.model_copy(update={"kind": "evolution"})).load(tmp_path / "c.pt")
     Evolution(base.model_copy(update={"kind": "evolution"})).save(tmp_path / "e.pt")
     with pytest.raises(ValueError, match=r"'evolution' checkpoint cannot be loaded"):
