@@ -104,7 +104,8 @@ class Checkpointed:
     NAME: ClassVar[str]  # in messages: "a PPO controller"
 
     def restore_common(self, state: dict[str, Any]) -> None:
-        """Check kind and config, then set the generator and the update count (the subclass does the rest)."""
+        """Check kind and config, then set the generator and the update count (the subclass does the
+        rest)."""
         check_kind(state, self.KIND, self.NAME)
         check_same_config(state["config"], self.config.to_mapping(), self.NAME, ControllerConfig().to_mapping())
         set_generator_state(self.generator, state["generator"])
@@ -124,6 +125,7 @@ class Checkpointed:
             raise ValueError(f"{path}: {err}") from None
         except (KeyError, IndexError, TypeError, RuntimeError, AttributeError) as err:
             detail = " ".join(str(err).split())  # one line: torch's load_state_dict lists with newlines
-            what = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {detail[:300]}"
+            what = (f"missing key {err}" if isinstance(err, KeyError)
+                    else f"{type(err).__name__}: {detail[:300]}")
             raise ValueError(f"{path}: a damaged controller checkpoint ({what})") from None
         self.__dict__.update(trial.__dict__)

@@ -119,7 +119,8 @@ TAMPERED = [  # (searcher, change to its saved state, what the error says)
     (Evolution, _set("drawn", -1), "'drawn' must be a whole number >= 0"),
     (Evolution, lambda s: s.__setitem__("population_tokens", s["population_tokens"][:, :3]),
      r"the population's tokens \(\d+, 3\)"),
-    (Evolution, lambda s: s["population_tokens"].__setitem__((0, 0), 10_000), "damaged controller checkpoint"),
+    (Evolution, lambda s: s["population_tokens"].__setitem__((0, 0), 10_000),
+     "damaged controller checkpoint"),
     (Evolution, lambda s: s["population_tokens"].__setitem__((0, 2), 0), "illegal token sequence"),
     (Evolution, lambda s: s.__setitem__("population_rewards", s["population_rewards"][:2]), "do not match"),
 ]
