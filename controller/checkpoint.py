@@ -107,7 +107,8 @@ class Checkpointed:
         """Check kind and config, then set the generator and the update count (the subclass does the
         rest)."""
         check_kind(state, self.KIND, self.NAME)
-        check_same_config(state["config"], self.config.to_mapping(), self.NAME, ControllerConfig().to_mapping())
+        check_same_config(state["config"], self.config.to_mapping(), self.NAME,
+                          ControllerConfig().to_mapping())
         set_generator_state(self.generator, state["generator"])
         self.updates = count(state, "updates")
 
