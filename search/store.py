@@ -227,8 +227,18 @@ class RunStore:
     def _evaluations(self, where: str, params: tuple = (), tail: str = "ORDER BY id",
                      source: str = "evaluations") -> list[Evaluation]:
         rows = self._rows(f"SELECT {_COLUMNS} FROM {source} WHERE {where} {tail}", params)
-        return [Evaluation(**{k: json.loads(r[k]) if k in _JSON_COLUMNS and r[k] is not None else r[k]
-                              for k in r.keys()}) for r in rows]
+        return [Evaluation(**{k: self._decode(r[k], f"evaluation {r['id']}'s {k}") if k in _JSON_COLUMNS
+                              else r[k] for k in r.keys()}) for r in rows]
+
+    def _decode(self, text: str | None, what: str) -> Any:
+        """A JSON column's value; a damaged one (edited by hand, a disk error) is a StoreError naming it."""
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise StoreError(f"{self.path}: {what} is not valid JSON ({err}); the store's other rows are "
+                             "intact") from None
 
     # --- writing --------------------------------------------------------------------------------------
 
@@ -323,7 +333,7 @@ class RunStore:
     def updates(self) -> list[dict]:
         """The controller's update statistics by batch, each with its ``batch`` added."""
         rows = self._rows("SELECT batch, stats FROM updates ORDER BY batch")
-        return [{"batch": r["batch"], **json.loads(r["stats"])} for r in rows]
+        return [{"batch": r["batch"], **self._decode(r["stats"], f"update {r['batch']}'s stats")} for r in rows]
 
     def trained_by_batch(self) -> dict[int, int]:
         """Finished evaluations that went to a worker (attempts > 0), per batch that has any."""

@@ -219,6 +219,25 @@ def test_bad_calls_raise_clear_errors_and_lose_nothing(store, call, error, messa
     assert store.counts()["failed"] == 1
 
 
+@pytest.mark.parametrize("table, column, where, read, what", [
+    ("evaluations", "tokens", "position = 1", lambda s: s.evaluations(), "evaluation 2's tokens"),
+    ("evaluations", "result", "position = 0", lambda s: s.best(), "evaluation 1's result"),
+    ("updates", "stats", "batch = 0", lambda s: s.updates(), "update 0's stats"),
+])
+def test_a_damaged_json_column_is_one_error_naming_the_row(tmp_path, table, column, where, read, what) -> None:
+    with RunStore(tmp_path, CONFIG) as s:
+        ids = s.add_batch(0, [row(0), row(1)])
+        s.record(ids[0], "ok", 0.5, result={"reward": 0.5})
+        s.record_update(0, {"loss": 0.25})
+    with sqlite3.connect(tmp_path / FILENAME) as db:  # a hand edit or a disk error
+        db.execute(f"UPDATE {table} SET {column} = '{{not json' WHERE {where}")
+    with RunStore(tmp_path, create=False) as s:
+        with pytest.raises(StoreError, match=rf"{FILENAME}: {what} is not valid JSON \(.*\); the store's other "
+                           "rows are intact"):
+            read(s)
+        assert s.counts()["ok"] == 1, "the rest still reads"
+
+
 def test_the_schema_refuses_bad_rows_itself(store) -> None:
     store.add_batch(0, [row(0)])
     db = sqlite3.connect(store.path)
