@@ -333,7 +333,8 @@ class RunStore:
     def updates(self) -> list[dict]:
         """The controller's update statistics by batch, each with its ``batch`` added."""
         rows = self._rows("SELECT batch, stats FROM updates ORDER BY batch")
-        return [{"batch": r["batch"], **self._decode(r["stats"], f"update {r['batch']}'s stats")} for r in rows]
+        return [{"batch": r["batch"], **self._decode(r["stats"], f"update {r['batch']}'s stats")}
+                for r in rows]
 
     def trained_by_batch(self) -> dict[int, int]:
         """Finished evaluations that went to a worker (attempts > 0), per batch that has any."""

@@ -224,7 +224,8 @@ def test_bad_calls_raise_clear_errors_and_lose_nothing(store, call, error, messa
     ("evaluations", "result", "position = 0", lambda s: s.best(), "evaluation 1's result"),
     ("updates", "stats", "batch = 0", lambda s: s.updates(), "update 0's stats"),
 ])
-def test_a_damaged_json_column_is_one_error_naming_the_row(tmp_path, table, column, where, read, what) -> None:
+def test_a_damaged_json_column_is_one_error_naming_the_row(tmp_path, table, column, where, read,
+                                                            what) -> None:
     with RunStore(tmp_path, CONFIG) as s:
         ids = s.add_batch(0, [row(0), row(1)])
         s.record(ids[0], "ok", 0.5, result={"reward": 0.5})
@@ -232,8 +233,8 @@ def test_a_damaged_json_column_is_one_error_naming_the_row(tmp_path, table, colu
     with sqlite3.connect(tmp_path / FILENAME) as db:  # a hand edit or a disk error
         db.execute(f"UPDATE {table} SET {column} = '{{not json' WHERE {where}")
     with RunStore(tmp_path, create=False) as s:
-        with pytest.raises(StoreError, match=rf"{FILENAME}: {what} is not valid JSON \(.*\); the store's other "
-                           "rows are intact"):
+        message = rf"{FILENAME}: {what} is not valid JSON \(.*\); the store's other rows are intact"
+        with pytest.raises(StoreError, match=message):
             read(s)
         assert s.counts()["ok"] == 1, "the rest still reads"
 
