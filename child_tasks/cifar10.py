@@ -262,7 +262,11 @@ def download_cifar10(dest: str | os.PathLike, *, url: str = CIFAR10_URL, md5: st
                                TransferSpeedColumn)
 
     dest = Path(dest).expanduser()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # dest, or a folder above it, is a file; no permission; a read-only disk
+        raise CIFAR10DownloadError(f"cannot use {dest} as the destination folder: {err.strerror or err}"
+                                   + (" (it is a file)" if dest.is_file() else "")) from None
     target = dest / ARCHIVE_NAME
     if target.is_file() and _md5(target) == md5:
         return target

@@ -338,3 +338,13 @@ def test_nos_data_cifar10_command(archive: Path, tmp_path: Path):
                                  "--md5", "f" * 32], terminal_width=300)
     assert result.exit_code == 1 and "download failed" in result.output and "expected ffff" in result.output
     assert "cifar10" in runner.invoke(app, ["data", "--help"]).output
+
+
+@pytest.mark.parametrize("under", ["file", "file/below"])
+def test_nos_data_cifar10_under_a_file_is_one_line(archive: Path, tmp_path: Path, under: str):
+    (tmp_path / "file").write_text("not a folder")
+    result = CliRunner().invoke(app, ["data", "cifar10", str(tmp_path / under), "--url", archive.as_uri()],
+                                terminal_width=300)
+    assert result.exit_code == 1, result.output
+    assert f"cannot use {tmp_path / under} as the destination folder" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and (tmp_path / "file").read_text() == "not a folder"
