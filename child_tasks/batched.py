@@ -60,14 +60,16 @@ Optimizer = Rule | str | OptimizerSpec
 def train_batch(optimizers: Sequence[Optimizer], task: TaskConfig | str | Path, seed: int | Sequence[int] = 0,
                 *, data: Any = None, threads: int | None = 1, device: str | torch.device = "cpu",
                 time_limit_s: float | None = None, hyper: Mapping[str, float] | None = None,
-                lr_grid: list[float] | None = None, max_models: int | None = None,
+                lr_grid: list[float] | None = None, max_models: int | None = None, split_on_oom: bool = True,
                 log: Callable[[str], None] | None = None) -> list[TrainResult]:
     """`train` for each of ``optimizers``, batched (module docstring); one result per optimizer, in order.
 
     ``seed`` is one training seed for all, or one per optimizer (optimizers sharing a seed are batched
     together). ``max_models`` caps the models (optimizers x lrs) stacked at once; None: no cap beyond
-    device memory. The other arguments are `train`'s. Every optimizer is resolved before anything is
-    trained: an unknown name or invalid rule text raises ValueError naming it, and nothing is lost.
+    device memory; ``split_on_oom=False`` lets torch.OutOfMemoryError through instead of halving the group
+    (to measure the largest batch that fits). The other arguments are `train`'s. Every optimizer is
+    resolved before anything is trained: an unknown name or invalid rule text raises ValueError naming it,
+    and nothing is lost.
     """
     if max_models is not None and max_models < 1:
         raise ValueError(f"max_models must be at least 1, got {max_models}")
@@ -97,7 +99,7 @@ def train_batch(optimizers: Sequence[Optimizer], task: TaskConfig | str | Path, 
         chosen = [i for i, x in enumerate(seeds) if x == s]
         for lo in range(0, len(chosen), per_group):
             group = chosen[lo:lo + per_group]
-            trained = _train_group([specs[i] for i in group], config, s, args)
+            trained = _train_group([specs[i] for i in group], config, s, args, split_on_oom)
             for i, result in zip(group, trained, strict=True):
                 results[i] = result
     return results  # type: ignore[return-value]
@@ -108,12 +110,14 @@ def batchable(config: TaskConfig) -> bool:
     return config.task != "nmt" and not getattr(config.model, "dropout", 0.0)
 
 
-def _train_group(specs: list[OptimizerSpec], config: TaskConfig, seed: int,
-                 args: dict[str, Any]) -> list[TrainResult]:
+def _train_group(specs: list[OptimizerSpec], config: TaskConfig, seed: int, args: dict[str, Any],
+                 split: bool = True) -> list[TrainResult]:
     """One batched training; halved and retried while it runs out of device memory."""
     try:
         return _Batch(specs, config, seed, **args).run()
     except torch.OutOfMemoryError:
+        if not split:
+            raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if len(specs) == 1:  # alone, as train would: its guards record what happens
