@@ -1,35 +1,30 @@
 """Train many candidates at once: K child networks with K rules in one process, as one batched program.
 
-`train_batch(optimizers, task, seed)` gives, for each optimizer, the `TrainResult` that
-``train(optimizer, task, seed)`` gives, within float tolerance, at a fraction of the cost where one small
-network cannot fill the device (a GPU running NOS's ConvNet at batch 100 mostly waits on kernel launches).
+`train_batch(optimizers, task, seed)` gives for each optimizer the `TrainResult` of
+``train(optimizer, task, seed)``, within float tolerance, at a fraction of the cost where one small network
+cannot fill the device (a GPU running NOS's ConvNet at batch 100 mostly waits on kernel launches).
 
-**How.** Every (optimizer, lr) pair of NOS's protocol (child_tasks/train.py) is one model; all start from
-the same weights and see the same batches, so they are K copies of one network whose parameters are the
-rows of one flat tensor (K, N). Forward and backward run once for all of them: `torch.func.functional_call`
-under `torch.func.vmap` over the stacked parameters and buffers (batch norm's running statistics
-included), with the batch shared. Each model is then stepped by its own optimizer (a `RuleOptimizer` or a
-torch baseline, built by `OptimizerSpec.make` as in single training) over views of its row: the rule's
-step is built once per model and runs on its own tensors, multi-tensor kernels over the model's layers.
-The lr grid's short runs are trained side by side; the best lr of each optimizer continues to the full
-budget, the others are dropped from the stack.
+**How.** Every (optimizer, lr) pair of NOS's protocol (child_tasks/train.py) is one model. All start from
+the same weights and see the same batches: K copies of one network, whose parameters are the rows of one
+flat tensor (K, N). Forward and backward run once for all: `torch.func.functional_call` under `vmap` over
+the stacked parameters and buffers (batch norm's statistics too), the batch shared. Each model is then
+stepped by its own optimizer (`OptimizerSpec.make`, as alone: a RuleOptimizer built once per model, or a
+torch baseline) over views of its row. The lr grid's short runs train side by side; each optimizer's best
+lr continues to the full budget, the others leave the stack.
 
-**As single training.** The lr grid, its choice, the divergence guards, curves, statuses and reasons are
-train.py's: each model keeps its own first loss, loss sums, curves, LR scheduler and global-RNG stream
-(a rule's noise and drop draw the numbers they would draw alone). A model whose loss or weights go
-non-finite, whose loss blows up, or whose optimizer raises ends as it would alone and leaves the stack
-before the next step, so it never disturbs the others. Time limits apply per evaluation: each is charged
-its share of the batch's forward, backward and evaluation time plus its own optimizer steps' time, and
-ends with status ``timeout`` when that exceeds the limit; in a timeout every lr still running is recorded
-as timed out (alone, later lrs would not have started). Results equal single training's up to the float
-rounding of batched kernels; an lr choice between two nearly tied short runs may therefore differ.
+**As alone.** The lr choice, guards, curves, statuses and reasons are train.py's: each model keeps its own
+first loss, sums, curves, LR scheduler and global-RNG stream (noise and drop draw what they would alone).
+A model whose loss or weights go non-finite, whose loss blows up or whose optimizer raises ends as alone
+and leaves the stack before the next step: it never disturbs the others. A time limit applies to each
+evaluation, charged its share of the shared forward, backward and evaluation time plus its own optimizer
+steps; at a timeout every lr still running is recorded as timed out (alone, later lrs would not have
+started). Batched kernels round differently, so an lr choice between nearly tied short runs may differ.
 
 **Limits.** Image tasks whose network draws no random numbers in its forward pass are batched (ConvNet,
-ConvNet1D, MLP, Wide ResNet without dropout); any other task (translation, dropout) is trained one
-optimizer at a time by `train`, with the same results. ``max_models`` caps the models stacked at once:
-a larger batch is split into groups of whole evaluations, and so is a group that runs out of device
-memory (halved, retried from scratch: the results do not depend on the grouping); a single evaluation
-that does not fit is trained alone.
+ConvNet1D, MLP, Wide ResNet without dropout); others (translation, dropout) are trained one at a time by
+`train`. ``max_models`` caps the models stacked at once: larger batches are split into groups of whole
+evaluations, as is a group that runs out of device memory (halved and retried from scratch: results do not
+depend on the grouping); a single evaluation that does not fit is trained alone.
 """
 
 from __future__ import annotations
@@ -238,9 +233,8 @@ class _Batch:
             m.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 m.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
 
-    def _params(self, rows: slice | None = None, detach: bool = False) -> dict[str, torch.Tensor]:
+    def _params(self, detach: bool = False) -> dict[str, torch.Tensor]:
         flat = self.flat.detach() if detach else self.flat
-        flat = flat if rows is None else flat[rows]
         return {name: flat[:, a:b].view(len(flat), *shape) for name, a, b, shape in self.layout}
 
     def _drop_ended(self) -> None:

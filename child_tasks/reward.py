@@ -192,11 +192,37 @@ def evaluate(optimizer: Rule | str | OptimizerSpec, tasks: Sequence[TaskConfig],
         results = [train(spec, task, s, data=data[i] if data is not None else None, threads=threads,
                          device=device, time_limit_s=time_limit_s, log=log_fn)
                    for s in training_seeds(task, seed)]
-        raw = [raw_value(task, r) for r in results]
-        per_seed = [score(task, v) for v in raw]
-        scores[name] = TaskScore(name, task.reward, task.metric, statistics.fmean(per_seed), per_seed, raw,
-                                 results)
+        scores[name] = _task_score(name, task, results)
     return Evaluation(spec.label, seed, scores, wall_time=time.perf_counter() - start)
+
+
+def evaluate_batch(optimizers: Sequence[Rule | str | OptimizerSpec], tasks: Sequence[TaskConfig],
+                   seed: int = 0, *, data: Sequence[Any] | None = None, threads: int | None = 1,
+                   device: str | torch.device = "cpu", time_limit_s: float | None = None,
+                   hyper: dict[str, float] | None = None, max_models: int | None = None,
+                   log_fn: Callable[[str], None] | None = None) -> list[Evaluation]:
+    """`evaluate` for each of ``optimizers``, their trainings batched (`child_tasks.batched.train_batch`:
+    the same results within float tolerance); one Evaluation per optimizer, in order. Each one's
+    ``wall_time`` is its share of the batch's time."""
+    from child_tasks.batched import train_batch
+
+    specs = [resolve_optimizer(o, hyper) for o in optimizers]
+    scores: list[dict[str, TaskScore]] = [{} for _ in specs]
+    for i, task in enumerate(tasks):
+        per_seed = [train_batch(specs, task, s, data=data[i] if data is not None else None, threads=threads,
+                                device=device, time_limit_s=time_limit_s, max_models=max_models, log=log_fn)
+                    for s in training_seeds(task, seed)]
+        for j in range(len(specs)):
+            scores[j][task.name or task.task] = _task_score(task.name or task.task, task,
+                                                            [batch[j] for batch in per_seed])
+    return [Evaluation(spec.label, seed, s, wall_time=sum(r.wall_time for t in s.values() for r in t.results))
+            for spec, s in zip(specs, scores, strict=True)]
+
+
+def _task_score(name: str, task: TaskConfig, results: list[TrainResult]) -> TaskScore:
+    raw = [raw_value(task, r) for r in results]
+    per_seed = [score(task, v) for v in raw]
+    return TaskScore(name, task.reward, task.metric, statistics.fmean(per_seed), per_seed, raw, results)
 
 
 # --- references ------------------------------------------------------------------------------------

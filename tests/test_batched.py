@@ -9,6 +9,7 @@ from child_tasks import batched
 from child_tasks.batched import batchable, train_batch
 from child_tasks.config import load_task_config, override
 from child_tasks.optimizers import OptimizerSpec
+from child_tasks.reward import evaluate, evaluate_batch
 from child_tasks.train import train
 from tests.child_task_helpers import fake_images, tiny_digits
 
@@ -145,3 +146,17 @@ def test_bad_input_gives_clear_errors():
 def test_tasks_that_cannot_be_batched_are_trained_one_at_a_time():
     assert batchable(tiny_digits()) and not batchable(load_task_config("nmt_synthetic"))
     assert not batchable(override(load_task_config("wrn_cifar10"), {"model.dropout": 0.3}))
+
+
+def test_evaluate_batch_scores_a_suite_as_evaluate_does():
+    tasks = [tiny_digits(name="a"), tiny_digits(name="b", epochs=1, seeds_per_evaluation=2)]
+    rules = ["adam", "g * 1e6", "powersign"]
+    together = evaluate_batch(rules, tasks, seed=1)
+    for rule, b in zip(rules, together, strict=True):
+        a = evaluate(rule, tasks, seed=1)
+        assert (b.optimizer, b.seed, list(b.tasks), b.status) == \
+            (a.optimizer, a.seed, list(a.tasks), a.status)
+        assert near(b.reward, a.reward) and b.wall_time > 0
+        for name in a.tasks:
+            assert near(b.tasks[name].scores, a.tasks[name].scores)
+            assert [r.seed for r in b.tasks[name].results] == [r.seed for r in a.tasks[name].results]
