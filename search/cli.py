@@ -23,6 +23,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
@@ -124,13 +125,14 @@ class ControllerKind(str, Enum):
     random = "random"
 
 
-@app.command("search", context_settings={"allow_interspersed_args": True})
+# Extra arguments are collected (not refused by typer) so that the spelling before --set gets its fix.
+@app.command("search", context_settings={"allow_interspersed_args": True, "allow_extra_args": True})
 def search_command(
+    ctx: typer.Context,
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
                                         help="Change the run config (dotted keys, YAML values), e.g. --set "
                                         "search.budget=200 --set controller.batch_size=20 --set "
                                         "task_overrides.epochs=4 --set confirm.top_k=0. Repeatable."),
-    positional: list[str] = typer.Argument(None, hidden=True, show_default=False),
     config: Path | None = typer.Option(None, "--config", "-c", show_default=False,
                                        help="Run config YAML (task, controller, search, confirm, wandb "
                                        "sections). Default: configs/quickstart.yaml (PPO on the embedded "
@@ -164,10 +166,10 @@ def search_command(
     from search.driver import run_search
     from search.store import StoreError
 
-    if positional:  # the spelling before --set: say the new one rather than "unexpected argument"
-        spelled = " ".join(f"--set {shlex.quote(item)}" for item in positional)
+    if ctx.args:  # the spelling before --set: say the new one rather than "unexpected argument"
+        spelled = " ".join(f"--set {shlex.quote(item)}" for item in ctx.args)
         console.print(f"[red]error[/red]: overrides are given with --set (as for nos transfer): nos search "
-                      f"{spelled}", highlight=False, soft_wrap=True)
+                      f"{escape(spelled)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     overrides = overrides or []
     kind = controller.value if controller is not None else None
@@ -188,10 +190,10 @@ def search_command(
         summary = run_search(run_config, directory, address=address, resume=resume is not None,
                              controller_kind=kind, progress=progress, records_dir=records_dir)
     except (ConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
-        console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red]: {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (ClusterError, StoreError, ValueError) as err:
-        console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red]: {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/yellow]; continue with: nos search --resume {directory}",

@@ -188,9 +188,11 @@ COMMANDS = [
      "--set search.budget: line 1, column 1: anchors and aliases"),
     (["search", "--set", "task.epochs=3"], 2,
      "cannot set task.epochs: task is str 'embedded', not a mapping (use task_overrides.epochs=...)"),
-    (["search", "search.budget=3", "confirm.top_k=0"], 2,
+    (["search", "search.budget=3", "task=[digits, mnist1d_cnn]"], 2,
      "overrides are given with --set (as for nos transfer): nos search --set search.budget=3 --set "
-     "confirm.top_k=0"),
+     "'task=[digits, mnist1d_cnn]'"),
+    (["search", "--set", "task=[digits, mnist1d_cnnn]"], 2,
+     "task: suite 'digits+mnist1d_cnnn', task 2: no task config at"),
     (["transfer", "powersign", "--task", "digits", "--set", "epochs=0"], 1,
      "epochs: expected greater than or equal to 1, got 0"),
     (["transfer", "powersign", "--task", "digits", "--set", "model.widht=3"], 1,
