@@ -6,13 +6,13 @@ subclass that a user copies into any project. It lives in dsl because it is one 
 read from the same table as the others. The module computes what `dsl.RuleOptimizer` computes (its
 default, multi-tensor path) with a plain per-tensor loop:
 
-* the gradient with ``maximize`` and coupled ``weight_decay`` applied, then the running averages as
-  dsl's `_update_state` does (lerp for m, mul/addcmul for v, g*g*g for m3, maximum for vmax), and only
-  the buffers the rule reads;
+* the gradient with ``maximize`` and coupled ``weight_decay`` applied, then the running averages by
+  their source forms in `dsl.quantities` (lerp for m, mul/addcmul for v, g*g*g for m3, maximum for
+  vmax), and only the buffers the rule reads;
 * the step quantities (t, ld, cd, rd, the bias corrections, AdaBound's bounds with ``initial_lr``) in
-  Python floats with dsl's formulas; the rule's per-step sub-expressions (``sqrt(1 - beta2^t)``) once per
-  step in float64, as dsl folds them, so inf and nan come out as IEEE gives them; sub-expressions of
-  constants only are folded here, by dsl itself;
+  Python floats by their source forms in `dsl.quantities`; the rule's per-step sub-expressions
+  (``sqrt(1 - beta2^t)``) once per step in float64, as dsl folds them, so inf and nan come out as IEEE
+  gives them; sub-expressions of constants only are folded here, by dsl itself;
 * ``clamp`` as dsl defines it, ``min(max(x, low), high)``, and ``max``/``min`` of a tensor and a number
   as ``clamp_min``/``clamp_max`` (dsl's choice, which matters for NaN).
 
@@ -32,29 +32,15 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
+from dsl.evaluate import evaluate_lazy
 from dsl.expr import Call, Const, Expr, Rule, format_expr, nodes, scalar_subtrees, use_counts
 from dsl.functions import FUNCTIONS
+from dsl.quantities import BIAS_CORRECTED, STATE, STEP_QUANTITIES, StepQuantity, needed_quantities
 from dsl.source import ATOM, Code, literal
 from dsl.symbolic import to_sympy
 from dsl.text import parse
 from dsl.vocabulary import HYPERS, LEARNING_RATE, OPERANDS, Kind
 
-_STATE_UPDATES = {
-    "m": 'm.lerp_(g, 1.0 - group["beta1"])',
-    "v": 'v.mul_(group["beta2"]).addcmul_(g, g, value=1.0 - group["beta2"])',
-    "m3": 'm3.mul_(group["beta3"]).add_(g * g * g, alpha=1.0 - group["beta3"])',
-    "vmax": "torch.maximum(vmax, v, out=vmax)",
-}
-_STEP_QUANTITIES = {
-    "ld": 'q["ld"] = 1.0 - frac',
-    "cd": 'q["cd"] = 0.5 * (1.0 + math.cos(2.0 * math.pi * group["cd_periods"] * frac))',
-    "rd": 'q["rd"] = 0.5 * (1.0 + math.cos(math.pi * math.fmod(group["rd_periods"] * t, group["T"]) '
-          '/ group["T"]))',
-    "inv_bc1": 'q["inv_bc1"] = 1.0 / (1.0 - group["beta1"] ** t)',
-    "inv_bc2": 'q["inv_bc2"] = 1.0 / (1.0 - group["beta2"] ** t)',
-    "inv_bc3": 'q["inv_bc3"] = 1.0 / (1.0 - group["beta3"] ** t)',
-}
 def _split_clamp(expr: Expr) -> Expr:
     """clamp(x, lo, hi) as dsl defines it, min(max(x, lo), hi): then max(x, lo) of two numbers is a
     per-step sub-expression like any other."""
@@ -114,9 +100,21 @@ def _names_in(exprs: list[Expr]) -> set[str]:
     return {n.name for e in exprs for n in nodes(e) if not isinstance(n, (Const, Call))}
 
 
-def _uses_bound(exprs: list[Expr]) -> bool:
-    """Whether a call reads AdaBound's bounds, which the per-step function then computes."""
-    return any(isinstance(n, Call) and "bound_low" in FUNCTIONS[n.fn].reads for e in exprs for n in nodes(e))
+def _quantities_read(exprs: list[Expr]) -> list[str]:
+    """The step quantities that the calls in ``exprs`` read besides their arguments (bound's range), in
+    the order of `STEP_QUANTITIES`."""
+    read = {r for e in exprs for n in nodes(e) if isinstance(n, Call) for r in FUNCTIONS[n.fn].reads}
+    return [q for q in STEP_QUANTITIES if q in read]
+
+
+def _unpack(names: list[str]) -> list[str]:
+    """``a, b = q["a"], q["b"]``: the step quantities as locals (no line for none)."""
+    return [f"    {', '.join(names)} = " + ", ".join(f'q["{n}"]' for n in names)] if names else []
+
+
+def _step_quantities(rule: Rule) -> list[StepQuantity]:
+    """The step quantities `_per_step` computes: those the rule reads, by name or through a call."""
+    return needed_quantities(rule.names | set(_quantities_read([rule.expr])))
 
 
 def _per_step_function(rule: Rule, hoisted: list[Expr], uses: Counter) -> list[str]:
@@ -126,22 +124,17 @@ def _per_step_function(rule: Rule, hoisted: list[Expr], uses: Counter) -> list[s
              '    """The per-step numbers the rule reads (Python floats), computed once per step count."""',
              '    q = {"t": t}']
     lines += [f'    q["{h}"] = group["{h}"]' for h in HYPERS if h in names]
-    if names & {"ld", "cd"}:
-        lines.append('    frac = min(t / group["T"], 1.0)  # the decays end at T, as TF\'s sign_decay')
-    lines += [f"    {_STEP_QUANTITIES[n]}" for n in ("ld", "cd", "rd") if n in names]
-    lines += [f"    {_STEP_QUANTITIES[scale]}" for hat, (_, scale) in BIAS_CORRECTED.items() if hat in names]
-    if _uses_bound([rule.expr]):
-        lines += ["    eta = _eta_ratio(group)",
-                  '    q["bound_low"] = eta * (1.0 - 1.0 / (group["gamma"] * t + 1.0))',
-                  '    q["bound_high"] = eta * (1.0 + 1.0 / (group["gamma"] * t))']
+    for quantity in _step_quantities(rule):
+        target = quantity.name if quantity.local else f'q["{quantity.name}"]'
+        comment = f"  # {quantity.comment}" if quantity.comment else ""
+        lines.append(f"    {target} = {quantity.source}{comment}")
     if hoisted:
         lines.append("    # The rule's per-step sub-expressions, in float64 as dsl folds them (inf and nan "
                      "as IEEE gives them).")
         read = sorted(_names_in(hoisted))
         if read:
             lines.append(f"    f64 = {{k: torch.tensor(q[k], dtype=torch.float64) for k in {tuple(read)!r}}}")
-        if _uses_bound(hoisted):
-            lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
+        lines += _unpack(_quantities_read(hoisted))
         emitter = _Emitter({n: Code(f'f64["{n}"]') for n in read}, uses=uses, scalar=True)
         for i, expr in enumerate(hoisted):
             code = emitter.emit(expr)
@@ -190,8 +183,7 @@ def _direction_function(rule: Rule, expr: Expr, live: list[Expr], folded: list[E
     numbers = [n for n in (*HYPERS, *OPERANDS) if n in read and n not in leaf]
     lines += [f'    {n} = q["{n}"]' for n in numbers]
     leaf.update({n: Code(n, ATOM, True) for n in numbers})
-    if any("bound_low" in FUNCTIONS[fn].reads for fn in calls):
-        lines.append('    bound_low, bound_high = q["bound_low"], q["bound_high"]')
+    lines += _unpack([q for q in STEP_QUANTITIES if any(q in FUNCTIONS[fn].reads for fn in calls)])
     reached = _reached(expr, given)
     lines += [f'    c{i} = q["c{i}"]  # {format_expr(h)}' for i, h in enumerate(live) if h in reached]
     emitter = _Emitter(leaf, given, uses)
@@ -308,6 +300,7 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
     direction, is_number = _direction_function(rule, expr, live, folded, uses)
     called = {n.fn for n in nodes(expr) if isinstance(n, Call)}
     helpers = [f.helper for f in FUNCTIONS.values() if f.name in called and f.helper]
+    helpers += [q.helper for q in _step_quantities(rule) if q.helper]
     module = module or class_name.lower()
     state = rule.state
     update = ('p.add_(-group["lr"] * d)' if is_number else 'p.add_(d, alpha=-group["lr"])')
@@ -363,7 +356,7 @@ def optimizer_source(rule: Rule | str, class_name: str, defaults: Mapping[str, f
         '                    g = g.add(p, alpha=group["weight_decay"])',
         *([f"                {', '.join(state)} = " + ", ".join(f'state["{s}"]' for s in state)]
           if state else []),
-        *[f"                {_STATE_UPDATES[s]}" for s in state],
+        *[f"                {STATE[s].source}" for s in state],
         '                if group["lr"] == 0:  # the state advances and the weights stay',
         "                    continue",
         "                if t not in per_step:",

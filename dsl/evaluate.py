@@ -17,6 +17,7 @@ import torch
 
 from dsl.expr import Call, Const, Expr, reduce_tree
 from dsl.functions import FUNCTIONS
+from dsl.quantities import BIAS_CORRECTED, STEP_QUANTITIES, MathOps, TorchOps
 from dsl.vocabulary import HYPERS
 
 
@@ -90,52 +91,19 @@ def evaluate(expr: Expr, values: Mapping[str, torch.Tensor],
                         device=ref.device if ref is not None else None)
 
 
-class _MathOps:
-    cos = staticmethod(math.cos)
-    clamp_min = staticmethod(max)
-
-    @staticmethod
-    def min(x: float, y: float) -> float:
-        return min(x, y)
-
-    @staticmethod
-    def fmod(x: float, y: float) -> float:
-        return math.fmod(x, y)
-
-
-class _TorchOps:
-    cos = staticmethod(torch.cos)
-    clamp_min = staticmethod(torch.clamp_min)
-    min = staticmethod(torch.clamp_max)
-    fmod = staticmethod(torch.fmod)
-
-
 def step_quantities(t: Any, hyper: Mapping[str, Any], eta_ratio: Any) -> dict[str, Any]:
-    """Per-step scalars, for a Python float t (foreach path) or a 0-d tensor t (compiled path).
+    """Per-step scalars (`dsl.quantities.STEP_QUANTITIES`), for a Python float t (the optimizer's paths)
+    or a tensor t (the probes, a column of step counts).
 
     ``eta_ratio`` is AdaBound's final step size in units of the current lr (final_lr / initial_lr).
     Bias corrections are given as their reciprocals, the form the evaluators multiply by.
     """
-    ops = _TorchOps if isinstance(t, torch.Tensor) else _MathOps
-    T = hyper["T"]
-    frac = ops.min(t / T, 1.0)  # the decays end at T, as TF's sign_decay schedules do
-    return {
-        "t": t,
-        "ld": 1.0 - frac,
-        "cd": 0.5 * (1.0 + ops.cos(2.0 * math.pi * hyper["cd_periods"] * frac)),
-        "rd": 0.5 * (1.0 + ops.cos(math.pi * ops.fmod(hyper["rd_periods"] * t, T) / T)),
-        "inv_bc1": 1.0 / (1.0 - hyper["beta1"] ** t),
-        "inv_bc2": 1.0 / (1.0 - hyper["beta2"] ** t),
-        "inv_bc3": 1.0 / (1.0 - hyper["beta3"] ** t),
-        "bound_low": eta_ratio * (1.0 - 1.0 / (hyper["gamma"] * t + 1.0)),
-        "bound_high": eta_ratio * (1.0 + 1.0 / (hyper["gamma"] * t)),
-    }
-
-
-# The bias-corrected operands: each is a state buffer times the reciprocal of its bias correction.
-BIAS_CORRECTED: dict[str, tuple[str, str]] = {
-    "mhat": ("m", "inv_bc1"), "vhat": ("v", "inv_bc2"), "m3hat": ("m3", "inv_bc3"),
-}
+    ops = TorchOps if isinstance(t, torch.Tensor) else MathOps
+    q = {"t": t, "eta": eta_ratio}
+    for quantity in STEP_QUANTITIES.values():
+        if quantity.value is not None:
+            q[quantity.name] = quantity.value(t, hyper, q, ops)
+    return q
 
 
 def leaf_values(tensors: Mapping[str, torch.Tensor], steps: Mapping[str, Any],

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from dsl.errors import RuleError
 from dsl.functions import FUNCTIONS
+from dsl.quantities import STATE
 from dsl.vocabulary import HYPERS, OPERANDS, Kind
 
 T = TypeVar("T")
@@ -157,7 +158,7 @@ class Rule:
         object.__setattr__(self, "_names", names)
         # Read on every optimizer step, for every tensor: computed once.
         needed = {s for n in names if n in OPERANDS for s in OPERANDS[n].state}
-        object.__setattr__(self, "_state", tuple(s for s in ("m", "v", "m3", "vmax") if s in needed))
+        object.__setattr__(self, "_state", tuple(s for s in STATE if s in needed))
 
     @property
     def names(self) -> frozenset[str]:
@@ -166,7 +167,8 @@ class Rule:
 
     @property
     def state(self) -> tuple[str, ...]:
-        """Optimizer state buffers the rule needs, in a fixed order (m, v, m3, vmax)."""
+        """Optimizer state buffers the rule needs, in the order of `dsl.quantities.STATE` (m, v, m3,
+        vmax)."""
         return self._state
 
     @property
@@ -176,10 +178,6 @@ class Rule:
         needed = {h for n in self._names for h in ((n,) if n in HYPERS else OPERANDS[n].hypers)}
         needed.update(h for n in nodes(self.expr) if isinstance(n, Call) for h in FUNCTIONS[n.fn].hypers)
         return tuple(h for h in HYPERS if h in needed)
-
-    @property
-    def tensor_operands(self) -> frozenset[str]:
-        return frozenset(n for n in self._names if n in OPERANDS and OPERANDS[n].kind is Kind.TENSOR)
 
     def size(self) -> int:
         return sum(1 for _ in nodes(self.expr))

@@ -81,14 +81,6 @@ _DROP_HELPER = '''def _drop(x: torch.Tensor, rate: float) -> torch.Tensor:
     """Dropout: each element zeroed with probability rate, the rest scaled by 1 / (1 - rate)."""
     return x * (torch.rand_like(x) >= rate).to(x.dtype) / (1.0 - rate)'''
 
-_ETA_HELPER = '''def _eta_ratio(group: dict) -> float:
-    """AdaBound's final step size in units of the current lr: final_lr / initial_lr (final_lr itself
-    when the run started at lr 0, so that a warm-up from zero keeps bounds)."""
-    if group["initial_lr"] > 0:
-        return group["final_lr"] / group["initial_lr"]
-    return group["final_lr"] / group["lr"] if group["lr"] > 0 else 0.0'''
-
-
 def _elementwise(name: str, doc: str, number: Callable[[float], float], sympy_fn: Any, sympy_head: Any = None,
                  foreach: Callable[[lazy.Lazy], lazy.Value] | None = None) -> Function:
     """A unary function that torch spells torch.<name> (and, unless ``foreach`` says otherwise, whose
@@ -140,8 +132,8 @@ FUNCTIONS: dict[str, Function] = {
                  number=lambda a, p, s: min(max(a[0], s["bound_low"]), s["bound_high"]),
                  foreach=lambda a, p, s: lazy.clamp(a[0], s["bound_low"], s["bound_high"]),
                  sympy=lambda a, p, b: sympy_forms.bound(a[0]), sympy_head=sympy_forms.bound,
-                 source=lambda a, p, f64: Code(f"torch.clamp({as_tensor(a[0], f64)}, bound_low, bound_high)"),
-                 helper=_ETA_HELPER),
+                 source=lambda a, p, f64: Code(f"torch.clamp({as_tensor(a[0], f64)}, bound_low, "
+                                               "bound_high)")),
         Function("add", 2, "x + y", infix="+",
                  tensor=lambda a, p, c: a[0] + a[1], number=lambda a, p, s: a[0] + a[1],
                  foreach=lambda a, p, s: lazy.add(a[0], a[1], 1.0),

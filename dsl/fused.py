@@ -25,14 +25,17 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.fx
 
-from dsl.evaluate import BIAS_CORRECTED, evaluate_lazy
+from dsl.evaluate import evaluate_lazy
 from dsl.expr import Rule, scalar_subtrees
+from dsl.quantities import BIAS_CORRECTED, STATE, STEP_QUANTITIES
 from dsl.vocabulary import HYPERS
 
-STATE_NAMES = ("m", "v", "m3", "vmax")
+# The buffers, in the order of `_Step.forward`'s arguments.
+STATE_NAMES = tuple(STATE)
+# The step quantities a rule may read (bound's range among them).
+STEP_NAMES = ("t", *(q.name for q in STEP_QUANTITIES.values() if not q.local))
 # Per-step scalars, in the order of the `scalars` tensor the step function takes.
-SCALAR_NAMES = ("lr", "weight_decay", "inv_bc1", "inv_bc2", "inv_bc3", "t", "ld", "cd", "rd",
-                "bound_low", "bound_high", *HYPERS)
+SCALAR_NAMES = ("lr", "weight_decay", *STEP_NAMES, *HYPERS)
 _INDEX = {name: i for i, name in enumerate(SCALAR_NAMES)}
 
 
@@ -44,24 +47,19 @@ class _Step(torch.nn.Module):
         self.rule, self.maximize, self.decay = rule, maximize, decay
         self.hoisted = hoisted(rule)
 
+    # One argument per buffer of STATE_NAMES: torch.fx traces named arguments, with None fixed for an
+    # absent buffer, so that the graph has no branch on them.
     def forward(self, p, grad, m, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
         s = {name: scalars[i] for name, i in _INDEX.items()}
         # Fixed when traced: a step that needs neither costs no extra arithmetic per element.
         g = -grad if self.maximize else grad
         if self.decay:
             g = g + s["weight_decay"] * p
-        values = {"g": g, "w": p, "t": s["t"], "ld": s["ld"], "cd": s["cd"], "rd": s["rd"],
-                  "bound_low": s["bound_low"], "bound_high": s["bound_high"],
-                  **{name: s[name] for name in HYPERS}}
+        values = {"g": g, "w": p, **{name: s[name] for name in (*STEP_NAMES, *HYPERS)}}
         new = {}
-        if m is not None:
-            new["m"] = m * s["beta1"] + (1.0 - s["beta1"]) * g  # not lerp: its branch costs vector time
-        if v is not None:
-            new["v"] = v * s["beta2"] + (1.0 - s["beta2"]) * g * g
-        if m3 is not None:
-            new["m3"] = m3 * s["beta3"] + (1.0 - s["beta3"]) * g * g * g
-        if vmax is not None:
-            new["vmax"] = torch.maximum(vmax, new["v"])
+        for name, old in zip(STATE_NAMES, (m, v, m3, vmax), strict=True):
+            if old is not None:
+                new[name] = STATE[name].traced(old, g, s, new)
         values.update(new)
         for hat, (base, scale) in BIAS_CORRECTED.items():
             if hat in self.rule.names:
@@ -72,7 +70,7 @@ class _Step(torch.nn.Module):
         known = {e: scalars[len(SCALAR_NAMES) + j] for j, e in enumerate(self.hoisted)}
         d = evaluate_lazy(self.rule.expr, values, rand=torch.rand_like, known=known)
         p.copy_(p - s["lr"] * d)
-        for name, buffer in (("m", m), ("v", v), ("m3", m3), ("vmax", vmax)):
+        for name, buffer in zip(STATE_NAMES, (m, v, m3, vmax), strict=True):
             if buffer is not None:
                 buffer.copy_(new[name])
 

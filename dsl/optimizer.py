@@ -29,6 +29,7 @@ from dsl.evaluate import step_quantities
 from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
+from dsl.quantities import STATE, eta_ratio
 from dsl.single_tensor import single_tensor_step
 from dsl.text import parse
 from dsl.vocabulary import HYPERS, LEARNING_RATE, OPTIMIZER_HYPERS, hyper_defaults
@@ -52,16 +53,6 @@ def _as_rule(rule: Rule | str) -> Rule:
     return parse(rule) if isinstance(rule, str) else rule
 
 
-def eta_ratio(group: Mapping[str, Any]) -> float:
-    """AdaBound's final step size in units of the current lr: final_lr / initial_lr.
-
-    With an initial lr of 0 (a warm-up from zero) there is no ratio to keep: eta* is final_lr itself.
-    """
-    if group["initial_lr"] > 0:
-        return group["final_lr"] / group["initial_lr"]
-    return group["final_lr"] / group["lr"] if group["lr"] > 0 else 0.0
-
-
 def _scalars(group: Mapping[str, Any], t: float) -> dict[str, float]:
     values = dict(step_quantities(t, group, eta_ratio(group)))
     values.update({name: group[name] for name in SCALAR_NAMES if name in group})
@@ -70,19 +61,10 @@ def _scalars(group: Mapping[str, Any], t: float) -> dict[str, float]:
 
 def _update_state(grads: list[torch.Tensor], state: Mapping[str, list[torch.Tensor]],
                   group: Mapping[str, Any]) -> None:
-    """The running averages, as torch's Adam computes them (multi-tensor)."""
-    if "m" in state:
-        torch._foreach_lerp_(state["m"], grads, 1.0 - group["beta1"])
-    if "v" in state:
-        torch._foreach_mul_(state["v"], group["beta2"])
-        torch._foreach_addcmul_(state["v"], grads, grads, 1.0 - group["beta2"])
-    if "m3" in state:
-        cubes = torch._foreach_mul(grads, grads)
-        torch._foreach_mul_(cubes, grads)
-        torch._foreach_mul_(state["m3"], group["beta3"])
-        torch._foreach_add_(state["m3"], cubes, alpha=1.0 - group["beta3"])
-    if "vmax" in state:
-        torch._foreach_maximum_(state["vmax"], state["v"])
+    """The running averages, in place, by each buffer's multi-tensor form (`dsl.quantities`)."""
+    for name, buffer in STATE.items():
+        if name in state:
+            buffer.foreach(state[name], grads, group, state)
 
 
 def rule_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],

@@ -18,18 +18,14 @@ import torch
 
 from dsl.evaluate import evaluate_lazy, leaf_values
 from dsl.expr import Rule
+from dsl.quantities import STATE
 
 
 def update_state(g: torch.Tensor, state: Mapping[str, torch.Tensor], group: Mapping[str, Any]) -> None:
-    """The running averages of one tensor, as torch's Adam computes them."""
-    if "m" in state:
-        state["m"].lerp_(g, 1.0 - group["beta1"])
-    if "v" in state:
-        state["v"].mul_(group["beta2"]).addcmul_(g, g, value=1.0 - group["beta2"])
-    if "m3" in state:
-        state["m3"].mul_(group["beta3"]).add_(g * g * g, alpha=1.0 - group["beta3"])
-    if "vmax" in state:
-        torch.maximum(state["vmax"], state["v"], out=state["vmax"])
+    """The running averages of one tensor, in place, by each buffer's tensor form (`dsl.quantities`)."""
+    for name, buffer in STATE.items():
+        if name in state:
+            buffer.tensor(state[name], g, group, state)
 
 
 def single_tensor_step(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],

@@ -2,8 +2,9 @@
 
 A rule computes the direction ``d`` of an update ``w <- w - lr * d``. Everything a rule may refer to is
 declared once, with its meaning: operands and hyper-constants here, functions with all their forms in
-`dsl.functions`; the parser, the evaluators, the symbolic export, the optimizer and the code generator
-all read these tables, so adding a name is a one-place change.
+`dsl.functions`, and how the state buffers and step quantities are computed in `dsl.quantities`; the
+parser, the evaluators, the symbolic export, the optimizer and the code generator all read these
+tables, so adding a name is a one-place change.
 
 Three kinds of names appear as leaves of a rule:
 
