@@ -41,11 +41,6 @@ class Sample:
     error: str | None
     version: int
 
-    @property
-    def log_prob(self) -> float:
-        """Log-probability of the whole sequence when drawn."""
-        return float(self.log_probs.sum())
-
 
 @dataclass(frozen=True)
 class SampleBatch:

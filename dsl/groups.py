@@ -16,7 +16,6 @@ from dsl.errors import RuleError
 from dsl.expr import Call, Const, Expr, Rule
 from dsl.text import parse
 
-Group = tuple[str, str, str, str, str]
 POSITIONS = ("op1", "op2", "unary1", "unary2", "binary")
 
 # The 17 operands of NOS, then the decay operands and annealed noise added for its found rules.

@@ -27,7 +27,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
-from dsl.vocabulary import FUNCTIONS, HYPERS, OPERANDS
+from dsl.functions import FUNCTIONS
+from dsl.vocabulary import HYPERS, OPERANDS
 from search.cli_rules import register, wide
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from dsl.evaluate import evaluate, leaf_values, step_quantities
 from dsl.expr import Rule, nodes
 from dsl.foreach import apply_rule, lazy_leaves
-from dsl.vocabulary import FUNCTIONS, hyper_defaults
+from dsl.functions import FUNCTIONS
+from dsl.vocabulary import hyper_defaults
 from tests.strategies import group_rules, rules
 
 RANDOM = {name for name, f in FUNCTIONS.items() if f.random} | {"noise"}

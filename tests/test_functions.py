@@ -4,6 +4,7 @@ and single-tensor optimizer paths, sympy and LaTeX, the canonical key and the ge
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import math
 import sys
@@ -98,3 +99,17 @@ def test_optimizer_paths_and_generated_source_agree(tanh, tmp_path):
 
 def test_the_row_is_gone_after_the_test():
     assert "tanh" not in FUNCTIONS
+
+
+def test_functions_has_one_import_path():
+    """FUNCTIONS is imported from dsl.functions, where it is defined, and from nowhere else."""
+    root = Path(__file__).resolve().parent.parent
+    elsewhere = []
+    for path in root.glob("[a-z]*/**/*.py"):
+        if ".venv" in path.parts or "FUNCTIONS" not in (text := path.read_text()):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module != "dsl.functions" \
+                    and any(alias.name == "FUNCTIONS" for alias in node.names):
+                elsewhere.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not elsewhere
