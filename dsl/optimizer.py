@@ -18,6 +18,7 @@ scales the bounds too, as the adabound package intends (without its faults).
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,14 +26,16 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from dsl.errors import RuleSyntaxError
 from dsl.evaluate import step_quantities
 from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
+from dsl.known import KNOWN_RULE_TEXT, known_rules
 from dsl.quantities import STATE, eta_ratio
 from dsl.single_tensor import single_tensor_step
 from dsl.text import parse
-from dsl.vocabulary import HYPERS, LEARNING_RATE, OPTIMIZER_HYPERS, hyper_defaults
+from dsl.vocabulary import HYPERS, LEARNING_RATE, OPTIMIZER_HYPERS, hyper_defaults, known_names
 
 
 _CHECKED = {**HYPERS, **OPTIMIZER_HYPERS, "lr": LEARNING_RATE}
@@ -50,7 +53,47 @@ def _check_hypers(values: Mapping[str, Any], where: str) -> None:
 
 
 def _as_rule(rule: Rule | str) -> Rule:
-    return parse(rule) if isinstance(rule, str) else rule
+    """A `Rule`, rule text, or the name of a known rule (`dsl.known`: "adam", "powersign"), as torch
+    users name an optimizer."""
+    if not isinstance(rule, str):
+        return rule
+    if rule in KNOWN_RULE_TEXT:
+        return known_rules()[rule]
+    try:
+        return parse(rule)
+    except RuleSyntaxError as err:
+        if not rule.strip().isidentifier():
+            raise
+        # One unknown word: most likely a known rule's name misspelled ("Adam", "powersgn").
+        word = rule.strip()
+        close = difflib.get_close_matches(word.lower(), [*KNOWN_RULE_TEXT, *known_names()], n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known rules: {', '.join(KNOWN_RULE_TEXT)}"
+        raise RuleSyntaxError(rule, err.position, err.found, "rule text or the name of a known rule",
+                              hint) from None
+
+
+# torch.optim's spelling of the running averages' decays, betas=(beta1, beta2), in the language's order.
+_BETAS = tuple(buffer.decay for buffer in STATE.values() if buffer.decay)
+
+
+def _spell_out_betas(values: dict[str, Any], where: str) -> None:
+    """Replace torch's ``betas=(b1, b2)`` (or ``(b1, b2, b3)``) in ``values`` by the language's beta1,
+    beta2 (beta3), in place. A beta given both ways is refused, naming both spellings."""
+    if "betas" not in values:
+        return
+    given = values.pop("betas")
+    try:
+        betas = None if isinstance(given, (str, bytes)) else tuple(given)
+    except TypeError:  # not a sequence
+        betas = None
+    if betas is None or not 2 <= len(betas) <= len(_BETAS):
+        raise ValueError(f"{where}betas must be ({', '.join(_BETAS[:2])}) or ({', '.join(_BETAS)}) as in "
+                         f"torch.optim.Adam, got {given!r}")
+    for i, (name, value) in enumerate(zip(_BETAS, betas, strict=False)):
+        if name in values:
+            raise ValueError(f"{where}{name} is given twice, as {name}={values[name]!r} and as "
+                             f"betas[{i}]={value!r}: give one of them")
+        values[name] = value
 
 
 def _scalars(group: Mapping[str, Any], t: float) -> dict[str, float]:
@@ -102,7 +145,8 @@ class RuleOptimizer(Optimizer):
 
     Args:
         params: parameters or param groups, as for any torch optimizer.
-        rule: a `Rule` or rule text, e.g. ``"exp(sign(g) * sign(m)) * g"``.
+        rule: a `Rule`, rule text such as ``"exp(sign(g) * sign(m)) * g"``, or the name of a known rule
+            (`dsl.known`: ``"adam"``, ``"powersign"``).
         lr: learning rate.
         weight_decay: coupled L2, ``g <- g + weight_decay * w`` before the rule.
         foreach / fused: the execution path: multi-tensor kernels (foreach None or True), one tensor at
@@ -110,6 +154,8 @@ class RuleOptimizer(Optimizer):
         maximize: ascend instead of descend.
         **hyper: hyper-constants of the language (beta1, beta2, beta3, eps, final_lr, gamma, T,
             cd_periods, rd_periods); see dsl.vocabulary.HYPERS for their meaning and defaults.
+            ``betas=(beta1, beta2)`` (or with beta3) is accepted as torch spells it, here and in param
+            groups; a group then holds beta1 and beta2 (torch's betas key is not kept).
     """
 
     rule: Rule
@@ -125,6 +171,7 @@ class RuleOptimizer(Optimizer):
         if weight_decay is None:  # a class made by optimizer_class may set its own default
             weight_decay = defaults.pop("weight_decay", 0.0)
         defaults.pop("weight_decay", None)
+        _spell_out_betas(hyper, "")
         unknown = sorted(set(hyper) - set(defaults))
         if unknown:
             raise TypeError(f"unknown hyper-constant(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
@@ -136,9 +183,11 @@ class RuleOptimizer(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        where = f"param group {len(self.param_groups)}: "
+        _spell_out_betas(param_group, where)
         # The lr a group starts with, for AdaBound's bounds; the key torch's LR schedulers also use.
         param_group.setdefault("initial_lr", param_group.get("lr", self.defaults["lr"]))
-        _check_hypers(param_group, f"param group {len(self.param_groups)}: ")
+        _check_hypers(param_group, where)
         super().add_param_group(param_group)
 
     def state_dict(self) -> dict[str, Any]:
@@ -241,4 +290,5 @@ def optimizer_class(rule: Rule | str, name: str, **hyper_defaults: float) -> typ
     """
     if not name.isidentifier():
         raise ValueError(f"an optimizer class name must be a Python identifier, got {name!r}")
+    _spell_out_betas(hyper_defaults, "")
     return _make_class(_as_rule(rule), name, tuple(sorted(hyper_defaults.items())))
