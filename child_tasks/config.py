@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from configuration import ConfigError, did_you_mean, expect_mapping, load_yaml, set_dotted, validation_error
+from configuration import (ConfigError, Seed, Strict, did_you_mean, expect_mapping, load_yaml, set_dotted,
+                           validation_error)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("digits", "mnist1d", "cifar10", "nmt")
@@ -32,19 +33,17 @@ NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Referen
 CACHE_ENV = "NOS_CACHE_DIR"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- models -------------------------------------------------------------------------------------------
 
-class ConvNetConfig(_Strict):
+class ConvNetConfig(Strict):
     """The NOS ConvNet: two 3x3 conv layers of ``width`` filters."""
     name: Literal["convnet"]
     width: int = Field(32, ge=1)
 
 
-class WideResNetConfig(_Strict):
+class WideResNetConfig(Strict):
     """WRN-depth-widen; depth must be 6n+4."""
     name: Literal["wrn"]
     depth: int = Field(16, ge=10)
@@ -58,7 +57,7 @@ class WideResNetConfig(_Strict):
         return self
 
 
-class TransformerConfig(_Strict):
+class TransformerConfig(Strict):
     """A small encoder-decoder Transformer for translation."""
     name: Literal["transformer"]
     layers: int = Field(2, ge=1)
@@ -75,13 +74,13 @@ class TransformerConfig(_Strict):
         return self
 
 
-class ConvNet1DConfig(_Strict):
+class ConvNet1DConfig(Strict):
     """The MNIST-1D paper's 1D ConvNet: three strided convs of ``width`` channels."""
     name: Literal["cnn1d"]
     width: int = Field(25, ge=1)
 
 
-class MLPConfig(_Strict):
+class MLPConfig(Strict):
     """A ReLU MLP: ``layers`` hidden layers of ``hidden`` units (the MNIST-1D paper's: 2 of 100)."""
     name: Literal["mlp"]
     hidden: int = Field(100, ge=1)
@@ -97,7 +96,7 @@ TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn"
 
 # --- data (the kind is the task's name, filled in from `task`) ---------------------------------------
 
-class DigitsData(_Strict):
+class DigitsData(Strict):
     """scikit-learn's 8x8 digits, split once with a fixed seed (the rule's seed never changes the split)."""
     kind: Literal["digits"] = "digits"
     split_seed: int = 0
@@ -105,7 +104,7 @@ class DigitsData(_Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
 
-class Mnist1DData(_Strict):
+class Mnist1DData(Strict):
     """MNIST-1D generated offline by the `mnist1d` package (``num_samples`` in all, its generator seeded
     by ``data_seed``), split once by ``split_seed`` like digits."""
     kind: Literal["mnist1d"] = "mnist1d"
@@ -116,7 +115,7 @@ class Mnist1DData(_Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
 
-class Cifar10Data(_Strict):
+class Cifar10Data(Strict):
     """CIFAR-10 from ``path`` (the python batches folder or the .tar.gz), else from env ``path_env``."""
     kind: Literal["cifar10"] = "cifar10"
     path: str | None = None
@@ -126,7 +125,7 @@ class Cifar10Data(_Strict):
     augment: bool = True
 
 
-class NMTData(_Strict):
+class NMTData(Strict):
     """The embedded synthetic language pair, or a parallel corpus in ``directory`` (or env ``path_env``)."""
     kind: Literal["nmt"] = "nmt"
     source: Literal["synthetic", "parallel"] = "synthetic"
@@ -148,7 +147,7 @@ DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData, Field(d
 
 # --- the task ---------------------------------------------------------------------------------------
 
-class Reference(_Strict):
+class Reference(Strict):
     """What a loss reward is normalised against: ``initial`` (the loss before any step) and ``adam``
     (tuned Adam's, each with the task's lr choice), means over ``seeds``. ``fingerprint`` is the task's
     (`child_tasks.reward.fingerprint`) when they were measured: a changed task makes them stale."""
@@ -164,7 +163,7 @@ class Reference(_Strict):
         return self
 
 
-class TaskConfig(_Strict):
+class TaskConfig(Strict):
     """What a rule is trained on, for how long, and how it is scored."""
     name: str = Field("", description="the config's name (its file stem)")
     task: Literal["digits", "mnist1d", "cifar10", "nmt"]
@@ -187,7 +186,7 @@ class TaskConfig(_Strict):
     blowup_factor: float = Field(10.0, gt=1.0, description="a loss above factor x the first loss diverged")
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="lr over the whole run")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     eval_batch_size: int = Field(1000, ge=1)
 
     @model_validator(mode="before")

@@ -8,6 +8,8 @@ is read with the same bounds and reports a mistake in the same words:
   or using anchors and aliases (checked before anything is expanded);
 - `ConfigError`, `validation_error`, `did_you_mean` (configuration.errors): one exception family and one
   wording for pydantic's errors (unknown keys with close matches, missing keys, wrong types);
+- `Strict`, `Seed` (configuration.models): the one base of every config section (unknown keys refused,
+  immutable, finite floats only) and the bounded seed;
 - `parse_overrides`, `apply_overrides`, `set_dotted`, `flatten`, `differences` (configuration.keys): the
   one override syntax, ``--set KEY=VALUE`` with dotted keys and YAML values, and dotted-key helpers.
 
@@ -20,9 +22,11 @@ from configuration.errors import (CUTOFF, ConfigError, describe, did_you_mean, e
 from configuration.keys import (ABSENT, apply_overrides, copy, describe_differences, differences, flatten,
                                 parse_overrides, set_dotted)
 from configuration.loading import MAX_BYTES, MAX_DEPTH, load_yaml, parse_yaml
+from configuration.models import SEED_LIMIT, Seed, Strict
 
 __all__ = [
-    "ABSENT", "CUTOFF", "MAX_BYTES", "MAX_DEPTH", "ConfigError", "apply_overrides", "copy", "describe",
+    "ABSENT", "CUTOFF", "MAX_BYTES", "MAX_DEPTH", "SEED_LIMIT", "ConfigError", "Seed", "Strict",
+    "apply_overrides", "copy", "describe",
     "describe_differences", "did_you_mean", "differences", "expect_mapping", "flatten", "key_path",
     "load_yaml", "parse_overrides", "parse_yaml", "set_dotted", "suggestion", "validation_error",
 ]

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from configuration import ConfigError, did_you_mean, expect_mapping, load_yaml, validation_error
+from configuration import ConfigError, Seed, Strict, did_you_mean, expect_mapping, load_yaml, validation_error
 from controller.space import TokenSpace
 from controller.spelling import spell_known
 from dsl import KNOWN_RULE_TEXT, GroupVocabulary, RuleError
@@ -41,11 +41,9 @@ PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class VocabularyConfig(_Strict):
+class VocabularyConfig(Strict):
     """The search space: which names the groups choose from, and how many groups a rule has."""
 
     operands: tuple[str, ...] = Field(PRESETS["operands"]["nos"], description="a preset name or a list")
@@ -83,7 +81,7 @@ class VocabularyConfig(_Strict):
         return TokenSpace(self.group_vocabulary(), self.last_group_reads_previous)
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """The LSTM policy. Logits are ``tanh_constant * tanh(z / temperature)`` when tanh_constant is set
     (as in NAS and ENAS controllers: bounded logits keep every legal token reachable), else
     ``z / temperature``; z is the output layer's value."""
@@ -95,7 +93,7 @@ class PolicyConfig(_Strict):
     tanh_constant: float | None = Field(2.5, gt=0.0)
 
 
-class PPOConfig(_Strict):
+class PPOConfig(Strict):
     """PPO on the sampled token sequences (see controller.ppo for the update and why these defaults)."""
 
     lr: float = Field(0.005, gt=0.0, description="Adam's learning rate")
@@ -118,7 +116,7 @@ class PPOConfig(_Strict):
 MUTATIONS = ("token", "group", "operand")  # controller.evolution says what each does
 
 
-class EvolutionConfig(_Strict):
+class EvolutionConfig(Strict):
     """Regularized (aging) evolution (controller.evolution): population P, tournament S, the mutations
     and their relative weights, and known rules (dsl.known names) the first population starts from."""
 
@@ -178,11 +176,11 @@ class EvolutionConfig(_Strict):
         return self
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(Strict):
     """Everything a controller (PPO, evolution or random search) is built from."""
 
     kind: Literal["ppo", "evolution", "random"] = "ppo"
-    seed: int = 0
+    seed: Seed = 0
     batch_size: int = Field(100, ge=1, description="rules sampled per update")
     vocabulary: VocabularyConfig = VocabularyConfig()
     policy: PolicyConfig = PolicyConfig()

@@ -39,23 +39,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+from pydantic import (Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from child_tasks.config import CONFIG_DIR, TaskConfig
 from child_tasks.suite import Suite, load_suite
-from configuration import apply_overrides, expect_mapping, flatten, load_yaml, validation_error
+from configuration import Seed, Strict, apply_overrides, expect_mapping, flatten, load_yaml, validation_error
 from controller import ControllerConfig
 from search.comparison import DEFAULT_BASELINES, check_baselines
 
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SearchSection(_Strict):
+class SearchSection(Strict):
     """How much to search and on what: the training budget, when to stop early, the workers, penalties."""
 
     budget: int = Field(ge=1, description="child-task trainings in all (invalid and duplicate samples cost "
@@ -73,12 +71,12 @@ class SearchSection(_Strict):
     invalid_reward: float = Field(0.0, description="the reward of a rule that cannot be trained: "
                                   "undecodable, rejected by the static checks, or failed")
     max_retries: int = Field(2, ge=0, description="re-runs of an evaluation whose worker process died")
-    eval_seed: int = Field(0, description="the child task's seed for every evaluation")
+    eval_seed: Seed = Field(0, description="the child task's seed for every evaluation")
     time_limit_s: float | None = Field(None, gt=0.0, description="one evaluation's wall time; the task "
                                        "config's when None")
 
 
-class ConfirmSection(_Strict):
+class ConfirmSection(Strict):
     """How winners are confirmed at the end of a search (`search.winners.confirm_and_export`)."""
 
     top_k: int = Field(5, ge=0, description="best distinct rules of the run to confirm and export; 0: none")
@@ -92,7 +90,7 @@ class ConfirmSection(_Strict):
         return tuple(check_baselines(value))  # a misspelt baseline fails now, not after the search
 
 
-class WandbSection(_Strict):
+class WandbSection(Strict):
     """Optional tracking with Weights & Biases; offline needs no account, disabled imports nothing."""
 
     mode: Literal["disabled", "offline", "online"] = "disabled"
@@ -100,7 +98,7 @@ class WandbSection(_Strict):
     entity: str | None = None
 
 
-class SearchConfig(_Strict):
+class SearchConfig(Strict):
     """Everything a search run is built from (see the module docstring)."""
 
     task: str | dict[str, Any] | list[str | dict[str, Any]] = Field(

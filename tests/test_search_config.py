@@ -123,6 +123,27 @@ BAD = [
      ["confirm.baselines", "unknown torch baseline 'adm'", "did you mean 'adam'"]),
     ({"task": "digits", "search": {"budget": 5}, "confirm": {"top": 3}}, [],
      ["confirm.top: unknown key", "did you mean top_k"]),
+    # values that passed validation and broke the run after Ray started (issue 14): finite and in range
+    ({"task": "digits", "search": {"budget": 5}}, ["search.invalid_reward=.inf"],
+     ["search.invalid_reward", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["search.invalid_reward=.nan"],
+     ["search.invalid_reward", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["search.eval_seed=1099511627776"],
+     ["search.eval_seed", "less than 4294967296"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["search.eval_seed=-1"],
+     ["search.eval_seed", "greater than or equal to 0"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["search.time_limit_s=.inf"],
+     ["search.time_limit_s", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["confirm.budget_scale=.nan"],
+     ["confirm.budget_scale", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["controller.ppo.lr=.nan"],
+     ["controller.ppo.lr", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["controller.seed=-3"],
+     ["controller.seed", "greater than or equal to 0"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["task_overrides.lr_grid=[0.1, .nan]"],
+     ["lr_grid[1]", "finite number"]),
+    ({"task": "digits", "search": {"budget": 5}}, ["task_overrides.seeds=[0, 4294967296]"],
+     ["seeds[1]", "less than 4294967296"]),
 ]
 
 
