@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from child_tasks.image_data import ImageData, normalise_splits
+from configuration.files import path_from_env
 
 __all__ = ["CIFAR10_URL", "CIFAR10_MD5", "ENV_VAR", "ARCHIVE_NAME", "BATCHES_DIR", "CIFAR10Error",
            "CIFAR10NotFoundError", "CIFAR10DownloadError", "SafeUnpickler", "read_cifar10", "load_cifar10",
@@ -138,15 +139,14 @@ def _batch(obj: dict, source: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
-def resolve_path(path: str | os.PathLike | None = None) -> Path:
-    """The CIFAR-10 location to read: `path`, else $NOS_CIFAR10; a directory holding the archive or the
-    batches directory resolves to it. Raises CIFAR10NotFoundError naming what was looked for."""
-    if path is None:
-        value = os.environ.get(ENV_VAR)
-        if not value:
-            raise CIFAR10NotFoundError(f"no CIFAR-10 path given and {ENV_VAR} is not set. {HOW_TO_GET}")
-        path = value
-    where = Path(path).expanduser()
+def resolve_path(path: str | os.PathLike | None = None, variable: str = ENV_VAR) -> Path:
+    """The CIFAR-10 location to read: `path`, else the environment's ``variable`` ($NOS_CIFAR10); a
+    directory holding the archive or the batches directory resolves to it. Raises CIFAR10NotFoundError
+    naming what was looked for."""
+    found = path_from_env(path, variable)
+    if found is None:
+        raise CIFAR10NotFoundError(f"no CIFAR-10 path given and {variable} is not set. {HOW_TO_GET}")
+    where = Path(found).expanduser()
     if where.is_file():
         return where
     if where.is_dir():
@@ -211,13 +211,13 @@ def read_cifar10(path: str | os.PathLike | None = None
 
 
 def load_cifar10(path: str | os.PathLike | None = None, val_size: int = 5000, seed: int = 0,
-                 augment: bool = False) -> ImageData:
+                 augment: bool = False, variable: str = ENV_VAR) -> ImageData:
     """CIFAR-10 as an `ImageData`: `val_size` images of the training batches (a stratified draw fixed by
     `seed`) become the validation split (the search's reward), the rest train; the official test batch is
     the test split (for reporting). Normalised per channel with the train split's statistics; `augment`
     asks training for crop+flip. Cached per arguments and file versions; the tensors are shared, so
-    never modify them in place. Path: as in `resolve_path` (None reads $NOS_CIFAR10)."""
-    where = resolve_path(path).resolve()
+    never modify them in place. Path: as in `resolve_path` (None reads the environment's ``variable``)."""
+    where = resolve_path(path, variable).resolve()
     stat = where.stat() if where.is_file() else (where / TRAIN_BATCHES[0]).stat()
     return _load_cifar10(str(where), (stat.st_mtime_ns, stat.st_size), int(val_size), int(seed),
                          bool(augment))

@@ -9,7 +9,6 @@ for translation, "accuracy" is next-token accuracy under teacher forcing.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
 import torch
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from child_tasks.config import Cifar10Data, DigitsData, Mnist1DData, NMTData, TaskConfig
+from configuration.files import path_from_env
 from child_tasks.models import MLP, PAD, ConvNet, ConvNet1D, TranslationTransformer, WideResNet
 
 
@@ -158,10 +158,9 @@ def load_data(config: TaskConfig) -> Any:
     if isinstance(d, Cifar10Data):
         from child_tasks.datasets import load_image_task
 
-        # None lets the loader read its own environment variable and explain how to get the data.
-        path = d.path or os.environ.get(d.path_env) or None
-        return load_image_task("cifar10", path=path, val_size=d.val_size, seed=d.split_seed,
-                               augment=d.augment)
+        # The loader reads the path (or the variable) and, when there is none, explains how to get it.
+        return load_image_task("cifar10", path=d.path, variable=d.path_env, val_size=d.val_size,
+                               seed=d.split_seed, augment=d.augment)
     return _load_translation(d)
 
 
@@ -171,7 +170,7 @@ def _load_translation(d: NMTData) -> Any:
     if d.source == "synthetic":
         return translation.synthetic_translation(n_train=d.n_train, n_val=d.n_val, n_test=d.n_test,
                                                  seed=d.split_seed)
-    directory = d.directory or os.environ.get(d.path_env)
+    directory = path_from_env(d.directory, d.path_env)
     if not directory:
         raise FileNotFoundError(f"the nmt task reads a parallel corpus: set data.directory in the config "
                                 f"or the environment variable {d.path_env}")

@@ -40,7 +40,8 @@ import torch
 from child_tasks.config import NORMALISED, Reference, TaskConfig, cache_dir, write_cache
 from child_tasks.optimizers import OptimizerSpec, resolve_optimizer
 from child_tasks.problems import load_data, make_problem
-from child_tasks.train import TrainResult, json_safe, train
+from child_tasks.train import TrainResult, train
+from configuration.files import json_safe
 from dsl import Rule
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from torch import nn
 from child_tasks.config import TaskConfig, load_task_config
 from child_tasks.optimizers import BASELINES, OptimizerSpec, resolve_optimizer
 from child_tasks.problems import Problem, make_problem
+from configuration.files import json_safe
 from dsl import Rule
 
 __all__ = ["BASELINES", "LrTrial", "OptimizerSpec", "TrainResult", "resolve_optimizer", "train"]
@@ -86,17 +87,6 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (non-finite numbers become None)."""
         return json_safe(asdict(self))
-
-
-def json_safe(value: Any) -> Any:
-    """Plain data as strict JSON allows it: non-finite floats become None, tuples lists (recursively)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 class _RunEnded(Exception):

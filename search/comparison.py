@@ -17,7 +17,6 @@ the trainings. ``address`` None starts a local Ray, or uses the one this process
 
 from __future__ import annotations
 
-import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from child_tasks.compare import ComparisonRow, ComparisonTable
 from child_tasks.config import TaskConfig
@@ -34,12 +32,11 @@ from child_tasks.reward import Evaluation, evaluate
 from child_tasks.suite import Suite, load_suite
 from child_tasks.train import resolve_optimizer
 from search.cluster import connect, disconnect, worker_options
+from search.progress import ComparisonProgress
+from search.scheduling import Scheduler
 from search.workers import EvaluationWorker, WorkerPool
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BASELINES = ("adam", "momentum", "sgd", "rmsprop")
-WAIT_WARNING_S = 60.0
 
 
 class ComparisonError(RuntimeError):
@@ -88,29 +85,6 @@ class ComparisonWorker(EvaluationWorker):
                 "duration": time.perf_counter() - start}
 
 
-class _Bar:
-    """Trainings done of all, and the last one finished; a no-op when disabled."""
-
-    def __init__(self, total: int, description: str, enabled: bool, console: Console | None) -> None:
-        self._progress = Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("trainings"), TimeElapsedColumn(),
-                                  TextColumn("{task.fields[last]}"),
-                                  console=console, disable=not enabled)
-        self._task = self._progress.add_task(description, total=total, last="")
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def done(self, label: str, seed: int, result: Evaluation) -> None:
-        last = f"{label} seed {seed}: {result.reward:.3f}"
-        last += "" if result.status == "ok" else f" ({result.status})"
-        self._progress.update(self._task, advance=1, last=last)
-
-
 def compare_on_ray(rows: Sequence[Contender], task: TaskConfig | Suite, seeds: Sequence[int], *,
                    address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
                    gpu_fraction: float = 0.25, time_limit_s: float | None = None, max_retries: int = 2,
@@ -136,7 +110,7 @@ def compare_on_ray(rows: Sequence[Contender], task: TaskConfig | Suite, seeds: S
     started = connect(address, num_cpus=workers * cpus_per_worker if workers else None)
     try:
         results = _run(jobs, suite, data, workers, cpus_per_worker, gpu_fraction, time_limit_s, max_retries,
-                       _Bar(len(jobs), description, progress, console))
+                       ComparisonProgress(len(jobs), description, progress, console))
     finally:
         disconnect(started)
     table = ComparisonTable(suite.name, suite.tasks[0].metric, seeds)
@@ -146,36 +120,25 @@ def compare_on_ray(rows: Sequence[Contender], task: TaskConfig | Suite, seeds: S
 
 def _run(jobs: list[tuple[Contender, int]], suite: Suite, data: list[Any], workers: int | None,
          cpus_per_worker: int, gpu_fraction: float, time_limit_s: float | None, max_retries: int,
-         bar: _Bar) -> dict[tuple[str, int], Evaluation]:
+         bar: ComparisonProgress) -> dict[tuple[str, int], Evaluation]:
     import ray
 
     options = worker_options(workers, cpus_per_worker, gpu_fraction)
     pool = WorkerPool(min(options.workers, len(jobs)), options.ray_options, suite.to_mapping(),
                       ray.put(data), options.threads, time_limit_s, ComparisonWorker)
+    scheduler = Scheduler(pool, max_retries, describe=lambda job: f"{job[0].label} seed {job[1]}")
+    for row, seed in jobs:
+        scheduler.add((row, seed), (row.optimizer, dict(row.hyper)), seed)
     results: dict[tuple[str, int], Evaluation] = {}
-    queue, tries = list(reversed(jobs)), {(row.label, seed): 0 for row, seed in jobs}
     try:
         with bar:
-            while queue or pool.busy:
-                while queue and pool.idle_worker() is not None:
-                    row, seed = queue.pop()
-                    tries[row.label, seed] += 1
-                    pool.submit((row, seed), (row.optimizer, dict(row.hyper)), seed)
-                finished = pool.wait(timeout=WAIT_WARNING_S)
-                if not finished and pool.started == 0:
-                    log.warning("no worker has started after %.0f s: the cluster may lack the resources each "
-                                "worker asks for (%s); still waiting", WAIT_WARNING_S, pool.ray_options)
-                for done in finished:
+            while scheduler.under_way:
+                scheduler.feed()
+                for done in scheduler.collect():
                     row, seed = done.tag
                     if done.crashed is not None:
-                        if tries[row.label, seed] > max_retries:
-                            attempts = tries[row.label, seed]
-                            raise ComparisonError(f"{row.label} seed {seed}: the worker process died on each "
-                                                  f"of {attempts} attempts; last: {done.crashed}")
-                        log.warning("%s seed %d: worker %s died (%s); retrying", row.label, seed, done.worker,
-                                    done.crashed)
-                        queue.append((row, seed))
-                        continue
+                        raise ComparisonError(f"{row.label} seed {seed}: the worker process died on each of "
+                                              f"{done.attempts} attempts; last: {done.crashed}")
                     if done.result["status"] == "failed":
                         raise ComparisonError(f"{row.label} seed {seed} raised on worker {done.worker}:\n"
                                               f"{done.result['error']}")

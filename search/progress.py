@@ -1,18 +1,23 @@
-"""The search's progress bar: trainings done of the budget, samples drawn (duplicates and invalid ones
-among them), trainings per second, the best rule so far.
+"""The progress bars: the search's (trainings done of the budget, samples drawn, duplicates and invalid
+ones among them, trainings per second, the best rule so far) and a comparison's (trainings done of all,
+the last one finished), both a `Bar`.
 
     with SearchProgress(budget=1000, enabled=True) as bar:
         bar.sampled(rows)                                   # a new batch's rows, as screened
         bar.trained(reward=91.2, rule="sign(m) * g")        # one training finished (reward None: not ok)
         bar.duplicate()                                     # a pending row took another training's reward
 
-A `rich.progress.Progress` with columns of its own; with ``enabled=False`` every call is a no-op, so the
-driver calls it unconditionally. A resumed search starts the counts from the store's.
+    with ComparisonProgress(total=8, description="confirm 2 rules", enabled=True) as bar:
+        bar.done("adam", 1, evaluation)                     # one (optimizer, seed) training finished
+
+Each is a `rich.progress.Progress` of one task with columns of its own; with ``enabled=False`` every call
+is a no-op, so the callers call it unconditionally. A resumed search starts the counts from the store's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
@@ -20,7 +25,28 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Column
 from rich.text import Text
 
+from child_tasks.reward import Evaluation as TaskEvaluation
 from search.store import Evaluation
+
+
+class Bar:
+    """A rich progress bar over one task, shown while in a ``with`` block; a no-op when not enabled."""
+
+    def __init__(self, *columns: ProgressColumn, total: int, completed: int = 0, enabled: bool = True,
+                 console: Console | None = None, expand: bool = False, **fields: Any) -> None:
+        self._progress = Progress(*columns, console=console, disable=not enabled, transient=False,
+                                  expand=expand)
+        self._task = self._progress.add_task("", total=total, completed=completed, **fields)
+
+    def __enter__(self) -> Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, **changes: Any) -> None:
+        self._progress.update(self._task, **changes)
 
 
 class RateColumn(ProgressColumn):
@@ -56,7 +82,7 @@ class BestColumn(ProgressColumn):
         return text
 
 
-class SearchProgress:
+class SearchProgress(Bar):
     """The bar over one search session; see the module docstring."""
 
     def __init__(self, budget: int, trained: int = 0, counts: Mapping[str, int] | None = None,
@@ -68,31 +94,27 @@ class SearchProgress:
         self.best_reward, self.best_rule = best_reward, best_rule
         self.fields = {"samples": sum(counts.values()), "duplicates": counts.get("duplicate", 0),
                        "invalid": counts.get("invalid", 0), "session": 0}
-        self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
-                                  TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), SamplesColumn(),
-                                  BestColumn(), console=console, disable=not enabled, transient=False,
-                                  expand=True)
-        self._task = self._progress.add_task("search", total=max(budget, trained), completed=trained,
-                                             best_reward=best_reward, best_rule=best_rule, **self.fields)
+        super().__init__(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
+                         TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), SamplesColumn(),
+                         BestColumn(), total=max(budget, trained), completed=trained, enabled=enabled,
+                         console=console, expand=True, best_reward=best_reward, best_rule=best_rule,
+                         **self.fields)
 
     def __enter__(self) -> SearchProgress:
-        self._progress.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
 
     def sampled(self, rows: Sequence[Evaluation]) -> None:
         """A new batch's rows as stored: each is a sample; duplicates and invalid ones are counted."""
         self.fields["samples"] += len(rows)
         self.fields["duplicates"] += sum(r.status == "duplicate" for r in rows)
         self.fields["invalid"] += sum(r.status == "invalid" for r in rows)
-        self._progress.update(self._task, **self.fields)
+        self.update(**self.fields)
 
     def duplicate(self) -> None:
         """A row that waited for a training of its rule took that training's reward."""
         self.fields["duplicates"] += 1
-        self._progress.update(self._task, **self.fields)
+        self.update(**self.fields)
 
     def trained(self, reward: float | None = None, rule: str | None = None) -> None:
         """One training finished; ``reward`` and ``rule`` when it is an ok one (the best so far is kept).
@@ -102,5 +124,24 @@ class SearchProgress:
             self.best_reward, self.best_rule = reward, rule
         task = self._progress.tasks[0]
         total = max(task.total or 0, task.completed + 1)
-        self._progress.update(self._task, advance=1, total=total, best_reward=self.best_reward,
-                              best_rule=self.best_rule, **self.fields)
+        self.update(advance=1, total=total, best_reward=self.best_reward, best_rule=self.best_rule,
+                    **self.fields)
+
+
+class ComparisonProgress(Bar):
+    """Trainings of a comparison done of all, and the last one finished."""
+
+    def __init__(self, total: int, description: str, enabled: bool = True,
+                 console: Console | None = None) -> None:
+        super().__init__(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("trainings"), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
+                         total=total, enabled=enabled, console=console, last="")
+
+    def __enter__(self) -> ComparisonProgress:
+        super().__enter__()
+        return self
+
+    def done(self, label: str, seed: int, result: TaskEvaluation) -> None:
+        last = f"{label} seed {seed}: {result.reward:.3f}"
+        last += "" if result.status == "ok" else f" ({result.status})"
+        self.update(advance=1, last=last)

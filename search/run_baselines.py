@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
 from configuration import ConfigError, validation_error
-from discovered_rules.records import write_atomic
+from configuration.files import write_atomic
 from search.comparison import compare_on_ray, contenders
 from search.config import SearchConfig
 from search.store import RunStore

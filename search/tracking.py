@@ -7,13 +7,13 @@
 ``mode: disabled`` (the default) does nothing and does not import wandb: no network, no account.
 ``offline`` writes the run under ``<run_dir>/wandb`` without an account (``wandb sync`` uploads it later);
 ``online`` needs ``wandb login``. The wandb run id is the search's run id, so a resumed search continues
-the same wandb run. Logged: each controller update's statistics (`controller.UpdateStats` fields, under
+the same wandb run. Nothing here changes the process (its environment, wandb's global settings): a
+program that uses wandb for itself is left as it was. Logged: each controller update's statistics (`controller.UpdateStats` fields, under
 ``controller/``) with the search's counters, and at the end a table of the best rules.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,15 +32,16 @@ class Tracker:
         self.run = None
         if section.mode == "disabled":
             return
-        # Quiet, and everything wandb writes stays inside the run directory.
-        os.environ.setdefault("WANDB_SILENT", "true")
-        os.environ["WANDB_DIR"] = str(Path(run_dir).resolve())
         import wandb
 
         self._wandb = wandb
-        self.run = wandb.init(project=section.project, entity=section.entity, mode=section.mode,
-                              dir=str(run_dir), id=run_id, name=run_id, resume="allow", config=config,
-                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+        # Quiet, and everything wandb writes stays inside the run directory: said to this run through
+        # its settings, never through os.environ, which would change wandb for the whole process.
+        root = str(Path(run_dir).resolve())
+        self.run = wandb.init(project=section.project, entity=section.entity, mode=section.mode, dir=root,
+                              id=run_id, name=run_id, resume="allow", config=config,
+                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
+                                                      root_dir=root))
 
     def log_update(self, stats: dict[str, Any], step: int, **counters: Any) -> None:
         """One controller update's statistics (``controller/<field>``) and the search's counters."""

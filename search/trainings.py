@@ -17,53 +17,47 @@ back to the front of the queue, up to ``max_retries`` times, and is then ``faile
 training is ``failed`` at once, with its traceback.
 
 Timing: ``busy_s`` sums the evaluations' durations as the workers measured them (an attempt whose worker
-died is not counted); ``first_submit`` and ``last_result`` bound the time the workers were in use, so
+died is not counted; the rules of one batch each count their share of its time, so a batch counts once);
+``first_submit`` and ``last_result`` bound the time the workers were in use, so
 ``busy_s / (workers * (last_result - first_submit))`` is the share of the workers' time spent training.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any
 
 from search.config import SearchSection
 from search.progress import SearchProgress
+from search.scheduling import Scheduler
 from search.store import Evaluation, RunStore
 from search.workers import WorkerPool
-
-log = logging.getLogger(__name__)
-
-WAIT_WARNING_S = 60.0  # no worker started after this long: say so (an autoscaler may still be adding nodes)
 
 
 class Trainings:
     """The queue of trainings and the rewards of finished rows; see the module docstring."""
 
     def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress) -> None:
-        self.store, self.pool, self.search, self.bar = store, pool, search, bar
-        self.queue: deque[Evaluation] = deque()
+        self.store, self.search, self.bar = store, search, bar
+        # Each attempt is counted in the store as it starts, so a resume knows the tries of a row.
+        self.scheduler = Scheduler(pool, search.max_retries,
+                                   describe=lambda row: f"evaluation {row.id}",
+                                   on_submit=lambda row, worker: store.add_attempt(row.id, worker))
         self.leaders: dict[str, Evaluation] = {}  # canonical key -> the row queued or training for it
         self.followers: dict[int, list[Evaluation]] = defaultdict(list)  # leader's id -> rows waiting on it
-        self.tries: dict[int, int] = {}  # row id -> attempts so far
         self.finished: dict[int, float] = {}  # row id -> reward, for rows of batches not yet learned from
         self.evaluations = 0  # trainings that returned a result in this session
         self.busy_s = 0.0
-        self.first_submit: float | None = None
-        self.last_result: float | None = None
 
     @property
     def under_way(self) -> int:
         """Trainings queued or running."""
-        return len(self.queue) + self.pool.busy
+        return self.scheduler.under_way
 
     @property
     def span_s(self) -> float:
         """Seconds from the first submission to the last result of this session (0 before both)."""
-        if self.first_submit is None or self.last_result is None:
-            return 0.0
-        return self.last_result - self.first_submit
+        return self.scheduler.span_s
 
     def add(self, rows: list[Evaluation]) -> int:
         """Queue a batch's pending rows (a finished row's reward is taken as stored); the number of the
@@ -83,37 +77,21 @@ class Trainings:
                 self.followers[self.leaders[row.canonical_key].id].append(row)
             else:
                 self.leaders[row.canonical_key] = row
-                self.tries[row.id] = row.attempts
-                self.queue.append(row)
+                self.scheduler.add(row, row.rule, self.search.eval_seed, tries=row.attempts)
                 trained += 1
         return trained
 
     def feed(self) -> None:
         """Start the oldest queued trainings on every idle worker."""
-        while self.queue and self.pool.idle_worker() is not None:
-            row = self.queue.popleft()
-            self.tries[row.id] = self.store.add_attempt(row.id, self.pool.idle_worker())
-            self.pool.submit(row, row.rule, self.search.eval_seed)
-            if self.first_submit is None:
-                self.first_submit = time.perf_counter()
+        self.scheduler.feed()
 
     def collect(self) -> None:
         """Wait for at least one result (or a worker starting) and store what arrived."""
-        finished = self.pool.wait(timeout=WAIT_WARNING_S)
-        if not finished and self.pool.started == 0:
-            log.warning("no evaluation worker has started after %.0f s: the cluster may lack the resources "
-                        "each worker asks for (%s); still waiting", WAIT_WARNING_S, self.pool.ray_options)
-        for done in finished:
+        for done in self.scheduler.collect():
             row = done.tag
-            self.last_result = time.perf_counter()
             if done.crashed is not None:
-                if self.tries[row.id] <= self.search.max_retries:
-                    log.warning("evaluation %d: worker %s died (%s); retrying", row.id, done.worker,
-                                done.crashed)
-                    self.queue.appendleft(row)
-                    continue
                 out = {"status": "failed", "worker": done.worker, "error": f"the worker process died on each "
-                       f"of {self.tries[row.id]} attempts; last: {done.crashed}"}
+                       f"of {done.attempts} attempts; last: {done.crashed}"}
             else:
                 out = done.result
                 self.evaluations += 1

@@ -31,10 +31,10 @@ from rich.console import Console
 import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, load_task_config, override
-from child_tasks.train import json_safe
 from configuration import parse_overrides
+from configuration.files import json_safe, write_atomic
 from discovered_rules import RuleRecord
-from discovered_rules.records import write_atomic, write_record
+from discovered_rules.records import write_record
 from dsl import KNOWN_RULE_TEXT
 from search.comparison import DEFAULT_BASELINES, Contender, compare_on_ray, contenders
 

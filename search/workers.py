@@ -10,14 +10,15 @@ over one core make small networks many times slower.
 ``evaluate(rule_text, seed)`` returns a plain dict: status (ok, diverged, failed), reward (the mean of
 the tasks' scores, `child_tasks.reward`), lr and curves (the first task's first seed), the evaluation
 (every task's score and every training's result), reason/traceback, duration and the worker's id
-(``host:pid``). Whatever the rule
-or the training does, an exception is returned as status ``failed`` with its traceback and never ends the
-actor; only the process dying (killed, out of memory, node lost) does, and the pool replaces the actor.
-Workers never log to wandb: the driver does.
+(``host:pid``). ``evaluate_many(rule_texts, seed)`` returns one such dict per rule, their trainings
+batched in one process (`child_tasks.evaluate_batch`: the same rewards within float tolerance).
+Whatever the rule or the training does, an exception is returned as status ``failed`` with its traceback
+and never ends the actor; only the process dying (killed, out of memory, node lost) does, and the pool
+replaces the actor. Workers never log to wandb: the driver does.
 
-`WorkerPool` keeps track of which actors are ready and idle, hands out evaluations, and reports each one's
-outcome as it arrives (``ray.wait``): a `Finished` with the worker's dict, or ``crashed`` set when the
-actor died, after which a fresh actor takes its place.
+`WorkerPool` keeps track of which actors are ready and idle, hands out evaluations (one, or several in one
+call with ``submit_many``), and reports each one's outcome as it arrives (``ray.wait``): a `Finished`
+with the worker's dict, or ``crashed`` set when the actor died, after which a fresh actor takes its place.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import torch
 
-from child_tasks.reward import Evaluation, evaluate
+from child_tasks.reward import Evaluation, evaluate, evaluate_batch
 from child_tasks.suite import load_suite
 from dsl import Rule, parse
 
@@ -61,18 +62,52 @@ class EvaluationWorker:
         try:
             result = self.train(parse(rule_text), seed)
         except Exception:  # (a failed evaluation is a result to record, never the end of the worker)
-            return {"status": "failed", "reward": None, "error": traceback.format_exc(), "worker": self.id,
-                    "duration": time.perf_counter() - start}
-        return {"status": "ok" if result.status == "ok" else "diverged", "reward": result.reward,
-                "lr": result.lr, "curves": {"train_loss": result.train_loss, "val_curve": result.val_curve},
-                "result": result.to_dict(), "error": result.reason, "worker": self.id,
-                "duration": time.perf_counter() - start}
+            return self._failed(traceback.format_exc(), time.perf_counter() - start)
+        return self._outcome(result, time.perf_counter() - start)
+
+    def evaluate_many(self, rule_texts: list[str], seed: int) -> list[dict[str, Any]]:
+        """`evaluate` for each rule, their trainings batched (`train_many`); a rule that does not parse
+        gets the usual failed dict. If the batch raises, each rule is evaluated alone instead, so one bad
+        rule costs no other its result. Each duration is the rule's share of the batch's time, so that
+        the durations add up to the time the worker was busy."""
+        start = time.perf_counter()
+        out: list[dict[str, Any] | None] = [None] * len(rule_texts)
+        parsed: dict[int, Rule] = {}
+        for i, text in enumerate(rule_texts):
+            try:
+                parsed[i] = parse(text)
+            except Exception:
+                out[i] = self._failed(traceback.format_exc(), 0.0)
+        try:
+            results = self.train_many(list(parsed.values()), seed) if parsed else []
+        except Exception:  # one at a time: the batch's error may be one rule's
+            return [self.evaluate(text, seed) if done is None else done
+                    for text, done in zip(rule_texts, out, strict=True)]
+        share = (time.perf_counter() - start) / len(rule_texts)
+        for i, result in zip(parsed, results, strict=True):
+            out[i] = self._outcome(result, share)
+        for done in out:
+            done["duration"] = share  # type: ignore[index]
+        return out  # type: ignore[return-value]
 
     def train(self, rule: Rule | str, seed: int) -> Evaluation:
         """One evaluation: every task, every training seed of ``seed``, NOS's lr choice in each; the step
         a subclass may replace."""
         return evaluate(rule, self.tasks, seed, data=self.data, threads=self.threads, device=self.device,
                         time_limit_s=self.time_limit_s)
+
+    def train_many(self, rules: list[Rule], seed: int) -> list[Evaluation]:
+        """`train` for several rules at once, their models side by side (`child_tasks.evaluate_batch`)."""
+        return evaluate_batch(rules, self.tasks, seed, data=self.data, threads=self.threads,
+                              device=self.device, time_limit_s=self.time_limit_s)
+
+    def _outcome(self, result: Evaluation, duration: float) -> dict[str, Any]:
+        return {"status": "ok" if result.status == "ok" else "diverged", "reward": result.reward,
+                "lr": result.lr, "curves": {"train_loss": result.train_loss, "val_curve": result.val_curve},
+                "result": result.to_dict(), "error": result.reason, "worker": self.id, "duration": duration}
+
+    def _failed(self, error: str, duration: float) -> dict[str, Any]:
+        return {"status": "failed", "reward": None, "error": error, "worker": self.id, "duration": duration}
 
 
 def _has_gpu() -> bool:
@@ -101,6 +136,14 @@ class Finished:
     result: dict[str, Any] | None
     crashed: str | None
     worker: str
+    batched: bool = False  # it was one of several evaluations in one call (`submit_many`)
+
+
+@dataclass(frozen=True)
+class _Many:
+    """The tags of the evaluations of one `submit_many` call, in order."""
+
+    tags: list[Any]
 
 
 class WorkerPool:
@@ -138,10 +181,17 @@ class WorkerPool:
         """The id of a started, idle worker (the next `submit` goes to it), or None."""
         return self._idle[-1][1] if self._idle else None
 
-    def submit(self, tag: Any, rule_text: str, seed: int) -> str:
+    def submit(self, tag: Any, rule_text: Any, seed: int) -> str:
         """Start an evaluation on the idle worker `idle_worker` named; returns that worker's id."""
         actor, worker = self._idle.pop()
         self._running[actor.evaluate.remote(rule_text, seed)] = (actor, worker, tag)
+        return worker
+
+    def submit_many(self, tags: list[Any], rule_texts: list[Any], seed: int) -> str:
+        """Start several evaluations in one call (the worker's ``evaluate_many``) on the idle worker
+        `idle_worker` named; each is reported on its own by `wait`. Returns that worker's id."""
+        actor, worker = self._idle.pop()
+        self._running[actor.evaluate_many.remote(rule_texts, seed)] = (actor, worker, _Many(tags))
         return worker
 
     def wait(self, timeout: float | None = None) -> list[Finished]:
@@ -164,16 +214,19 @@ class WorkerPool:
                     raise RuntimeError(f"an evaluation worker failed to start: {err}") from None
                 continue
             actor, worker, tag = self._running.pop(ref)
+            tags, many = (tag.tags, True) if isinstance(tag, _Many) else ([tag], False)
             try:
-                finished.append(Finished(tag, ray.get(ref), None, worker))
+                results = ray.get(ref) if many else [ray.get(ref)]
+                finished += [Finished(t, r, None, worker, many) for t, r in zip(tags, results, strict=True)]
                 self._idle.append((actor, worker))
             except ray.exceptions.RayTaskError as err:  # evaluate catches everything; a result that
                 # cannot travel back (serialisation) still lands here: the worker lives on
-                finished.append(Finished(tag, {"status": "failed", "reward": None, "error": str(err),
-                                               "worker": worker, "duration": None}, None, worker))
+                failed = {"status": "failed", "reward": None, "error": str(err), "worker": worker,
+                          "duration": None}
+                finished += [Finished(t, dict(failed), None, worker, many) for t in tags]
                 self._idle.append((actor, worker))
             except ray.exceptions.RayError as err:  # the actor's process died: replace the actor
-                finished.append(Finished(tag, None, f"{type(err).__name__}: {err}", worker))
+                finished += [Finished(t, None, f"{type(err).__name__}: {err}", worker, many) for t in tags]
                 ray.kill(actor, no_restart=True)
                 self._start()
         return finished

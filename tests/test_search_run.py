@@ -139,9 +139,13 @@ def test_tracker_logs_updates_offline_and_imports_nothing_when_disabled(tmp_path
     from search.config import WandbSection
     from search.tracking import Tracker
 
+    environment = dict(os.environ)
     tracker = Tracker(WandbSection(mode="offline"), tmp_path, "run-1", {"a": 1})
     tracker.log_update({"mean_reward": 1.0, "entropy": 2.0}, step=0, samples=10, best_reward=None)
     tracker.finish([])
+    # Ours changes nothing; wandb itself notes where its service listens (for child processes).
+    changed = {k for k in {*environment, *os.environ} if os.environ.get(k) != environment.get(k)}
+    assert changed <= {"WANDB_SERVICE"}, f"tracking changed the process's environment: {changed}"
     assert tracker.run is None and list((tmp_path / "wandb").glob("offline-run-*-run-1/*.wandb"))
     code = ("import sys; from search.config import WandbSection; from search.tracking import Tracker; "
             "t = Tracker(WandbSection(), '.', 'r', {}); t.log_update({}, step=0); t.finish(); "

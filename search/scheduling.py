@@ -1,0 +1,136 @@
+"""The one Ray scheduling loop: jobs queued first in, first out, handed to the idle workers of a
+`search.workers.WorkerPool`, and a job whose worker process died put back at the front of the queue.
+
+    scheduler = Scheduler(pool, max_retries=2, describe=lambda tag: f"evaluation {tag.id}")
+    scheduler.add(tag, payload, seed)            # payload: what the worker's evaluate takes (rule text, ...)
+    while scheduler.under_way:
+        scheduler.feed()                          # every idle worker takes the oldest queued job(s)
+        for done in scheduler.collect():          # wait for results
+            done.tag, done.result                 # the worker's dict, or None and done.crashed
+                                                  # (its worker died on each of done.attempts attempts)
+
+The search's trainings (`search.trainings`) and the comparisons (`search.results.comparison`) both run on
+it. A job whose worker died is tried again, ahead of every other job, until it has had ``max_retries``
+retries; after that it is reported with ``crashed`` set and the caller decides (a failed row, or an
+error). No worker started after `WAIT_WARNING_S` is logged, not raised: an autoscaler may still be adding
+the nodes the workers wait for.
+
+``batch`` > 1 hands an idle worker up to that many queued jobs of the same seed in one call (the worker's
+``evaluate_many``); jobs of a batch whose worker died are tried again one at a time, so one job that
+kills its worker cannot take others down with it twice. ``first_submit`` and ``last_result`` bound the
+time the workers were in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from search.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+WAIT_WARNING_S = 60.0  # no worker started after this long: say so (an autoscaler may still be adding nodes)
+
+
+@dataclass
+class Job:
+    """One queued evaluation: the caller's tag, what the worker evaluates, its seed and its attempts."""
+
+    tag: Any
+    payload: Any
+    seed: int
+    tries: int = 0
+    alone: bool = False  # never batched again: its batch's worker died
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A job's end: the worker's dict, or ``crashed`` (why) once its worker died on every attempt."""
+
+    tag: Any
+    result: dict[str, Any] | None
+    crashed: str | None
+    worker: str
+    attempts: int
+
+
+class Scheduler:
+    """The queue of jobs over a worker pool; see the module docstring."""
+
+    def __init__(self, pool: WorkerPool, max_retries: int, *, batch: int = 1,
+                 describe: Callable[[Any], str] = str,
+                 on_submit: Callable[[Any, str], None] | None = None) -> None:
+        self.pool, self.max_retries, self.batch = pool, max_retries, batch
+        self.describe = describe  # a job's name in the log
+        self.on_submit = on_submit  # called with (tag, worker id) as each job is handed out
+        self.queue: deque[Job] = deque()
+        self.first_submit: float | None = None
+        self.last_result: float | None = None
+
+    @property
+    def under_way(self) -> int:
+        """Jobs queued or running."""
+        return len(self.queue) + self.pool.busy
+
+    @property
+    def span_s(self) -> float:
+        """Seconds from the first submission to the last result (0 before both)."""
+        if self.first_submit is None or self.last_result is None:
+            return 0.0
+        return self.last_result - self.first_submit
+
+    def add(self, tag: Any, payload: Any, seed: int, tries: int = 0) -> None:
+        """Queue a job at the back; ``tries``: attempts it had before (a resumed search's row)."""
+        self.queue.append(Job(tag, payload, seed, tries))
+
+    def feed(self) -> None:
+        """Hand the oldest queued jobs to every idle worker."""
+        while self.queue and (worker := self.pool.idle_worker()) is not None:
+            jobs = self._take()
+            for job in jobs:
+                job.tries += 1
+                if self.on_submit is not None:
+                    self.on_submit(job.tag, worker)
+            if len(jobs) == 1:
+                self.pool.submit(jobs[0], jobs[0].payload, jobs[0].seed)
+            else:
+                self.pool.submit_many(jobs, [job.payload for job in jobs], jobs[0].seed)
+            if self.first_submit is None:
+                self.first_submit = time.perf_counter()
+
+    def _take(self) -> list[Job]:
+        """The oldest job and, when batching, the next queued ones of its seed (up to ``batch``)."""
+        first = self.queue.popleft()
+        if self.batch == 1 or first.alone:
+            return [first]
+        jobs, rest = [first], deque()
+        while self.queue and len(jobs) < self.batch:
+            job = self.queue.popleft()
+            (jobs if job.seed == first.seed and not job.alone else rest).append(job)
+        self.queue.extendleft(reversed(rest))  # the skipped ones keep their places
+        return jobs
+
+    def collect(self, timeout: float = WAIT_WARNING_S) -> list[Outcome]:
+        """Wait for at least one result (or a worker starting); the jobs that ended, in arrival order."""
+        finished = self.pool.wait(timeout=timeout)
+        if not finished and self.pool.started == 0:
+            log.warning("no evaluation worker has started after %.0f s: the cluster may lack the resources "
+                        "each worker asks for (%s); still waiting", timeout, self.pool.ray_options)
+        out = []
+        for done in finished:
+            job: Job = done.tag
+            self.last_result = time.perf_counter()
+            if done.crashed is not None:
+                job.alone = job.alone or done.batched
+                if job.tries <= self.max_retries:
+                    log.warning("%s: worker %s died (%s); retrying", self.describe(job.tag), done.worker,
+                                done.crashed)
+                    self.queue.appendleft(job)
+                    continue
+            out.append(Outcome(job.tag, done.result, done.crashed, done.worker, job.tries))
+        return out
