@@ -30,6 +30,7 @@ from discovered_rules.records import (
     RecordError,
     RecordWarning,
     RuleRecord,
+    Verdict,
     class_name,
     make_record,
     read_record,
@@ -42,8 +43,9 @@ from dsl.optimizer import optimizer_class
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 __all__ = [
-    "PACKAGE_DIR", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "available", "class_name",
-    "export", "load", "make_record", "optimizer_source", "read_record", "record", "write_record",
+    "PACKAGE_DIR", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict", "available",
+    "class_name", "export", "load", "make_record", "optimizer_source", "read_record", "record",
+    "write_record",
 ]
 
 
@@ -148,4 +150,9 @@ def _provenance(rec: RuleRecord) -> str:
             f"{', run ' + rec.run_id if rec.run_id else ''}): mean reward {sum(rewards) / len(rewards):.4g} "
             f"over {len(rewards)} seed(s)")
     baselines = [f"{name} {sum(v) / len(v):.4g}" for name, v in rec.baselines.items() if v]
-    return text + (f"; baselines: {', '.join(baselines)}." if baselines else ".")
+    text += f"; baselines: {', '.join(baselines)}." if baselines else "."
+    if (v := rec.verdict) is not None:
+        z = "n/a" if v.z is None else f"{v.z:.2g}"
+        text += (f" It {'beat' if v.beats else 'did not beat'} the best baseline, {v.best_baseline}, on "
+                 f"these seeds (paired gain {v.gain:+.4g}, z {z}).")
+    return text

@@ -2,9 +2,10 @@
 
 A `RuleRecord` holds the rule's text (read only through `dsl.parse`), its formula, LaTeX and canonical
 key, the hyper-constant defaults it is used with (lr among them), the task and the reward per seed, the
-baselines' rewards on the same seeds, and optionally the run, its config, learning curves and transfer
-results (filled in later). Records are data: reading one parses JSON and validates it with pydantic in
-strict mode (a reward written as "0.9" is an error, not a guess); nothing in a file is evaluated.
+baselines' rewards on the same seeds, the verdict against the best of them (a rule that lost is recorded
+as such), and optionally the run, its config, learning curves and transfer results (filled in later).
+Records are data: reading one parses JSON and validates it with pydantic in strict mode (a reward written
+as "0.9" is an error, not a guess); nothing in a file is evaluated.
 
     rec = make_record("nos_1", "exp(sign(g) * sign(m)) * g", task="digits", rewards={0: 0.91, 1: 0.9},
                       baselines={"adam": [0.9, 0.89]}, hyper={"lr": 0.01})
@@ -66,6 +67,17 @@ def _printable(text: str) -> str:
     return text
 
 
+class Verdict(BaseModel):
+    """A confirmed rule against the best baseline (the highest mean reward) on the confirmation seeds."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants")
+
+    best_baseline: str
+    gain: Reward = Field(description="mean paired difference, rule minus baseline, over the seeds")
+    z: float | None = Field(description="the gain over its standard error; None with fewer than 2 seeds")
+    beats: bool = Field(description="gain > 0 at z >= 2: the rule beat the best baseline on these seeds")
+
+
 class RuleRecord(BaseModel):
     """A rule with its provenance and results; stored as ``<name>.json``."""
 
@@ -87,6 +99,8 @@ class RuleRecord(BaseModel):
     curves: dict[int, list[float]] | None = Field(None, description="seed -> learning curve")
     transfer: dict[str, list[dict[str, Any]]] | None = Field(
         None, description="task -> comparison table rows (child_tasks.compare's to_rows())")
+    verdict: Verdict | None = Field(None, description="a search's rule against the best baseline on the "
+                                    "confirmation seeds; None for a reference rule or an older record")
 
     @field_validator("name")
     @classmethod

@@ -29,7 +29,7 @@ from rich.table import Table
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
 from dsl.functions import FUNCTIONS
 from dsl.vocabulary import HYPERS, OPERANDS
-from search.cli_rules import register, wide
+from search.cli_rules import print_confirmation, register
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
                   no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
@@ -241,7 +241,4 @@ def _print_summary(summary) -> None:
         table.add_row(name, value)
     console.print(table)
     if summary.confirmation is not None:
-        wide(console).print(summary.confirmation.table.to_rich())
-        for item in summary.confirmation.exported:
-            console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}",
-                          highlight=False, soft_wrap=True)
+        print_confirmation(console, summary.confirmation)

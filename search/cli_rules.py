@@ -121,10 +121,14 @@ def export(
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace this run's records of the same rules in place "
+                               "(their transfer results are kept). Without it a taken name is never "
+                               "replaced: the record gets the next free name, nos_<run>_<rank>_<n>."),
 ) -> None:
     """Confirm a run's best rules: train each again with more seeds and a longer budget next to the
     baselines (on Ray, one task per optimizer and seed), then write each as a record (JSON) and a
-    self-contained PyTorch optimizer (.py) named nos_<run>_<rank>."""
+    self-contained PyTorch optimizer (.py) named nos_<run>_<rank>, with its verdict against the best
+    baseline (paired gain and z on the confirmation seeds)."""
     from search.cluster import ClusterError
     from search.comparison import ComparisonError
     from search.store import StoreError
@@ -133,13 +137,28 @@ def export(
     try:
         confirmed = confirm_and_export(run_dir, top, seeds=seeds, budget_scale=budget_scale,
                                        baselines=_baselines(baselines), directory=directory, address=address,
-                                       progress=progress, console=console)
+                                       progress=progress, console=console, force=force)
     except (StoreError, ClusterError, ComparisonError, OSError, ValueError) as err:
         raise _fail(err, 1) from None
+    print_confirmation(console, confirmed)
+
+
+def print_confirmation(console: Console, confirmed) -> None:
+    """The confirmation table, each exported record with its verdict, and plainly whether any rule beat
+    the best baseline (`search.winners.verdict`)."""
     wide(console).print(confirmed.table.to_rich())
     for item in confirmed.exported:
-        console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}", highlight=False,
-                      soft_wrap=True)
+        v = item.record.verdict
+        said = "" if v is None else (
+            f"  ({'beats' if v.beats else 'does not beat'} {v.best_baseline}: paired gain {v.gain:+.4g}, "
+            f"z {'n/a' if v.z is None else f'{v.z:.2g}'})")
+        console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}{said}",
+                      highlight=False, soft_wrap=True)
+    verdicts = [e.record.verdict for e in confirmed.exported if e.record.verdict is not None]
+    if verdicts and not any(v.beats for v in verdicts):
+        console.print(f"No discovered rule beat the best baseline ({verdicts[0].best_baseline}) on the "
+                      f"confirmation seeds {confirmed.table.seeds} (a gain above 0 at z >= 2); the records "
+                      "say so.", highlight=False, soft_wrap=True)
 
 
 def transfer(

@@ -48,7 +48,8 @@ One process at a time works in a run directory (`search.lock`): a second search 
 run is refused before it writes anything.
 
 At the end (of a resumed run too) the ``confirm`` section's top rules are confirmed with more seeds and a
-longer budget next to the baselines, and exported (`search.winners.confirm_and_export`).
+longer budget next to the baselines, and exported (`search.winners.confirm_and_export`), unless this
+run's records of those rules exist already (a resume of a finished run).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from search.progress import SearchProgress
 from search.store import FILENAME, Evaluation, RunStore
 from search.tracking import Tracker
 from search.trainings import Trainings
-from search.winners import Confirmation, confirm_and_export
+from search.winners import Confirmation, confirm_and_export, run_records
 from search.workers import EvaluationWorker, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,14 @@ def _confirm(config: SearchConfig, run_dir: Path, address: str | None, progress:
     """The confirmation of the run's winners, or why it failed (the search's results stay in the store,
     and ``nos rules export RUN_DIR`` can try again)."""
     section = config.confirm
+    with RunStore(run_dir, config=None, create=False) as store:
+        run_id, keys = store.run_id, {row.canonical_key for row in store.best(section.top_k)}
+    done = run_records(run_id, records_dir)
+    if keys and keys <= set(done):  # a resumed run that was confirmed before: exporting again would copy
+        log.warning("run %s was confirmed and exported before (%s); nothing to do (to confirm again: nos "
+                    "rules export %s --force)", run_id, ", ".join(sorted(r.name for r in done.values())),
+                    run_dir)
+        return None, None
     try:
         confirmation = confirm_and_export(run_dir, section.top_k, seeds=section.seeds,
                                           budget_scale=section.budget_scale, baselines=section.baselines,

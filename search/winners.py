@@ -16,9 +16,16 @@ the val-metric curve per seed, the most often chosen lr as the optimizer's defau
 ``config`` the run's config with a ``confirmation`` entry (the confirmed task, seeds, scale, the rule's
 search rank, reward and evaluation id).
 
+Each record carries its verdict (`discovered_rules.Verdict`): the paired gain over the best baseline (the
+highest mean on the confirmation seeds) and its z; it beats that baseline when the gain is above 0 at
+z >= 2 (``BEATS_Z``). A rule that did not is exported all the same, and recorded, shown and described in
+its generated module as one that did not.
+
 Names are ``nos_<run short id>_<rank>`` with the rank in the search: stable for a run, lower-case, never a
-reference rule's name. Exporting a run again replaces its own records; a record of another run or a
-hand-made one under the same name is never overwritten (FileExistsError).
+reference rule's name. Exporting never silently replaces a record: where the name is taken, the record
+takes the next free ``nos_<id>_<rank>_<n>``. With ``force`` a record of the same run and the same rule
+(canonical key) is replaced in place, and what the confirmation does not recompute (its transfer results)
+is carried over; a record of another rule, another run or a hand-made one is never replaced.
 
 The search driver calls `confirm_and_export` at the end of every search (a resumed one too) with the
 run config's ``confirm`` section (`search.config.ConfirmSection`, re-exported here); ``nos rules export``
@@ -38,11 +45,11 @@ from typing import Any
 from rich.console import Console
 
 import discovered_rules
-from child_tasks.compare import ComparisonTable
+from child_tasks.compare import ComparisonTable, paired
 from child_tasks.config import TaskConfig, override
 from child_tasks.reward import Evaluation as TaskEvaluation
 from child_tasks.suite import Suite
-from discovered_rules import RuleRecord, make_record
+from discovered_rules import RecordError, RuleRecord, Verdict, make_record
 from dsl import KNOWN_RULE_TEXT
 from search.comparison import DEFAULT_BASELINES, check_baselines, compare_on_ray, contenders
 from search.config import ConfirmSection, SearchConfig  # noqa: F401 (ConfirmSection re-exported)
@@ -91,6 +98,9 @@ def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
     return override(task, changes)
 
 
+BEATS_Z = 2.0  # a confirmed gain over the best baseline counts when its z is at least this
+
+
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
     """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the package's)."""
     out = {}
@@ -106,14 +116,16 @@ def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, R
 def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence[int] = 3,
                        budget_scale: float = 2.0, baselines: Sequence[str] = DEFAULT_BASELINES,
                        directory: str | Path | None = None, address: str | None = None, progress: bool = True,
-                       console: Console | None = None) -> Confirmation:
+                       console: Console | None = None, force: bool = False) -> Confirmation:
     """Confirm the run's ``top_k`` best rules and export them (see the module docstring).
 
     ``seeds``: a count (seeds from 0 up, the search's eval_seed left out) or the seeds themselves.
     ``directory``: where the records go (default: the discovered_rules package folder).
     ``address``: the Ray cluster (None: a local Ray, or the one this process has already).
+    ``force``: replace this run's records of the same rules in place, keeping their transfer results
+    (otherwise a taken name is never replaced: the record takes the next free one).
     Raises StoreError (no store in run_dir), ValueError (no ok evaluation, unknown baseline),
-    FileExistsError (a record of that name from elsewhere), ComparisonError (a training failed).
+    ComparisonError (a training failed).
     """
     baselines = check_baselines(baselines)
     with RunStore(run_dir, config=None, create=False) as store:
@@ -123,10 +135,13 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     if not best:
         raise ValueError(f"{run_dir}: run {run_id} has no finished ok evaluation to confirm")
     seed_list = confirmation_seeds(seeds, config.search.eval_seed) if isinstance(seeds, int) else list(seeds)
-    names = {row.id: record_name(run_id, rank) for rank, row in enumerate(best, 1)}
     folder = discovered_rules.PACKAGE_DIR if directory is None else Path(directory)
-    for name in names.values():  # before hours of training, not after
-        _check_replaceable(folder / f"{name}.json", run_id)
+    if folder.exists() and not folder.is_dir():  # before hours of training, not after
+        raise NotADirectoryError(f"{folder}: the records folder is a file")
+    names, previous = {}, {}
+    for rank, row in enumerate(best, 1):
+        names[row.id], previous[row.id] = _free_name(folder, record_name(run_id, rank), run_id,
+                                                     row.canonical_key, force, set(names.values()))
 
     task = confirmed_suite(config.suite, budget_scale)
     search = config.search
@@ -142,19 +157,42 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
         name = names[row.id]
         results = table.row(name).results  # never a baseline's label: names start with nos_
         rec = _record(name, row, rank, results, baseline_rewards, run_id, run_config, task, budget_scale)
-        json_path, py_path = discovered_rules.export(rec, folder, overwrite=True)
+        if previous[row.id] is not None and previous[row.id].transfer:
+            rec = rec.model_copy(update={"transfer": previous[row.id].transfer})
+        json_path, py_path = discovered_rules.export(rec, folder, overwrite=previous[row.id] is not None)
         exported.append(Exported(rec, json_path, py_path))
     return Confirmation(run_id, task, table, exported)
 
 
-def _check_replaceable(path: Path, run_id: str) -> None:
-    if not path.exists():
-        return
-    existing = discovered_rules.read_record(path)
-    if existing.run_id != run_id:
-        owner = f"run {existing.run_id}" if existing.run_id else "no run"
-        raise FileExistsError(f"{path} holds a record of {owner}, not of run {run_id}; move it away or "
-                              "export to another --directory")
+def _free_name(folder: Path, base: str, run_id: str, key: str | None, force: bool,
+               taken: set[str]) -> tuple[str, RuleRecord | None]:
+    """The name to export under, and the record it replaces (only with ``force``: same run, same rule)."""
+    for n in range(1, 1000):
+        name = base if n == 1 else f"{base}_{n}"
+        json_path, py_path = folder / f"{name}.json", folder / f"{name}.py"
+        if name in taken:
+            continue
+        if not json_path.exists() and not py_path.exists():
+            return name, None
+        if force and json_path.is_file():
+            try:
+                existing = discovered_rules.read_record(json_path)
+            except (RecordError, OSError):
+                continue  # unreadable: not ours to replace
+            if existing.run_id == run_id and existing.canonical_key == key:
+                return name, existing
+    raise FileExistsError(f"{folder}: {base} and 998 more names after it are taken")
+
+
+def verdict(rewards: Sequence[float], baselines: dict[str, list[float]]) -> Verdict | None:
+    """The rule against the baseline of highest mean reward, paired by seed (module docstring)."""
+    if not baselines:
+        return None
+    best = max(baselines, key=lambda b: sum(baselines[b]) / len(baselines[b]))
+    gain, z = paired(rewards, baselines[best])
+    z_value = None if math.isnan(z) else z
+    return Verdict(best_baseline=best, gain=gain, z=z_value,
+                   beats=gain > 0 and z_value is not None and z_value >= BEATS_Z)
 
 
 def _record(name: str, row: Evaluation, rank: int, results: list[TaskEvaluation],
@@ -169,6 +207,7 @@ def _record(name: str, row: Evaluation, rank: int, results: list[TaskEvaluation]
                     "search_lr": row.lr, "evaluation_id": row.id}
     return make_record(name, row.rule, task=task.name,
                        rewards={r.seed: r.reward for r in results}, baselines=baselines,
+                       verdict=verdict([r.reward for r in results], baselines),
                        hyper={} if best_lr is None else {"lr": best_lr}, run_id=run_id,
                        config={**run_config, "confirmation": confirmation},
                        curves={r.seed: list(r.val_curve) for r in results}, source="search")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from dsl import canonical_key, parse
 from dsl.optimizer import RuleOptimizer
 from search.config import SearchConfig
 from search.store import RunStore, StoreError
-from search.winners import (ConfirmSection, _check_replaceable, confirm_and_export, confirmation_seeds,
-                            confirmed_task, record_name, run_records)
+from search.winners import (ConfirmSection, _free_name, confirm_and_export, confirmation_seeds,
+                            confirmed_task, record_name, run_records, verdict)
 from tests.search_helpers import tiny_config
 from tests.winners_helpers import make_run
 
@@ -70,6 +71,13 @@ def test_records_hold_the_confirmation_and_load(confirmed) -> None:
         assert rec.rewards == dict(zip([1, 2], table.row(rec.name).rewards, strict=True))
         assert rec.baselines == {"adam": table.row("adam").rewards, "sgd": table.row("sgd").rewards}
         assert rec.curves == {r.seed: r.val_curve for r in table.row(rec.name).results}
+        best_baseline = max(("adam", "sgd"), key=lambda b: table.row(b).mean)
+        gain, z = table.paired(rec.name, best_baseline)
+        assert (rec.verdict.best_baseline, rec.verdict.gain, rec.verdict.z) == (best_baseline, gain, z)
+        assert rec.verdict.beats == (gain > 0 and z >= 2)
+        verb = "beat" if rec.verdict.beats else "did not beat"
+        docstring = " ".join(exported.py_path.read_text().split())
+        assert f"It {verb} the best baseline, {best_baseline}" in docstring
         assert rec.hyper["lr"] in (0.01, 0.1) and set(rec.hyper) == {"lr"}
         confirmation_entry = rec.config.pop("confirmation")
         assert rec.config == run_config  # the run's config, with the confirmation beside it
@@ -129,17 +137,55 @@ def test_the_driver_can_pass_its_confirm_section() -> None:
     assert set(section.model_dump()) <= set(parameters)
 
 
-def test_a_record_of_another_run_is_never_replaced(tmp_path: Path) -> None:
-    run_id = make_run(tmp_path / "run")
-    name = record_name(run_id, 1)
-    other = make_record(name, "g", task="digits", rewards={1: 50.0}, run_id="another-run")
-    discovered_rules.export(other, tmp_path / "records")
-    with pytest.raises(FileExistsError, match="another-run"):  # before any training
-        confirm_and_export(tmp_path / "run", 1, seeds=1, baselines=("adam",), directory=tmp_path / "records")
-    assert discovered_rules.record(name, tmp_path / "records") == other
-    own = make_record(name, "g", task="digits", rewards={1: 50.0}, run_id=run_id)
-    discovered_rules.export(own, tmp_path / "records", overwrite=True)
-    _check_replaceable(tmp_path / "records" / f"{name}.json", run_id)  # this run's own: replaced
+def test_a_taken_name_is_never_replaced_but_by_the_same_rule_of_the_same_run_with_force(tmp_path) -> None:
+    folder = tmp_path / "records"
+    mine = make_record("nos_ab12cd_1", "g", task="digits", rewards={1: 50.0}, run_id="run-ab12cd")
+    discovered_rules.export(mine, folder)
+    other = make_record("nos_ab12cd_1_2", "g", task="digits", rewards={1: 50.0}, run_id="another-run")
+    discovered_rules.export(other, folder)
+    (folder / "nos_ab12cd_1_3.py").write_text("# a hand-made module, no record\n")
+    (folder / "nos_ab12cd_2.json").write_text("{not json")  # unreadable: not ours to replace
+    key = mine.canonical_key
+    assert _free_name(folder, "nos_ab12cd_1", "run-ab12cd", key, False, set()) == ("nos_ab12cd_1_4", None)
+    assert _free_name(folder, "nos_ab12cd_1", "run-ab12cd", key, True, set()) == ("nos_ab12cd_1", mine)
+    taken = {"nos_ab12cd_1"}
+    assert _free_name(folder, "nos_ab12cd_1", "run-ab12cd", key, True, taken)[0] == "nos_ab12cd_1_4"
+    assert _free_name(folder, "nos_ab12cd_1", "run-ab12cd", "0" * 16, True, set())[0] == "nos_ab12cd_1_4"
+    assert _free_name(folder, "nos_ab12cd_2", "run-ab12cd", key, True, set()) == ("nos_ab12cd_2_2", None)
+    assert _free_name(folder, "nos_ab12cd_1", "another-run", key, True, set()) == ("nos_ab12cd_1_2", other)
+
+
+@pytest.mark.parametrize("rewards, baselines, expected", [
+    ([0.9, 0.8, 0.85], {"adam": [0.5, 0.4, 0.45], "sgd": [0.1, 0.1, 0.1]}, ("adam", 0.4, True)),
+    ([0.5, 0.41, 0.45], {"adam": [0.5, 0.4, 0.45], "sgd": [0.1, 0.1, 0.1]}, ("adam", 0.01 / 3, False)),
+    ([0.4, 0.3, 0.35], {"adam": [0.5, 0.4, 0.45]}, ("adam", -0.1, False)),
+    ([0.9], {"adam": [0.5]}, ("adam", 0.4, False)),  # one seed: no z, no claim
+])
+def test_the_verdict_is_against_the_best_baseline_paired_by_seed(rewards, baselines, expected) -> None:
+    v = verdict(rewards, baselines)
+    assert (v.best_baseline, v.beats) == (expected[0], expected[2])
+    assert v.gain == pytest.approx(expected[1])
+    assert (v.z is None) == (len(rewards) == 1)
+    assert verdict(rewards, {}) is None
+
+
+def test_exporting_again_takes_a_new_name_and_force_keeps_transfer_results(confirmed, tmp_path) -> None:
+    run_dir, records, run_id, confirmation = confirmed
+    folder = tmp_path / "records"
+    shutil.copytree(records, folder)
+    first = confirmation.exported[0].record
+    transfer = {"mnist1d_mlp": [{"name": first.name, "mean": 0.5}]}
+    with_transfer = first.model_copy(update={"transfer": transfer})
+    discovered_rules.export(with_transfer, folder, overwrite=True)
+    again = confirm_and_export(run_dir, 1, seeds=1, baselines=("sgd",), directory=folder, progress=False)
+    assert [e.record.name for e in again.exported] == [f"{first.name}_2"]
+    assert discovered_rules.record(first.name, folder) == with_transfer, "the first record is untouched"
+    forced = confirm_and_export(run_dir, 1, seeds=1, baselines=("sgd",), directory=folder, progress=False,
+                                force=True)
+    (item,) = forced.exported
+    assert item.record.name == first.name and item.record.transfer == transfer
+    assert item.record.rewards != first.rewards, "the confirmation itself is new"
+    assert discovered_rules.record(first.name, folder).transfer == transfer
 
 
 def test_errors_before_training(tmp_path: Path) -> None:
