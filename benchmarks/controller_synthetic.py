@@ -20,76 +20,12 @@ test against random search (H1: the searcher's hit rate is higher); then the tim
 update on a batch of 100 rules for each searcher (target < 1 s). Evolution never warm-starts here: a
 benchmark must not start from its own target, and its defaults start from nothing.
 
-Issue 12's figures: PowerSign, 20 seeds, 5,000 distinct rules: the best learned searcher >= 16 of 20,
-random search <= 2 of 20. Measured 2026-11-26 (2 shared cores, one thread, defaults, seeds 0-19,
-``--max-samples 30000``; about 30 min per target; README.md, "Which searcher?"):
-
-    target                searcher    hits    95% Wilson    by probes  median to hit  p vs random
-    PowerSign             ppo          2/20   [0.03, 0.30]  1            850          0.24
-                          evolution    5/20   [0.11, 0.47]  2           3299          0.024
-                          random       0/20   [0.00, 0.16]  0              -          -
-    exp(sign(g)) * g      ppo          5/20   [0.11, 0.47]  0            835          0.024
-                          evolution   10/20   [0.30, 0.70]  2           2352          0.00022
-                          random       0/20   [0.00, 0.16]  0              -          -
-
-The goal is not met: evolution, the better learned searcher, hits PowerSign in 5 of 20. PPO converges:
-on PowerSign 15 of its 20 seeds (13 of 20 on the easy target) drew 30,000 samples before 5,000 distinct
-rules, stuck on ``e * g``-like multiples (0.47-0.59), so its budget there is smaller than 5,000; its hits
-come early (median 850) or not at all. Evolution's failing seeds stall on arithmetic multiples of g
-(``g + drop(g, 0.1)``, ~0.5) or the ``exp(x) * g`` family (0.58-0.59). Sampling plus one update for a
-batch of 100: ppo 0.036-0.042 s, evolution 0.019-0.020 s, random 0.006 s.
-
-Evolution's defaults were chosen on seeds 100-103 (PowerSign, 5,000 distinct rules; never the reported
-seeds): P = 100, S = 10 hit 0 of 4 (and 0 of 1 with neutral children mutated again); P = 300, S = 20 with
-neutral children kept 1 of 4; P = 1000, S = 20 1 of 4; P = 300, S = 20 with token mutations weighted 3:1:1
-0 of 4. The learning test's small space preferred token mutations alone; not tried at 20 seeds.
-
-Earlier runs (budget in samples unless said; PPO only, hits by canonical key only):
-
-Runs behind the defaults (2026-11, 2 cores, 5 seeds each): on ``--space small --target "exp(sign(g)) * g"``
-plain PPO reached the target in 0 of 5 seeds, PPO with risk seeking (eps 0.05-0.1) in 4 of 5 (random
-search 3 of 5), hence ``risk_seeking: 0.1``. On PowerSign, about 40 variants (lr, epochs, batch size,
-entropy bonus, temperature, tanh constant, risk seeking, elite replay, both probe kinds, both spaces)
-reached it in at most 1 of 5 seeds; elite replay helped only there, so it stays off by default.
-
-Why PowerSign is hard here (NOS space). PPO settles within 20 updates on constant multiples of g built
-from arithmetic (``2 * g``, ``g + g + g``, ``drop(2, 0.1) * drop(g, 0.1)``: 0.47-0.53 on independent
-probes). The next better family, ``exp(x) * g`` with x in {1, sign(g), sign(m)} (0.58-0.59), is two
-tokens away from each of them (a new operand and exp), and each single step scores lower. From that
-family PowerSign needs sign(g) * sign(m) in a group that the last group reads, a pair of tokens that no
-ingredient alone is rewarded for (controller.synthetic, "Probes"). Variants tried in the second session,
-none above 1 of 5: policy gradient only on the tokens a rule reads; priority-queue (max-likelihood)
-training on the 10 best rules; duplicates rewarded 0; generating the last group first; a reward fitted
-over the rule's scale, as a learning-rate grid would; probes with a sign drift, under which
-``exp(sign(g)) * g`` (0.76) does lead towards PowerSign. In the small space (independent probes,
-``ppo.elite_replay=20``) PPO reached the ``exp(sign(x)) * g`` family in 5 of 5 seeds and PowerSign in 1.
-Dead groups. A sequence whose last group does not read the first group's result spells a 1-group rule
-(89% of uniform samples in the NOS space), and the first group's tokens then learn nothing. Since
-``vocabulary.last_group_reads_previous`` (default true) the last group must read it: the same set of
-rules, spelt without dead groups. On independent probes PPO then reached PowerSign in the NOS space in 1
-of 20 seeds (seeds 0-19, defaults; random search 0 of 20) and in 5 of 20 with ``ppo.elite_replay=20
-ppo.lr=0.01`` (4 of 10 on seeds 0-9, 1 of 10 on seeds 10-19; the same 4 with a budget of 20,000, as a
-failing seed's policy has settled), the best of any setting so far. The defaults stay, because on the
-easy target (``--space small --target "exp(sign(g)) * g"``, seeds 0-9) they reach it in 9 of 10 seeds
-and those settings in 5 of 10 (random search 2 of 10). Elite replay with entropy
-0.02, tanh 2, risk seeking 0.2, 2 epochs, clip 0.3, batch 200, an entropy target of 1 nat per token, or
-max-likelihood training on the elites instead of replaying them gave 1-4 of 10. Several failing seeds
-drew a rule that is PowerSign but for div's delta, such as ``g / (exp(sign(g) * (-sign(m))) + 1e-08)``,
-which does not count.
-
-Two hurdles (traced on seeds 0-9: 20 elites, lr 0.01, the hierarchical entropy bonus below at gamma 0.7
-and 0.03): 6 of 10 seeds reached the ``exp(x) * g`` family
-(first after 500-4000 samples) and 4 of those 6 went on to PowerSign; the other 4 stayed on arithmetic
-multiples of g (0.41-0.53). A failing seed's line shows where it got stuck. Tried in the fourth session,
-10 seeds each, none better: a per-token floor of uniform exploration (probability mixed with the uniform
-distribution over legal tokens, 0.1 or 0.2: 0-3 of 10); DSO's hierarchical entropy bonus, weighted
-gamma^step so the first group stays broad (gamma 0.7-0.8, coefficient 0.03-0.1: 1-4 of 10); restarting
-the policy after 10 updates without a better rule (3 of 10); 50 mutants of the 10 best rules in every
-batch (2 of 10); a genetic population seeded with each batch, 2 generations of tournament selection,
-point mutation and group crossover, its 10 best replayed (a simplified GP-meld, Mundhenk et al. 2021:
-0 of 10); risk seeking off or 0.05 (1 and 2 of 10); lr 0.003, or 0.02 with 50 elites (1 of 10 each);
-the small space (1-3 of 10); the budget counted in distinct rules, ``--distinct`` (4 of 10); an elite
-queue keeping the best rule per niche (the set of names a rule uses), for diversity (1 of 10).
+Issue 12's figure is PowerSign, 20 seeds, 5,000 distinct rules: the best learned searcher >= 16 of 20,
+random search <= 2 of 20. The measured figures, every variant tried (PPO's over four sessions,
+evolution's tuning on seeds 100-109, never the reported ones) and why PowerSign is hard in this space
+(its two signs' product is independent of each sign on independent probes, so no ingredient of it is
+rewarded: the best rules plateau at 0.58-0.59, two tokens from it) are in benchmarks/README.md,
+"Results" and "Why PowerSign is hard on the synthetic reward".
 """
 
 from __future__ import annotations
@@ -103,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from scipy.stats import fisher_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from configuration import apply_overrides, load_yaml  # noqa: E402
 from controller import SEARCHERS, ControllerConfig, Searcher, SyntheticReward  # noqa: E402
 from controller.synthetic import heldout_difference  # noqa: E402
 from dsl import canonical_key  # noqa: E402
@@ -207,16 +143,10 @@ def time_batch(config: ControllerConfig, judge: Judge, repeats: int = 5) -> floa
 
 
 def base_config(args: argparse.Namespace) -> ControllerConfig:
-    raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    raw = dict(load_yaml(args.config, what="controller config")) if args.config else {}
     if SPACES[args.space]:
         raw["vocabulary"] = SPACES[args.space]
-    for item in args.set:
-        dotted, value = item.split("=", 1)
-        *parents, key = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[key] = yaml.safe_load(value)
+    raw = apply_overrides(raw, args.set, source="benchmark config")
     config = ControllerConfig.from_mapping(raw, source="benchmark config")
     if config.evolution.warm_start and "evolution" in args.searchers:
         print(f"note: evolution warm-starts from {', '.join(config.evolution.warm_start)}")
