@@ -123,10 +123,16 @@ class Checkpointed:
         try:
             trial.load_state_dict(state)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-        except (KeyError, IndexError, TypeError, RuntimeError, AttributeError) as err:
-            detail = " ".join(str(err).split())  # one line: torch's load_state_dict lists with newlines
+            raise ValueError(f"{path}: {_one_line(err)}") from None
+        except (KeyError, IndexError, TypeError, RuntimeError, AttributeError, OverflowError) as err:
             what = (f"missing key {err}" if isinstance(err, KeyError)
-                    else f"{type(err).__name__}: {detail[:300]}")
+                    else f"{type(err).__name__}: {_one_line(err)}")
             raise ValueError(f"{path}: a damaged controller checkpoint ({what})") from None
         self.__dict__.update(trial.__dict__)
+
+
+def _one_line(err: Exception, limit: int = 300) -> str:
+    """An error's text on one line, cut at ``limit`` (torch lists state-dict problems line by line, and a
+    damaged value may print as a whole tensor)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + " ..."

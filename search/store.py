@@ -61,6 +61,37 @@ CREATE TABLE IF NOT EXISTS updates (
     batch INTEGER PRIMARY KEY, stats TEXT NOT NULL, created_at REAL NOT NULL);
 """
 _JSON_COLUMNS = ("tokens", "log_probs", "groups", "curves", "result")
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _list_of(check: Any) -> Any:
+    return lambda x: isinstance(x, list) and all(check(v) for v in x)
+
+
+_is_int = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
+_is_text = lambda x: isinstance(x, str)  # noqa: E731
+# What each column of an evaluation reads back as (None allowed where the schema allows NULL). SQLite
+# stores any value in any column, so a hand edit or a disk error could put text where a reward belongs;
+# a row is checked as it is read, and a bad one is a StoreError naming it, never a TypeError later.
+_COLUMN_CHECKS: dict[str, tuple[Any, bool, str]] = {  # column -> (check, nullable, what it must be)
+    "id": (_is_int, False, "a whole number"), "batch": (_is_int, False, "a whole number"),
+    "position": (_is_int, False, "a whole number"), "version": (_is_int, False, "a whole number"),
+    "attempts": (_is_int, False, "a whole number"),
+    "tokens": (_list_of(_is_int), False, "a list of whole numbers"),
+    "log_probs": (_list_of(_is_number), False, "a list of numbers"),
+    "groups": (_list_of(_list_of(_is_text)), False, "a list of lists of names"),
+    "rule": (_is_text, True, "text"), "canonical_key": (_is_text, True, "text"),
+    "status": (_is_text, False, "text"),
+    "reward": (_is_number, True, "a number"), "lr": (_is_number, True, "a number"),
+    "curves": (lambda x: isinstance(x, dict), True, "a mapping"),
+    "result": (lambda x: isinstance(x, dict), True, "a mapping"),
+    "worker": (_is_text, True, "text"), "duration": (_is_number, True, "a number"),
+    "error": (_is_text, True, "text"), "created_at": (_is_number, False, "a number"),
+    "finished_at": (_is_number, True, "a number"),
+}
 _ROW_KEYS = ("position", "tokens", "log_probs", "version", "groups", "rule", "canonical_key")
 _OPTIONAL_ROW_KEYS = ("status", "reward", "error")
 
@@ -227,8 +258,20 @@ class RunStore:
     def _evaluations(self, where: str, params: tuple = (), tail: str = "ORDER BY id",
                      source: str = "evaluations") -> list[Evaluation]:
         rows = self._rows(f"SELECT {_COLUMNS} FROM {source} WHERE {where} {tail}", params)
-        return [Evaluation(**{k: self._decode(r[k], f"evaluation {r['id']}'s {k}") if k in _JSON_COLUMNS
-                              else r[k] for k in r.keys()}) for r in rows]
+        return [self._evaluation(r) for r in rows]
+
+    def _evaluation(self, r: sqlite3.Row) -> Evaluation:
+        """A row as an Evaluation, each column checked (`_COLUMN_CHECKS`)."""
+        values = {}
+        for k in r.keys():
+            what = f"evaluation {r['id']}'s {k}"
+            value = self._decode(r[k], what) if k in _JSON_COLUMNS else r[k]
+            check, nullable, expected = _COLUMN_CHECKS[k]
+            if not (value is None and nullable) and not check(value):
+                raise StoreError(f"{self.path}: {what} must be {expected}, found {str(value)[:60]!r}; the "
+                                 "store's other rows are intact")
+            values[k] = value
+        return Evaluation(**values)
 
     def _decode(self, text: str | None, what: str) -> Any:
         """A JSON column's value; a damaged one (edited by hand, a disk error) is a StoreError naming it."""
@@ -236,7 +279,7 @@ class RunStore:
             return None
         try:
             return json.loads(text)
-        except (json.JSONDecodeError, TypeError) as err:
+        except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError (bytes): ValueErrors
             raise StoreError(f"{self.path}: {what} is not valid JSON ({err}); the store's other rows are "
                              "intact") from None
 
@@ -328,23 +371,42 @@ class RunStore:
         """Reward and id of the earliest evaluation with this key that trained to the end (ok, diverged)."""
         rows = self._rows(f"SELECT reward, id FROM evaluations WHERE canonical_key = ? AND status IN "
                           f"{_IN(FINISHED_WITH_REWARD)} ORDER BY id LIMIT 1", (canonical_key,))
-        return (float(rows[0]["reward"]), int(rows[0]["id"])) if rows else None
+        if not rows:
+            return None
+        if not _is_number(rows[0]["reward"]):
+            raise StoreError(f"{self.path}: evaluation {rows[0]['id']}'s reward must be a number, found "
+                             f"{str(rows[0]['reward'])[:60]!r}; the store's other rows are intact")
+        return float(rows[0]["reward"]), int(rows[0]["id"])
 
     def updates(self) -> list[dict]:
         """The controller's update statistics by batch, each with its ``batch`` added."""
         rows = self._rows("SELECT batch, stats FROM updates ORDER BY batch")
-        return [{"batch": r["batch"], **self._decode(r["stats"], f"update {r['batch']}'s stats")}
-                for r in rows]
+        out = []
+        for r in rows:
+            stats = self._decode(r["stats"], f"update {r['batch']}'s stats")
+            if not isinstance(stats, dict):
+                raise StoreError(f"{self.path}: update {r['batch']}'s stats must be a mapping, found "
+                                 f"{str(stats)[:60]!r}; the store's other rows are intact")
+            out.append({"batch": r["batch"], **stats})
+        return out
 
     def trained_by_batch(self) -> dict[int, int]:
         """Finished evaluations that went to a worker (attempts > 0), per batch that has any."""
         rows = self._rows("SELECT batch, COUNT(*) FROM evaluations "
                           "WHERE attempts > 0 AND status != 'pending' GROUP BY batch")
-        return {int(r[0]): int(r[1]) for r in rows}
+        return {self._whole(r[0], "a batch number"): int(r[1]) for r in rows}
 
     def last_batch(self) -> int | None:
         """The highest batch with evaluations, None for a new run."""
-        return self._rows("SELECT MAX(batch) FROM evaluations")[0][0]
+        last = self._rows("SELECT MAX(batch) FROM evaluations")[0][0]
+        return None if last is None else self._whole(last, "the last batch number")
+
+    def _whole(self, value: Any, what: str) -> int:
+        # The schema's CHECK (batch >= 0) lets text through (SQLite ranks text above numbers).
+        if not _is_int(value):
+            raise StoreError(f"{self.path}: {what} must be a whole number, found {str(value)[:60]!r}; the "
+                             "store's other rows are intact")
+        return value
 
     def evaluations(self, status: str | None = None) -> list[Evaluation]:
         """Every evaluation (or those with ``status``), in the order they were added."""
