@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 
 from child_tasks.compare import paired  # noqa: E402
-from search.comparison import compare_on_ray, contenders  # noqa: E402
 from search.config import load_search_config  # noqa: E402
 from search.driver import run_search  # noqa: E402
+from search.results.comparison import compare_on_ray, contenders  # noqa: E402
 from search.store import FILENAME, RunStore  # noqa: E402
 
 BASELINES = ("adam", "momentum", "sgd", "rmsprop")

@@ -17,7 +17,7 @@ duplicate of a rule already trained costs no training and no budget. The search 
 when the trainings of the batches drawn reach the budget (the batches drawn are finished, so the last may
 take it past the budget by less than a batch), or when ``patience`` batches in a row brought no rule to
 train (a controller that only proposes rules it has seen would otherwise spin). ``confirm`` retrains the
-search's best rules at the end (`search.winners`); absent or ``top_k: 0``, nothing is confirmed.
+search's best rules at the end (`search.results.winners`); absent or ``top_k: 0``, nothing is confirmed.
 
     config = load_search_config("configs/quickstart.yaml", ["search.budget=200", "controller.kind=random"])
 
@@ -39,18 +39,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from child_tasks.config import CONFIG_DIR, TaskConfig
 from child_tasks.suite import Suite, load_suite
+from child_tasks.train import resolve_optimizer
 from configuration import Seed, Strict, apply_overrides, expect_mapping, flatten, load_yaml, validation_error
 from controller import ControllerConfig
-from search.comparison import DEFAULT_BASELINES, check_baselines
 
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
+DEFAULT_BASELINES = ("adam", "momentum", "sgd", "rmsprop")  # the torch optimizers rules are measured against
 
 
+def check_baselines(names: Sequence[str]) -> list[str]:
+    """The names, if each is a torch baseline; else ValueError naming it, with close matches."""
+    for name in names:
+        resolve_optimizer(f"torch:{name}")
+    return list(names)
 
 
 class SearchSection(Strict):
@@ -77,7 +82,7 @@ class SearchSection(Strict):
 
 
 class ConfirmSection(Strict):
-    """How winners are confirmed at the end of a search (`search.winners.confirm_and_export`)."""
+    """How winners are confirmed at the end of a search (`search.results.winners.confirm_and_export`)."""
 
     top_k: int = Field(5, ge=0, description="best distinct rules of the run to confirm and export; 0: none")
     seeds: int = Field(3, ge=1, description="seeds per rule and baseline (other than the search's eval_seed)")

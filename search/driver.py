@@ -48,7 +48,7 @@ One process at a time works in a run directory (`search.lock`): a second search 
 run is refused before it writes anything.
 
 At the end (of a resumed run too) the ``confirm`` section's top rules are confirmed with more seeds and a
-longer budget next to the baselines, and exported (`search.winners.confirm_and_export`), unless this
+longer budget next to the baselines, and exported (`search.results.winners.confirm_and_export`), unless this
 run's records of those rules exist already (a resume of a finished run).
 """
 
@@ -67,14 +67,14 @@ from child_tasks.problems import load_data
 from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
 from search.cluster import check_address, connect, disconnect, worker_options
-from search.comparison import ComparisonError
 from search.config import SearchConfig, SearchSection, load_search_config
 from search.lock import RunLock
 from search.progress import SearchProgress
+from search.results.comparison import ComparisonError
+from search.results.winners import Confirmation, confirm_and_export, run_records
 from search.store import FILENAME, Evaluation, RunStore
 from search.tracking import Tracker
 from search.trainings import Trainings
-from search.winners import Confirmation, confirm_and_export, run_records
 from search.workers import EvaluationWorker, WorkerPool
 
 log = logging.getLogger(__name__)

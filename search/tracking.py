@@ -8,8 +8,9 @@
 ``offline`` writes the run under ``<run_dir>/wandb`` without an account (``wandb sync`` uploads it later);
 ``online`` needs ``wandb login``. The wandb run id is the search's run id, so a resumed search continues
 the same wandb run. Nothing here changes the process (its environment, wandb's global settings): a
-program that uses wandb for itself is left as it was. Logged: each controller update's statistics (`controller.UpdateStats` fields, under
-``controller/``) with the search's counters, and at the end a table of the best rules.
+program that uses wandb for itself is left as it was. Logged: each controller update's statistics
+(`controller.UpdateStats` fields, under ``controller/``) with the search's counters, and at the end a
+table of the best rules.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from discovered_rules import make_record
 from dsl import canonical_key, known_rules, parse
 from search.cli import app
 from search.config import SearchConfig
-from search.run_baselines import BaselineCache
-from search.winners import record_name
+from search.results.baselines import BaselineCache
+from search.results.winners import record_name
 from tests.search_helpers import tiny_config
 from tests.winners_helpers import make_run
 

@@ -4,7 +4,10 @@ Every import of the packages is read from the source (function-level imports inc
 hidden inside a function is still a cycle), so this needs no package to be importable. The rule: `dsl`
 imports nothing of ours; `controller`, `child_tasks` and `discovered_rules` import only `dsl`; `search`
 brings them together; `configuration` (shared config handling) is open to all and imports none.
-``python tests/test_structure.py`` prints the graph's cycles and package edges.
+Within `search` the layers import downwards only (`SEARCH_LAYERS`): the engine (search.*), what follows a
+search (search.results), the driver that runs a search and then confirms its winners (search.driver),
+and the command line (search.cli); so the engine imports neither the results nor the CLI.
+``python tests/test_structure.py`` prints the graph's cycles, package edges and upward imports.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ if (ROOT / "configuration" / "__init__.py").is_file():
     ALLOWED = {package: {*allowed, "configuration"} for package, allowed in ALLOWED.items()}
     ALLOWED["configuration"] = set()
 PACKAGES = tuple(ALLOWED)
+# search's layers, lowest first; a module of search not named here belongs to the engine (layer 0).
+SEARCH_LAYERS = {"search.results": 1, "search.driver": 2, "search.cli": 3}
 
 
 def modules() -> dict[str, Path]:
@@ -106,6 +111,18 @@ def package_edges(edges: dict[str, set[str]]) -> set[tuple[str, str, str, str]]:
             if a.split(".")[0] != b.split(".")[0]}
 
 
+def layer(module: str) -> int:
+    """The layer of a module of search (SEARCH_LAYERS; 0: the engine)."""
+    return max((level for prefix, level in SEARCH_LAYERS.items()
+                if module == prefix or module.startswith(prefix + ".")), default=0)
+
+
+def upward_edges(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(module, imported module) for every import within search from a lower layer to a higher one."""
+    return sorted((a, b) for a, targets in edges.items() for b in targets
+                  if a.split(".")[0] == b.split(".")[0] == "search" and layer(b) > layer(a))
+
+
 def test_no_import_cycles():
     assert cycles(graph()) == []
 
@@ -115,11 +132,19 @@ def test_packages_import_one_way():
     assert forbidden == []
 
 
+def test_search_layers_import_downwards():
+    edges = graph()
+    assert all(prefix in edges for prefix in SEARCH_LAYERS), "a layer of search is missing: update the test"
+    assert upward_edges(edges) == []
+
+
 def test_the_check_sees_function_level_imports(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from dsl.text import parse\n    import dsl.expr\n")
     assert imports(module, "x.m", {"dsl", "dsl.text", "dsl.expr"}) == {"dsl.text", "dsl.expr"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert upward_edges({"search.store": {"search.cli.show"}, "search.cli": {"search.store"}}) == [
+        ("search.store", "search.cli.show")]
 
 
 if __name__ == "__main__":
@@ -130,3 +155,4 @@ if __name__ == "__main__":
     print("package edges:", sorted({(pa, pb) for pa, pb, _, _ in package_edges(g)}))
     bad = sorted((a, b) for pa, pb, a, b in package_edges(g) if pb not in ALLOWED[pa])
     print("forbidden:", bad)
+    print("upward in search:", upward_edges(g))

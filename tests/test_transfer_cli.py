@@ -14,8 +14,8 @@ import discovered_rules
 from child_tasks import train
 from search.cli import app
 from search.config import SearchConfig
-from search.run_baselines import read_cache
-from search.winners import record_name
+from search.results.baselines import read_cache
+from search.results.winners import record_name
 from tests.search_helpers import TINY_TASK, tiny_config
 from tests.winners_helpers import TINY_SET, make_run
 

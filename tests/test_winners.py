@@ -1,5 +1,6 @@
-"""search.winners: a run's best rules confirmed on a real local Ray (more seeds, longer budget, baselines)
-and exported as records that discovered_rules loads, with a generated optimizer importing only torch."""
+"""search.results.winners: a run's best rules confirmed on a real local Ray (more seeds, longer budget,
+baselines) and exported as records that discovered_rules loads, with a generated optimizer importing only
+torch."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from discovered_rules import make_record
 from dsl import canonical_key, parse
 from dsl.optimizer import RuleOptimizer
 from search.config import SearchConfig
+from search.results.winners import (ConfirmSection, _free_name, confirm_and_export, confirmation_seeds,
+                                    confirmed_task, record_name, run_records, verdict)
 from search.store import RunStore, StoreError
-from search.winners import (ConfirmSection, _free_name, confirm_and_export, confirmation_seeds,
-                            confirmed_task, record_name, run_records, verdict)
 from tests.search_helpers import tiny_config
 from tests.winners_helpers import make_run
 

@@ -9,7 +9,7 @@ The top-K rules of the run's store (status ok, best reward first, one per canoni
 on the run's task or suite with each task's ``epochs`` (and time limit) scaled by ``budget_scale`` (so
 with reference values of its own, measured for the longer budget), on seeds other than the
 search's ``eval_seed`` (the seed that picked them, whose luck would flatter them), together with the
-baselines on the same seeds (`search.comparison.compare_on_ray`: one Ray call per optimizer and seed).
+baselines on the same seeds (`search.results.comparison.compare_on_ray`: one Ray call per optimizer and seed).
 Each rule is then written by `discovered_rules.export` as ``<name>.json`` and ``<name>.py``: its text,
 formula, LaTeX and key (from `make_record`), the reward per seed, the baselines' rewards on the same seeds,
 the val-metric curve per seed, the most often chosen lr as the optimizer's default lr, the run id, and as
@@ -51,8 +51,8 @@ from child_tasks.reward import Evaluation as TaskEvaluation
 from child_tasks.suite import Suite
 from discovered_rules import RecordError, RuleRecord, Verdict, make_record
 from dsl import KNOWN_RULE_TEXT
-from search.comparison import DEFAULT_BASELINES, check_baselines, compare_on_ray, contenders
-from search.config import ConfirmSection, SearchConfig  # noqa: F401 (ConfirmSection re-exported)
+from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
+from search.results.comparison import compare_on_ray, contenders
 from search.store import Evaluation, RunStore
 
 

@@ -2,8 +2,8 @@
 
 A search reward is one training on the run's task with its ``eval_seed``; the gain a listing shows is that
 reward minus the best baseline trained the same way (same task config, budget, seed and time limit), so
-the two are measured alike. They are computed on Ray workers (`search.comparison`) the first time they are
-needed and kept in ``<run_dir>/baselines.json``:
+the two are measured alike. They are computed on Ray workers (`search.results.comparison`) the first
+time they are needed and kept in ``<run_dir>/baselines.json``:
 
     {"run_id": ..., "task": {the task config}, "seed": 0, "date": "2025-01-01",
      "rewards": {"adam": 93.1, ...}, "curves": {"adam": [71.2, 88.0, ...], ...}}
@@ -26,8 +26,8 @@ from rich.console import Console
 
 from configuration import ConfigError, validation_error
 from configuration.files import write_atomic
-from search.comparison import compare_on_ray, contenders
 from search.config import SearchConfig
+from search.results.comparison import compare_on_ray, contenders
 from search.store import RunStore
 
 FILENAME = "baselines.json"

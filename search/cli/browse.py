@@ -8,9 +8,9 @@
 A run's listing ranks the store's ok evaluations (one per canonical key). Two gains, each measured alike:
 
 * ``gain``: the search reward minus the best baseline trained on the run's own task, budget and eval seed
-  (`search.run_baselines`: computed once, cached in the run directory);
-* ``confirmed gain``: for rules exported by `search.winners`, the confirmed mean reward (more seeds, longer
-  budget) minus the best baseline mean of the same confirmation, from the run's records.
+  (`search.results.baselines`: computed once, cached in the run directory);
+* ``confirmed gain``: for rules exported by `search.results.winners`, the confirmed mean reward (more
+  seeds, longer budget) minus the best baseline mean of the same confirmation, from the run's records.
 
 The caption says where each comes from, and how many of the run's samples ended in each status.
 """
@@ -28,10 +28,10 @@ from rich.table import Table
 import discovered_rules
 from discovered_rules import RuleRecord
 from dsl import KNOWN_RULE_TEXT, known_rules, parse, to_sympy
-from search.run_baselines import FILENAME as BASELINES_FILE
-from search.run_baselines import BaselineCache, run_baselines
+from search.results.baselines import FILENAME as BASELINES_FILE
+from search.results.baselines import BaselineCache, run_baselines
+from search.results.winners import run_records
 from search.store import STATUSES, Evaluation, RunStore
-from search.winners import run_records
 
 
 def formula(rule_text: str) -> str:

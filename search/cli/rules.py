@@ -17,8 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from search.comparison import DEFAULT_BASELINES
-
+from search.config import DEFAULT_BASELINES
 
 console = Console()
 
@@ -37,7 +36,7 @@ def _fail(err: BaseException, code: int) -> typer.Exit:
 
 
 def _baselines(text: str) -> list[str]:
-    from search.comparison import check_baselines
+    from search.config import check_baselines
 
     try:
         return check_baselines([n.strip() for n in text.split(",") if n.strip()])
@@ -60,8 +59,8 @@ def list_rules(
     """The reference rules and the discovered ones; with RUN_DIR, the run's best rules from its results
     store: rank, reward, gain over the best baseline (search reward, and confirmed reward of exported
     rules), formula and canonical key (for `nos rules show KEY --run RUN_DIR`)."""
-    from search.browse import discovered_table, reference_table, run_listing
-    from search.comparison import ComparisonError
+    from search.cli.browse import discovered_table, reference_table, run_listing
+    from search.results.comparison import ComparisonError
     from search.store import StoreError
 
     try:
@@ -90,7 +89,7 @@ def show(
     gain, transfer results, and its learning curves drawn as a PNG (the path is printed)."""
     from discovered_rules import RecordError, UnknownRule
     from dsl import RuleError
-    from search.show import details, find_rule
+    from search.cli.show import details, find_rule
     from search.store import StoreError
 
     try:
@@ -130,9 +129,9 @@ def export(
     self-contained PyTorch optimizer (.py) named nos_<run>_<rank>, with its verdict against the best
     baseline (paired gain and z on the confirmation seeds)."""
     from search.cluster import ClusterError
-    from search.comparison import ComparisonError
+    from search.results.comparison import ComparisonError
+    from search.results.winners import confirm_and_export
     from search.store import StoreError
-    from search.winners import confirm_and_export
 
     try:
         confirmed = confirm_and_export(run_dir, top, seeds=seeds, budget_scale=budget_scale,
@@ -145,7 +144,7 @@ def export(
 
 def print_confirmation(console: Console, confirmed) -> None:
     """The confirmation table, each exported record with its verdict, and plainly whether any rule beat
-    the best baseline (`search.winners.verdict`)."""
+    the best baseline (`search.results.winners.verdict`)."""
     wide(console).print(confirmed.table.to_rich())
     for item in confirmed.exported:
         v = item.record.verdict
@@ -184,8 +183,8 @@ def transfer(
     in a JSON file. The CIFAR-10 tasks need the data locally (see `nos data cifar10`)."""
     from discovered_rules import RecordError, UnknownRule
     from search.cluster import ClusterError
-    from search.comparison import ComparisonError
-    from search.transfer import transfer as run_transfer
+    from search.results.comparison import ComparisonError
+    from search.results.transfer import transfer as run_transfer
 
     chosen = _baselines(baselines)
     try:

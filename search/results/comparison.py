@@ -36,8 +36,6 @@ from search.progress import ComparisonProgress
 from search.scheduling import Scheduler
 from search.workers import EvaluationWorker, WorkerPool
 
-DEFAULT_BASELINES = ("adam", "momentum", "sgd", "rmsprop")
-
 
 class ComparisonError(RuntimeError):
     """A training that could not be done: it raised (with its traceback), or its worker kept dying."""
@@ -52,13 +50,6 @@ class Contender:
     label: str
     optimizer: str
     hyper: dict[str, float] = field(default_factory=dict)
-
-
-def check_baselines(names: Sequence[str]) -> list[str]:
-    """The names, if each is a torch baseline; else ValueError naming it, with close matches."""
-    for name in names:
-        resolve_optimizer(f"torch:{name}")
-    return list(names)
 
 
 def contenders(rules: dict[str, str], baselines: Sequence[str]) -> list[Contender]:

@@ -1,6 +1,6 @@
 """The `nos` command line: browse and check rules, search for new ones, confirm and transfer them.
 
-    nos rules list [RUN_DIR]  the reference and discovered rules, or a run's best (search/cli_rules.py)
+    nos rules list [RUN_DIR]  the reference and discovered rules, or a run's best (search/cli/rules.py)
     nos rules show NAME|KEY   one rule: formula, LaTeX, key, checks, rewards, baselines, curves (PNG)
     nos rules export RUN_DIR  confirm a run's best rules (more seeds, longer) and export them
     nos rules check TEXT      parse and statically check a rule; exit status 1 if it is rejected
@@ -29,13 +29,13 @@ from rich.table import Table
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
 from dsl.functions import FUNCTIONS
 from dsl.vocabulary import HYPERS, OPERANDS
-from search.cli_rules import print_confirmation, register
+from search.cli.rules import print_confirmation, register
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
                   no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
 rules_app = typer.Typer(help="Browse, inspect and check update rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
-register(app, rules_app)  # list, show, export and transfer: search/cli_rules.py
+register(app, rules_app)  # list, show, export and transfer: search/cli/rules.py
 data_app = typer.Typer(help="Get the data sets the child tasks read (nothing is downloaded at run time).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -108,8 +108,7 @@ def data_cifar10(
     md5: str | None = typer.Option(None, help="Expected md5 of the archive (default: the official one)."),
 ) -> None:
     """Download the CIFAR-10 archive, check its md5, and print the NOS_CIFAR10 setting that uses it."""
-    from child_tasks.cifar10 import (CIFAR10_MD5, CIFAR10_URL, ENV_VAR, CIFAR10DownloadError,
-                                     download_cifar10)
+    from child_tasks.cifar10 import CIFAR10_MD5, CIFAR10_URL, ENV_VAR, CIFAR10DownloadError, download_cifar10
 
     try:
         archive = download_cifar10(dest, url=url or CIFAR10_URL, md5=md5 or CIFAR10_MD5)

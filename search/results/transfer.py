@@ -8,13 +8,12 @@ Tasks: ``convnet`` (configs/cifar10_convnet.yaml), ``wrn`` (configs/wrn_cifar10.
 (configs/nmt_synthetic.yaml), or any task config name or path, changed with ``--set KEY=VALUE`` overrides
 (YAML values, dotted keys: ``epochs=2``, ``model.width=8``; `configuration.parse_overrides`). The CIFAR-10
 tasks read local data; a missing data set is reported before Ray starts, naming the variable to set. The
-comparison is
-`search.comparison.compare_on_ray`: one Ray call per optimizer and seed, seeds 0..N-1 (the task's seeds
-when N is not given). A discovered rule trains with its record's hyper-constants (its lr too is chosen
-from the task's grid) and its rows are stored in its record under the task's name (with the overrides,
-if any, in brackets), replacing an earlier transfer to the same task. A reference rule has no record: its
-rows go to ``transfer_<rule>_<task>.json`` in the current directory, or to ``out`` (which, given for a
-record, gets the same JSON file as well).
+comparison is `search.results.comparison.compare_on_ray`: one Ray call per optimizer and seed, seeds 0..N-1
+(the task's seeds when N is not given). A discovered rule trains with its record's hyper-constants (its lr too
+is chosen from the task's grid) and its rows are stored in its record under the task's name (with the
+overrides, if any, in brackets), replacing an earlier transfer to the same task. A reference rule has no
+record: its rows go to ``transfer_<rule>_<task>.json`` in the current directory, or to ``out`` (which, given
+for a record, gets the same JSON file as well).
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from configuration.files import json_safe, write_atomic
 from discovered_rules import RuleRecord
 from discovered_rules.records import write_record
 from dsl import KNOWN_RULE_TEXT
-from search.comparison import DEFAULT_BASELINES, Contender, compare_on_ray, contenders
+from search.config import DEFAULT_BASELINES
+from search.results.comparison import Contender, compare_on_ray, contenders
 
 TASK_ALIASES = {"convnet": "cifar10_convnet", "wrn": "wrn_cifar10", "nmt": "nmt_synthetic"}
 

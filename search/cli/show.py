@@ -27,17 +27,16 @@ from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
-from dsl import (KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, to_latex,
-                 to_sympy)
+from dsl import KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, to_latex, to_sympy
 from dsl.checks import why_invalid
 from dsl.equivalence import key_note
 from dsl.simplification import simplify_noted
 from dsl.vocabulary import HYPERS
-from search.browse import mean_std, record_gain
-from search.plots import plot_curves
-from search.run_baselines import read_cache
+from search.cli.browse import mean_std, record_gain
+from search.cli.plots import plot_curves
+from search.results.baselines import read_cache
+from search.results.winners import run_records
 from search.store import Evaluation, RunStore
-from search.winners import run_records
 
 KEY_PREFIX = re.compile(r"[0-9a-f]{6,16}")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
