@@ -26,8 +26,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from configuration import (ConfigError, Seed, Strict, did_you_mean, expect_mapping, load_yaml, set_dotted,
                            validation_error)
+from configuration.files import path_from_env
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# The configs folder: shipped inside a wheel as child_tasks/configs (pyproject's package-dir), else the
+# source checkout's configs/ beside the packages (an editable install, or the repository itself).
+_SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = _SHIPPED_CONFIGS if _SHIPPED_CONFIGS.is_dir() else Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("digits", "mnist1d", "cifar10", "nmt")
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 CACHE_ENV = "NOS_CACHE_DIR"
@@ -230,7 +234,7 @@ def config_path(path_or_name: str | Path) -> Path:
 def cache_dir() -> Path:
     """Where generated data (MNIST-1D) and measured reference values are cached: ``$NOS_CACHE_DIR``, else
     ``~/.cache/nos``. A cache only: what is in it can always be made again."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nos")
+    return Path(path_from_env(None, CACHE_ENV) or Path.home() / ".cache" / "nos")
 
 
 def write_cache(path: Path, payload: bytes) -> None:

@@ -264,8 +264,13 @@ def measure_reference(task: TaskConfig, seeds: int = REFERENCE_SEEDS, data: Any 
             initial.append(problem.evaluate(model, split, task.metric)[1])
     finally:
         torch.set_num_threads(previous)
-    return Reference(initial=statistics.fmean(initial), adam=statistics.fmean(adam), seeds=seeds,
-                     fingerprint=fingerprint(task))
+    start, tuned = statistics.fmean(initial), statistics.fmean(adam)
+    if not tuned < start:  # a normalised score (start - loss) / (start - tuned) needs Adam to make progress
+        raise ValueError(f"task {task.name or task.task!r}: tuned Adam's {task.reward} ({tuned:.4g}, mean of "
+                         f"{seeds} seeds) is not below the untrained network's ({start:.4g}), so a "
+                         f"{task.reward} reward cannot be normalised against it: train longer (epochs, "
+                         "data.num_samples, lr_grid) or use reward: accuracy")
+    return Reference(initial=start, adam=tuned, seeds=seeds, fingerprint=fingerprint(task))
 
 
 def _cache_file(task: TaskConfig) -> Path:
