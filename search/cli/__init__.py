@@ -8,6 +8,7 @@
     nos data cifar10 DEST     download CIFAR-10 (md5-checked) for the child tasks, on a machine with a network
     nos search [--set K=V ...]  search for rules on Ray (configs/quickstart.yaml on a local Ray by default)
     nos transfer NAME --task T  a rule against the baselines on another child task, saved with the rule
+    nos report RUN_DIR [...]   one offline HTML file: progress, counts, best rules (search/cli/report.py)
 
 Both commands change their config with ``--set KEY=VALUE`` (repeatable; dotted keys, YAML values), the
 one override syntax (`configuration.parse_overrides`).
@@ -29,6 +30,7 @@ from rich.table import Table
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
 from dsl.functions import FUNCTIONS
 from dsl.vocabulary import HYPERS, OPERANDS
+from search.cli.report import register as register_report
 from search.cli.rules import print_confirmation, register
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
@@ -36,6 +38,7 @@ app = typer.Typer(help="Neural optimizer search: discover optimizer update rules
 rules_app = typer.Typer(help="Browse, inspect and check update rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 register(app, rules_app)  # list, show, export and transfer: search/cli/rules.py
+register_report(app)  # nos report: search/cli/report.py
 data_app = typer.Typer(help="Get the data sets the child tasks read (nothing is downloaded at run time).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")

@@ -55,14 +55,22 @@ def list_rules(
     directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster for the baselines' training. Default: a local Ray."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (full precision) instead."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV (a column per task) instead."),
 ) -> None:
     """The reference rules and the discovered ones; with RUN_DIR, the run's best rules from its results
     store: rank, reward, gain over the best baseline (search reward, and confirmed reward of exported
-    rules), formula and canonical key (for `nos rules show KEY --run RUN_DIR`)."""
+    rules), formula and canonical key (for `nos rules show KEY --run RUN_DIR`). --json and --csv print
+    the same rows for programs (search/cli/tables.py)."""
     from search.cli.browse import discovered_table, reference_table, run_listing
     from search.results.comparison import ComparisonError
     from search.store import StoreError
 
+    if as_json and as_csv:
+        raise _fail(ValueError("give --json or --csv, not both"), 2)
+    if as_json or as_csv:
+        return _machine_readable(run_dir, top, _baselines(baselines), compute, directory, address,
+                                 "json" if as_json else "csv")
     try:
         if run_dir is None:
             console.print(reference_table())
@@ -75,6 +83,25 @@ def list_rules(
     except (StoreError, ComparisonError, OSError, ValueError) as err:
         raise _fail(err, 1) from None
     console.print(listing.table())
+
+
+def _machine_readable(run_dir: Path | None, top: int, baselines: list[str], compute: bool,
+                      directory: Path | None, address: str | None, fmt: str) -> None:
+    """`nos rules list --json/--csv`: the rows on stdout, anything else (a baselines' progress) on stderr."""
+    import sys
+
+    from search.cli.browse import run_listing
+    from search.cli.tables import library_rows, listing_rows, write_rows
+    from search.results.comparison import ComparisonError
+    from search.store import StoreError
+
+    try:
+        rows = library_rows(directory) if run_dir is None else listing_rows(run_listing(
+            run_dir, top, baselines=baselines, compute=compute, directory=directory, address=address,
+            progress=False, console=Console(stderr=True)))
+    except (StoreError, ComparisonError, OSError, ValueError) as err:
+        raise _fail(err, 1) from None
+    write_rows(rows, fmt, sys.stdout)
 
 
 def show(
