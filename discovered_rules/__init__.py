@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from dsl.codegen import optimizer_source
+from configuration.files import write_atomic
 from discovered_rules.records import (
     RecordError,
     RecordWarning,
@@ -34,17 +34,17 @@ from discovered_rules.records import (
     class_name,
     make_record,
     read_record,
-    write_atomic,
     write_record,
 )
 from dsl import KNOWN_RULE_TEXT, known_rules
+from dsl.codegen import optimizer_source
 from dsl.optimizer import optimizer_class
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 __all__ = [
     "PACKAGE_DIR", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict", "available",
-    "class_name", "export", "load", "make_record", "optimizer_source", "read_record", "record",
+    "class_name", "export", "folder", "load", "make_record", "optimizer_source", "read_record", "record",
     "write_record",
 ]
 
@@ -66,7 +66,8 @@ def _record_paths(directory: Path) -> dict[str, Path]:
     return paths
 
 
-def _directory(directory: str | Path | None) -> Path:
+def folder(directory: str | Path | None = None) -> Path:
+    """The records' folder: ``directory``, or this package's folder when None (every caller's default)."""
     return PACKAGE_DIR if directory is None else Path(directory)
 
 
@@ -80,13 +81,13 @@ def _unknown(name: str, directory: Path) -> UnknownRule:
 def record(name: str, directory: str | Path | None = None) -> RuleRecord:
     """The record of ``name``: read from ``<directory>/<name>.json`` (default: this package's folder), or,
     for a reference rule, made from its text (source "reference", no task, no rewards)."""
-    folder = _directory(directory)
+    where = folder(directory)
     if name in KNOWN_RULE_TEXT:
-        _record_paths(folder)  # a shadowing record is an error whichever name is asked for
+        _record_paths(where)  # a shadowing record is an error whichever name is asked for
         return make_record(name, known_rules()[name], task=None, rewards={}, source="reference")
-    path = _record_paths(folder).get(name)
+    path = _record_paths(where).get(name)
     if path is None:
-        raise _unknown(name, folder)
+        raise _unknown(name, where)
     return _read_named(path)
 
 
@@ -101,7 +102,7 @@ def load(name: str, directory: str | Path | None = None) -> type[torch.optim.Opt
     """The optimizer class of a reference rule or a record: a dsl.RuleOptimizer subclass with the rule
     and the record's hyper-constant defaults (lr among them) bound, built from the rule's text."""
     if name in KNOWN_RULE_TEXT:
-        _record_paths(_directory(directory))
+        _record_paths(folder(directory))
         return optimizer_class(known_rules()[name], class_name(name))
     rec = record(name, directory)
     return optimizer_class(rec.parsed_rule(), class_name(name), **rec.hyper)
@@ -112,7 +113,7 @@ def available(directory: str | Path | None = None) -> dict[str, str]:
     does not read or validate is left out with a `RecordWarning` naming its file and what is wrong, so
     that one bad file does not hide the others."""
     out = dict(KNOWN_RULE_TEXT)
-    for name, path in _record_paths(_directory(directory)).items():
+    for name, path in _record_paths(folder(directory)).items():
         try:
             out[name] = _read_named(path).rule
         except (RecordError, OSError) as err:  # OSError: unreadable, or a folder named *.json
@@ -130,8 +131,8 @@ def export(record: RuleRecord, directory: str | Path | None = None, *,
     if name in KNOWN_RULE_TEXT:
         raise ValueError(f"{name!r} is the name of a reference rule of dsl.known_rules(); a record "
                          "must not shadow it: choose another name")
-    folder = _directory(directory)
-    json_path, py_path = folder / f"{name}.json", folder / f"{name}.py"
+    where = folder(directory)
+    json_path, py_path = where / f"{name}.json", where / f"{name}.py"
     if not overwrite and (json_path.exists() or py_path.exists()):
         raise FileExistsError(f"{json_path} or {py_path} exists; pass overwrite=True to replace it")
     source = optimizer_source(record.parsed_rule(), class_name(name), record.hyper, module=name,

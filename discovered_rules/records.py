@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import datetime
 import keyword
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from configuration import ConfigError, did_you_mean, validation_error
+from configuration.files import write_atomic
 from dsl.codegen import unprintable
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
 from dsl.vocabulary import HYPERS, LEARNING_RATE
@@ -188,20 +187,6 @@ def read_record(path: str | Path) -> RuleRecord:
         return RuleRecord.model_validate_json(text)
     except ValidationError as err:
         raise _error(str(path), err) from None
-
-
-def write_atomic(text: str, path: Path) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_record(record: RuleRecord, path: str | Path) -> Path:

@@ -105,7 +105,7 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
     names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
     if not names:
         return None
-    table = Table(title=f"Discovered rules ({Path(directory or discovered_rules.PACKAGE_DIR)})",
+    table = Table(title=f"Discovered rules ({discovered_rules.folder(directory)})",
                   caption="reward: mean ± std over the record's seeds; gain: over its best baseline on the "
                           "same seeds", caption_justify="left")
     for column in ("name", "task", "reward", "gain", "formula (sympy)", "run", "date"):
@@ -202,4 +202,4 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
                    records.get(row.canonical_key)) for rank, row in enumerate(best, 1)]
     name = (task.get("name") or task.get("task", "?")) if isinstance(task, dict) else str(task)
     return RunListing(run_dir, run_id, name, counts, rows, cache,
-                      Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR)
+                      discovered_rules.folder(directory))

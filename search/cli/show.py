@@ -58,7 +58,7 @@ class Found:
 def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str | Path | None = None) -> Found:
     """The rule ``query`` names (module docstring). Raises UnknownRule (close matches listed), LookupError
     (a key found nowhere, or ambiguous), RuleError (text that does not parse), StoreError (bad run_dir)."""
-    folder = Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR
+    folder = discovered_rules.folder(directory)
     names = discovered_rules.available(folder)
     if query in KNOWN_RULE_TEXT:
         return Found("reference", known_rules()[query], name=query)

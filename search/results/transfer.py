@@ -70,7 +70,7 @@ def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELIN
     """Compare rule ``name`` (a reference rule or a record in ``directory``) with ``baselines`` on ``task``
     and save the rows (module docstring). Raises UnknownRule (close matches listed), FileNotFoundError or
     ValueError for a bad task, override or missing data, ComparisonError when a training fails."""
-    folder = Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR
+    folder = discovered_rules.folder(directory)
     rec = None if name in KNOWN_RULE_TEXT else discovered_rules.record(name, folder)
     config, key = resolve_task(task, overrides)
     seed_list = list(range(seeds)) if seeds is not None else list(config.seeds)

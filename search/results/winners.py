@@ -135,7 +135,7 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     if not best:
         raise ValueError(f"{run_dir}: run {run_id} has no finished ok evaluation to confirm")
     seed_list = confirmation_seeds(seeds, config.search.eval_seed) if isinstance(seeds, int) else list(seeds)
-    folder = discovered_rules.PACKAGE_DIR if directory is None else Path(directory)
+    folder = discovered_rules.folder(directory)
     if folder.exists() and not folder.is_dir():  # before hours of training, not after
         raise NotADirectoryError(f"{folder}: the records folder is a file")
     names, previous = {}, {}
