@@ -127,7 +127,8 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
     """The run's report data (module docstring); ReportError for a folder that is not a run or is empty."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ReportError(f"{run_dir}: no such run directory")
+        raise ReportError(f"{run_dir}: " + ("a file, not a run directory" if run_dir.exists()
+                                            else "no such run directory"))
     if not (run_dir / FILENAME).is_file():
         raise ReportError(f"{run_dir}: not a run directory (it has no {FILENAME})")
     try:
