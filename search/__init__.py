@@ -9,5 +9,6 @@ Three jobs, in layers that import downwards only (tests/test_structure.py):
 - what follows a search, in `search.results`: confirmation and export of the winners, transfer to other
   tasks, a run's baselines, all compared on the engine's workers (comparison);
 - `search.driver`, which runs a search and then confirms its winners;
-- the `nos` command line, in `search.cli`: the commands, rule tables, one rule in detail, plots.
+- the `nos` command line, in `search.cli`: the commands, rule tables, one rule in detail, plots, and
+  the HTML report (`nos report`).
 """

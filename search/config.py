@@ -8,7 +8,8 @@ A run config is a YAML mapping (configs/quickstart.yaml is the default):
     task_overrides: {epochs: 2}     # dotted keys into every task config (child_tasks.config.override)
     controller: {kind: ppo, batch_size: 50}           # a ControllerConfig mapping
     search: {budget: 1000, patience: 20, max_batches_ahead: 1, workers: null, cpus_per_worker: 1,
-             gpu_fraction: 0.25, invalid_reward: 0.0, max_retries: 2, eval_seed: 0, time_limit_s: null}
+             models_per_worker: 1, gpu_fraction: 0.25, invalid_reward: 0.0, max_retries: 2, eval_seed: 0,
+             time_limit_s: null}
     confirm: {top_k: 3, seeds: 2, budget_scale: 2.0, baselines: [adam, momentum, sgd, rmsprop]}
     wandb: {mode: disabled, project: neural-optimizer-search, entity: null}
 
@@ -71,6 +72,9 @@ class SearchSection(Strict):
     workers: int | None = Field(None, ge=1, description="evaluation actors; None: the cluster's CPUs / "
                                 "cpus_per_worker, or its GPUs / gpu_fraction when it has GPUs")
     cpus_per_worker: int = Field(1, ge=1, description="CPUs each worker reserves, and its torch threads")
+    models_per_worker: int = Field(1, ge=1, description="rules a worker trains side by side in one call "
+                                   "(child_tasks.train_batch; the same rewards within float tolerance): "
+                                   "more keep a GPU busy, 1 trains one rule at a time")
     gpu_fraction: float = Field(0.25, gt=0.0, le=1.0, description="share of a GPU each worker reserves "
                                 "(only on a cluster that has GPUs)")
     invalid_reward: float = Field(0.0, description="the reward of a rule that cannot be trained: "

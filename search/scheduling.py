@@ -121,7 +121,7 @@ class Scheduler:
         if not finished and self.pool.started == 0:
             log.warning("no evaluation worker has started after %.0f s: the cluster may lack the resources "
                         "each worker asks for (%s); still waiting", timeout, self.pool.ray_options)
-        out = []
+        out, retries = [], []
         for done in finished:
             job: Job = done.tag
             self.last_result = time.perf_counter()
@@ -130,7 +130,8 @@ class Scheduler:
                 if job.tries <= self.max_retries:
                     log.warning("%s: worker %s died (%s); retrying", self.describe(job.tag), done.worker,
                                 done.crashed)
-                    self.queue.appendleft(job)
+                    retries.append(job)
                     continue
             out.append(Outcome(job.tag, done.result, done.crashed, done.worker, job.tries))
+        self.queue.extendleft(reversed(retries))  # ahead of every other job, in their own order
         return out

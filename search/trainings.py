@@ -40,7 +40,7 @@ class Trainings:
     def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress) -> None:
         self.store, self.search, self.bar = store, search, bar
         # Each attempt is counted in the store as it starts, so a resume knows the tries of a row.
-        self.scheduler = Scheduler(pool, search.max_retries,
+        self.scheduler = Scheduler(pool, search.max_retries, batch=search.models_per_worker,
                                    describe=lambda row: f"evaluation {row.id}",
                                    on_submit=lambda row, worker: store.add_attempt(row.id, worker))
         self.leaders: dict[str, Evaluation] = {}  # canonical key -> the row queued or training for it
