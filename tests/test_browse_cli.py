@@ -47,7 +47,7 @@ def browsed(tmp_path: Path):
 
 def test_list_without_run_dir_shows_reference_and_discovered_rules(browsed, tmp_path: Path) -> None:
     _, records, _, confirmed = browsed
-    result = run("rules", "list", "--directory", records)
+    result = run("rules", "list", "--records-dir", records)
     assert result.exit_code == 0, result.output
     for name in known_rules():
         assert name in result.output
@@ -55,13 +55,13 @@ def test_list_without_run_dir_shows_reference_and_discovered_rules(browsed, tmp_
     assert confirmed.name in result.output and "nos_other_1" in result.output
     line = next(line for line in result.output.splitlines() if confirmed.name in line)
     assert "61.000 ± 1.414" in line and "-10.000 (adam)" in line  # mean 61 against adam's 71
-    empty = run("rules", "list", "--directory", tmp_path / "none")
+    empty = run("rules", "list", "--records-dir", tmp_path / "none")
     assert empty.exit_code == 0 and "No discovered rules yet" in empty.output
 
 
 def test_list_run_dir_ranks_the_rules_with_gains_and_counts(browsed) -> None:
     run_dir, records, run_id, confirmed = browsed
-    result = run("rules", "list", run_dir, "--baselines", "adam,sgd", "--directory", records)
+    result = run("rules", "list", run_dir, "--baselines", "adam,sgd", "--records-dir", records)
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 3  # g and g + g - g share a key: one row, with the better reward (81)
@@ -84,7 +84,7 @@ def test_list_run_dir_without_baselines_or_with_a_stale_cache(browsed) -> None:
     run_dir, records, _, _ = browsed
     cache = run_dir / "baselines.json"
     cache.write_text(cache.read_text().replace('"seed":0', '"seed":7'))  # another seed: stale
-    result = run("rules", "list", run_dir, "--no-baselines", "--directory", records, "--top", "1")
+    result = run("rules", "list", run_dir, "--no-baselines", "--records-dir", records, "--top", "1")
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 1 and [c.strip() for c in rows[0].split("│")[1:4]] == ["1", "90.000", "-"]
@@ -117,7 +117,7 @@ def _png(output: str) -> Path:
 
 def test_show_a_record_draws_its_curves(browsed) -> None:
     _, records, run_id, confirmed = browsed
-    result = run("rules", "show", confirmed.name, "--directory", records)
+    result = run("rules", "show", confirmed.name, "--records-dir", records)
     assert result.exit_code == 0, result.output
     text = flat(result.output)
     for expected in ("sign(m) * g", r"\operatorname{sign}", confirmed.canonical_key, "lr=0.1", "beta1=0.9",
@@ -126,14 +126,14 @@ def test_show_a_record_draws_its_curves(browsed) -> None:
                      "static checks"):
         assert expected in text
     assert _png(result.output) == records / f"{confirmed.name}_curves.png"
-    by_key = run("rules", "show", confirmed.canonical_key[:8], "--directory", records)
+    by_key = run("rules", "show", confirmed.canonical_key[:8], "--records-dir", records)
     assert by_key.exit_code == 0 and confirmed.name in by_key.output
 
 
 def test_show_a_run_evaluation_by_key(browsed) -> None:
     run_dir, records, _, confirmed = browsed
     key = canonical_key(parse("mhat"))
-    result = run("rules", "show", key, "--run", run_dir, "--directory", records)
+    result = run("rules", "show", key, "--run", run_dir, "--records-dir", records)
     assert result.exit_code == 0, result.output
     text = flat(result.output)
     for expected in ("text mhat", "status ok", "reward 85.000", "chosen lr 0.1", "adam 88.000, sgd 84.500",
@@ -141,16 +141,16 @@ def test_show_a_run_evaluation_by_key(browsed) -> None:
         assert expected in text
     assert _png(result.output) == run_dir / "plots" / f"{key}.png"
     assert "confirmed as" not in text
-    prefix = run("rules", "show", key[:6], "--run", run_dir, "--directory", records)
+    prefix = run("rules", "show", key[:6], "--run", run_dir, "--records-dir", records)
     assert prefix.exit_code == 0 and "reward 85.000" in flat(prefix.output)
-    best = run("rules", "show", confirmed.canonical_key, "--run", run_dir, "--directory", records)
+    best = run("rules", "show", confirmed.canonical_key, "--run", run_dir, "--records-dir", records)
     assert f"confirmed as {confirmed.name}" in flat(best.output) and "reward 90.000" in flat(best.output)
 
 
 def test_show_a_diverged_evaluation_draws_its_partial_curves(browsed) -> None:
     run_dir, records, _, _ = browsed
     key = canonical_key(parse("exp(g) * 1e30"))
-    result = run("rules", "show", key, "--run", run_dir, "--directory", records)
+    result = run("rules", "show", key, "--run", run_dir, "--records-dir", records)
     assert result.exit_code == 0, result.output
     assert "status diverged" in flat(result.output) and "error non-finite loss" in flat(result.output)
     assert _png(result.output) == run_dir / "plots" / f"{key}.png"  # a NaN loss is a gap, not an error
@@ -178,7 +178,7 @@ def test_show_errors(browsed, args: list[str], code: int, expected: str) -> None
     run_dir, records, _, _ = browsed
     paths = {"RUN": str(run_dir), "MISSING": str(run_dir.parent / "missing")}
     args = [paths.get(a, a) for a in args]
-    result = run("rules", "show", *args, "--directory", records)
+    result = run("rules", "show", *args, "--records-dir", records)
     assert result.exit_code == code, result.output
     assert expected in " ".join(result.output.split())
 
@@ -188,7 +188,7 @@ def test_transfer_errors_come_before_any_training(browsed, monkeypatch, tmp_path
     monkeypatch.delenv("NOS_CIFAR10", raising=False)
     result = run("transfer", "powersign", "--task", "convnet", "--no-progress")
     assert result.exit_code == 1 and "NOS_CIFAR10" in result.output
-    result = run("transfer", "nos_othr_1", "--task", "digits", "--directory", records)
+    result = run("transfer", "nos_othr_1", "--task", "digits", "--records-dir", records)
     assert result.exit_code == 2 and "did you mean nos_other_1" in result.output
     result = run("transfer", "powersign", "--task", "convnt")
     assert result.exit_code == 1 and "cifar10_convnet" in result.output  # no such config: close matches
@@ -212,3 +212,16 @@ def test_help_explains_the_commands() -> None:
         assert result.exit_code == 0, result.output
         for text in expected:
             assert text in result.output, (args, text)
+
+
+def test_directory_is_a_hidden_deprecated_alias_of_records_dir(browsed, tmp_path: Path) -> None:
+    _, records, _, confirmed = browsed
+    for command in (["rules", "list"], ["rules", "show", confirmed.name], ["rules", "export", "RUN"],
+                    ["transfer", "adam"], ["report"]):
+        helped = run(*command[:2] if command[0] == "rules" else command[:1], "--help")
+        assert "--records-dir" in helped.output and "--directory" not in helped.output, command
+    old = run("rules", "show", confirmed.name, "--directory", records)
+    assert old.exit_code == 0, old.output
+    assert confirmed.name in old.output and "--directory is deprecated; use --records-dir" in old.output
+    both = run("rules", "list", "--directory", records, "--records-dir", tmp_path / "else")
+    assert both.exit_code == 2 and "give one of them" in both.output

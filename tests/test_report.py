@@ -36,7 +36,7 @@ def runs(tmp_path: Path):
 def test_report_holds_counts_progress_updates_and_best_rules(runs, tmp_path: Path) -> None:
     first, second, records = runs
     out = tmp_path / "out" / "report.html"
-    result = run("report", first, second, "-o", out, "--directory", records)
+    result = run("report", first, second, "-o", out, "--records-dir", records)
     assert result.exit_code == 0, result.output
     assert f"report written to {out}" in " ".join(result.output.split())
     page = out.read_text(encoding="utf-8")
@@ -117,7 +117,7 @@ def test_report_usage_errors(tmp_path: Path) -> None:
 def test_library_report(runs, tmp_path: Path) -> None:
     _, _, records = runs
     out = tmp_path / "rules.html"
-    result = run("report", "--rules", "--directory", records, "-o", out)
+    result = run("report", "--rules", "--records-dir", records, "-o", out)
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert "nos_report_1" in page and "transfer to convnet" in page and "70.500 ± 1.500" in page
@@ -127,7 +127,7 @@ def test_library_report(runs, tmp_path: Path) -> None:
 def test_evaluations_csv(runs, tmp_path: Path) -> None:
     first, second, records = runs
     out = tmp_path / "evaluations.csv"
-    result = run("report", first, second, "-o", tmp_path / "r.html", "--csv", out, "--directory", records)
+    result = run("report", first, second, "-o", tmp_path / "r.html", "--csv", out, "--records-dir", records)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == 2 * len(ROWS) + 1
@@ -143,13 +143,13 @@ def test_evaluations_csv(runs, tmp_path: Path) -> None:
 def test_rules_list_json_and_csv(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_id = make_run(run_dir)
-    result = run("rules", "list", run_dir, "--no-baselines", "--json", "--directory", tmp_path)
+    result = run("rules", "list", run_dir, "--no-baselines", "--json", "--records-dir", tmp_path)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["rank"], r["rule"], r["reward"]) for r in rows] == [
         (1, "sign(m) * g", 90.0), (2, "mhat", 85.0), (3, "g + g - g", 81.0)]
     assert rows[0]["run_id"] == run_id and rows[0]["gain"] is None and rows[0]["record"] is None
-    result = run("rules", "list", run_dir, "--no-baselines", "--csv", "--directory", tmp_path)
+    result = run("rules", "list", run_dir, "--no-baselines", "--csv", "--records-dir", tmp_path)
     assert result.exit_code == 0, result.output
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["rule"] for r in table] == ["sign(m) * g", "mhat", "g + g - g"] and table[0]["reward"] == "90.0"
@@ -158,7 +158,7 @@ def test_rules_list_json_and_csv(tmp_path: Path) -> None:
 
 def test_rules_list_json_of_the_library(runs) -> None:
     _, _, records = runs
-    result = run("rules", "list", "--json", "--directory", records)
+    result = run("rules", "list", "--json", "--records-dir", records)
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["adam"]["source"] == "reference"

@@ -38,7 +38,7 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     name = record_name(run_id, 1)
 
     result = run("rules", "export", run_dir, "--top", "1", "--seeds", "2", "--budget-scale", "1",
-                 "--baselines", "adam", "--directory", records, "--no-progress")
+                 "--baselines", "adam", "--records-dir", records, "--no-progress")
     assert result.exit_code == 0, result.output
     assert f"exported {name}" in flat(result.output) and "over seeds [1, 2]" in flat(result.output)
     rec = discovered_rules.record(name, records)
@@ -46,7 +46,7 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     assert (records / f"{name}.py").is_file()
 
     # The run listing trains adam once at the run's own budget and seed, caches it, and shows both gains.
-    result = run("rules", "list", run_dir, "--baselines", "adam", "--directory", records)
+    result = run("rules", "list", run_dir, "--baselines", "adam", "--records-dir", records)
     assert result.exit_code == 0, result.output
     cache = read_cache(run_dir)
     task = SearchConfig.from_mapping(tiny_config()).task_config
@@ -58,7 +58,7 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     assert f"{mean - sum(rec.baselines['adam']) / 2:+.3f}" in first
 
     result = run("transfer", name, "--task", "digits", *TINY_SET, "--seeds", "2", "--baselines", "sgd",
-                 "--directory", records, "--no-progress")
+                 "--records-dir", records, "--no-progress")
     assert result.exit_code == 0, result.output
     assert "over seeds [0, 1]" in flat(result.output)
     assert f"saved to {records / (name + '.json')}" in flat(result.output)
@@ -68,7 +68,7 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     assert rows[1]["values"] == pytest.approx([train("sgd", task, seed=s).reward for s in (0, 1)], abs=1e-9)
     assert rec.rewards and rec.curves  # the rest of the record is kept
 
-    result = run("rules", "show", name, "--directory", records)
+    result = run("rules", "show", name, "--records-dir", records)
     assert result.exit_code == 0, result.output
     assert f"transfer {TINY_KEY} {name} {rows[0]['mean']:.2f}" in flat(result.output)
     png = Path(result.output.rsplit("learning curves:", 1)[1].strip())

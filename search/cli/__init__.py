@@ -19,22 +19,54 @@ from __future__ import annotations
 import shlex
 import time
 from enum import Enum
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from typer.core import TyperGroup
 
-from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
-from dsl.functions import FUNCTIONS
-from dsl.vocabulary import HYPERS, OPERANDS
 from search.cli.report import register as register_report
-from search.cli.rules import print_confirmation, register
+from search.cli.rules import RULE_TEXT_SETTINGS, print_confirmation, register
+
+if TYPE_CHECKING:
+    from dsl import Rule
+
+try:  # typer >= 0.20 carries its own click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover (an older typer on click)
+    from click.exceptions import ClickException
+
+# Start-up: this module and the ones it imports declare the commands and their options only; torch, ray,
+# sympy, matplotlib and the pydantic configs are imported inside the commands that use them, so that
+# `nos --help` and `nos rules names` start fast (tests/test_cli_startup.py checks it).
+
+PASSED_THROUGH = (typer.Exit, typer.Abort, ClickException)  # click's own: exit codes and usage errors
+
+
+class NosGroup(TyperGroup):
+    """The `nos` group: an unexpected exception from any command is one line on stderr and exit status 1;
+    its traceback only with ``nos --debug``. Implemented once here, so that the console script
+    (``nos = "search.cli:app"``) and typer's CliRunner behave alike."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PASSED_THROUGH:
+            raise
+        except Exception as err:
+            if ctx.params.get("debug"):
+                raise
+            message = " ".join(str(err).split())
+            Console(stderr=True).print(f"error: {type(err).__name__}: {message} (run with --debug for the "
+                                       "traceback)", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
-                  no_args_is_help=True, rich_markup_mode="rich", add_completion=False)
+                  no_args_is_help=True, rich_markup_mode="rich", add_completion=False, cls=NosGroup,
+                  pretty_exceptions_show_locals=False)
 rules_app = typer.Typer(help="Browse, inspect and check update rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 register(app, rules_app)  # list, show, export and transfer: search/cli/rules.py
@@ -47,6 +79,8 @@ console = Console()
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
             console.print(f"neural-optimizer-search {version('neural-optimizer-search')}")
         except PackageNotFoundError:
@@ -56,12 +90,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                help="Print the version and exit.")) -> None:
+                                help="Print the version and exit."),
+         debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
+                                    "(without it: one line, exit status 1). Before the command: nos --debug "
+                                    "search ...")) -> None:
     """Neural optimizer search: discover optimizer update rules, and use them in PyTorch."""
 
 
 def _rule(name_or_text: str) -> tuple[str | None, Rule]:
     """A known rule by name, else the text parsed as a rule; a parse error exits with its message."""
+    from dsl import KNOWN_RULE_TEXT, RuleError, known_rules, parse
+
     if name_or_text in KNOWN_RULE_TEXT:
         return name_or_text, known_rules()[name_or_text]
     try:
@@ -71,8 +110,10 @@ def _rule(name_or_text: str) -> tuple[str | None, Rule]:
         raise typer.Exit(2) from None
 
 
-@rules_app.command("check")
-def check(rule: str = typer.Argument(..., help="Rule text or a reference rule's name.")) -> None:
+@rules_app.command("check", context_settings=RULE_TEXT_SETTINGS)
+def check(rule: str = typer.Argument(..., help="Rule text or a reference rule's name. Text starting with "
+                                     "'-' is read as the rule too: nos rules check -g (or nos rules check "
+                                     "-- \"-g * m\")).")) -> None:
     """Parse and statically check a rule; exit status 0 if worth training, 1 if rejected, 2 if malformed."""
     from dsl.checks import why_invalid
     from dsl.equivalence import canonical_key
@@ -89,6 +130,11 @@ def check(rule: str = typer.Argument(..., help="Rule text or a reference rule's 
 @rules_app.command("names")
 def names() -> None:
     """Every name a rule may use: operands, hyper-constants (with defaults) and functions."""
+    from rich.table import Table
+
+    from dsl.functions import FUNCTIONS
+    from dsl.vocabulary import HYPERS, OPERANDS
+
     table = Table(title="The rule language")
     for column in ("name", "kind", "meaning"):
         table.add_column(column, overflow="fold")
@@ -218,6 +264,8 @@ def search_command(
 
 
 def _print_summary(summary) -> None:
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"search {summary.run_id}")
     table.add_column(style="bold")
     table.add_column(overflow="fold")

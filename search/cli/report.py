@@ -26,7 +26,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from search.cli.rules import DIRECTORY_HELP
+from search.cli.rules import DIRECTORY_HELP, records_dir
 
 console = Console()
 errors = Console(stderr=True)
@@ -84,11 +84,13 @@ def report(
         "--rules", help="Report the discovered-rules library instead: every exported record, its origin, "
         "confirmation and transfer results.")] = False,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of each run's best rules to show.")] = 5,
-    directory: Annotated[Path | None, typer.Option("--directory", show_default=False,
+    directory: Annotated[Path | None, typer.Option("--records-dir", show_default=False,
                                                    help=DIRECTORY_HELP)] = None,
     csv_path: Annotated[Path | None, typer.Option(
         "--csv", show_default=False, help="Also write every evaluation of the runs to this CSV file.",
     )] = None,
+    old_directory: Annotated[Path | None, typer.Option("--directory", hidden=True, show_default=False,
+                                                       help="Deprecated: --records-dir.")] = None,
 ) -> None:
     """An HTML report that opens without a network: the search's progress (runs overlaid), the status
     counts, the controller's metrics, and the best rules with their formula, reward per task,
@@ -98,6 +100,7 @@ def report(
     from search.cli.tables import write_evaluations_csv
     from search.store import StoreError
 
+    directory = records_dir(directory, old_directory)
     if rules and run_dirs:
         errors.print("error: give run directories or --rules, not both", highlight=False)
         raise typer.Exit(2)

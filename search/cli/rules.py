@@ -17,9 +17,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from search.config import DEFAULT_BASELINES
-
 console = Console()
+errors = Console(stderr=True)
+# search.config.DEFAULT_BASELINES, spelled here so that `nos --help` need not import the configs (pydantic,
+# torch); tests/test_cli_startup.py checks that the two agree.
+DEFAULT_BASELINES = ("adam", "momentum", "sgd", "rmsprop")
+# A rule's text may start with '-' ("-g", "-sign(g) * m"): an unknown option is then taken as the argument
+# (click would refuse it as "No such option"); `nos rules check -- "-g"` works too.
+RULE_TEXT_SETTINGS = {"ignore_unknown_options": True}
 
 
 def wide(out: Console) -> Console:
@@ -28,6 +33,27 @@ def wide(out: Console) -> Console:
     return out if out.is_terminal else Console(width=max(out.width, 160))
 BASELINES_HELP = "Comma-separated torch baselines: " + ", ".join(DEFAULT_BASELINES) + " by default."
 DIRECTORY_HELP = "The folder of discovered records. Default: the discovered_rules package's."
+
+
+def records_option(help_text: str = DIRECTORY_HELP):
+    """The records folder's option, ``--records-dir`` on every command (as on `nos search`)."""
+    return typer.Option(None, "--records-dir", show_default=False, help=help_text)
+
+
+def old_records_option():
+    """``--directory``, the records folder's old name on some commands: hidden, still read (a warning)."""
+    return typer.Option(None, "--directory", hidden=True, show_default=False,
+                        help="Deprecated: the old name of --records-dir.")
+
+
+def records_dir(new: Path | None, old: Path | None) -> Path | None:
+    """The records folder given by ``--records-dir`` or by its deprecated alias ``--directory``."""
+    if old is None:
+        return new
+    if new is not None and new != old:
+        raise _fail(ValueError("--directory is the old name of --records-dir: give one of them"), 2)
+    errors.print("warning: --directory is deprecated; use --records-dir", highlight=False)
+    return old
 
 
 def _fail(err: BaseException, code: int) -> typer.Exit:
@@ -52,11 +78,12 @@ def list_rules(
     compute: bool = typer.Option(True, "--compute-baselines/--no-baselines",
                                  help="With RUN_DIR: train the baselines once on the run's task for the gain "
                                  "column (cached in RUN_DIR/baselines.json), or never train them."),
-    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+    directory: Path | None = records_option(),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster for the baselines' training. Default: a local Ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (full precision) instead."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the rows as CSV (a column per task) instead."),
+    old_directory: Path | None = old_records_option(),
 ) -> None:
     """The reference rules and the discovered ones; with RUN_DIR, the run's best rules from its results
     store: rank, reward, gain over the best baseline (search reward, and confirmed reward of exported
@@ -66,6 +93,7 @@ def list_rules(
     from search.results.comparison import ComparisonError
     from search.store import StoreError
 
+    directory = records_dir(directory, old_directory)
     if as_json and as_csv:
         raise _fail(ValueError("give --json or --csv, not both"), 2)
     if as_json or as_csv:
@@ -109,7 +137,8 @@ def show(
                                "first 6+ hex digits), or rule text, e.g. 'exp(sign(g) * sign(m)) * g'."),
     run: Path | None = typer.Option(None, "--run", show_default=False,
                                     help="Look the key up among this run's evaluations."),
-    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+    directory: Path | None = records_option(),
+    old_directory: Path | None = old_records_option(),
 ) -> None:
     """One rule in full: text, formula, LaTeX, canonical key, state, hyper-constants and static checks;
     for a discovered rule or a run's evaluation also its rewards (per seed), the baselines' rewards, the
@@ -119,6 +148,7 @@ def show(
     from search.cli.show import details, find_rule
     from search.store import StoreError
 
+    directory = records_dir(directory, old_directory)
     try:
         found = find_rule(rule, run_dir=run, directory=directory)
     except RuleError as err:
@@ -142,14 +172,14 @@ def export(
     budget_scale: float = typer.Option(2.0, "--budget-scale", min=0.01,
                                        help="Factor on the task's epochs (and time limit)."),
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
-    directory: Path | None = typer.Option(None, "--directory", show_default=False,
-                                          help="Where to write the records. " + DIRECTORY_HELP),
+    directory: Path | None = records_option("Where to write the records. " + DIRECTORY_HELP),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     force: bool = typer.Option(False, "--force", help="Replace this run's records of the same rules in place "
                                "(their transfer results are kept). Without it a taken name is never "
                                "replaced: the record gets the next free name, nos_<run>_<rank>_<n>."),
+    old_directory: Path | None = old_records_option(),
 ) -> None:
     """Confirm a run's best rules: train each again with more seeds and a longer budget next to the
     baselines (on Ray, one task per optimizer and seed), then write each as a record (JSON) and a
@@ -160,6 +190,7 @@ def export(
     from search.results.winners import confirm_and_export
     from search.store import StoreError
 
+    directory = records_dir(directory, old_directory)
     try:
         confirmed = confirm_and_export(run_dir, top, seeds=seeds, budget_scale=budget_scale,
                                        baselines=_baselines(baselines), directory=directory, address=address,
@@ -197,13 +228,14 @@ def transfer(
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
                                         help="Change the task config (YAML values, dotted keys), e.g. "
                                         "--set epochs=2 --set model.width=8. Repeatable."),
-    directory: Path | None = typer.Option(None, "--directory", show_default=False, help=DIRECTORY_HELP),
+    directory: Path | None = records_option(),
     out: Path | None = typer.Option(None, "--out", show_default=False,
                                     help="Also (for a reference rule: instead of "
                                     "./transfer_<rule>_<task>.json) write the rows to this JSON file."),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    old_directory: Path | None = old_records_option(),
 ) -> None:
     """Compare a rule with the baselines on another child task (each optimizer and seed one Ray task):
     print the table and save it in the rule's record (transfer: task -> rows), or for a reference rule
@@ -213,6 +245,7 @@ def transfer(
     from search.results.comparison import ComparisonError
     from search.results.transfer import transfer as run_transfer
 
+    directory = records_dir(directory, old_directory)
     chosen = _baselines(baselines)
     try:
         result = run_transfer(name, task, baselines=chosen, seeds=seeds, overrides=overrides,
@@ -231,6 +264,6 @@ def transfer(
 def register(app: typer.Typer, rules_app: typer.Typer) -> None:
     """Add the commands to `nos` (``transfer``) and to `nos rules` (``list``, ``show``, ``export``)."""
     rules_app.command("list")(list_rules)
-    rules_app.command("show")(show)
+    rules_app.command("show", context_settings=RULE_TEXT_SETTINGS)(show)
     rules_app.command("export")(export)
     app.command("transfer")(transfer)
