@@ -1,9 +1,12 @@
 """Winners of searches, kept as records and as self-contained PyTorch optimizers. Needs only `dsl`.
 
-Each winner is a JSON record ``discovered_rules/<name>.json`` (`records.RuleRecord`: the rule's text,
+Each winner is a JSON record ``<folder>/<name>.json`` (`records.RuleRecord`: the rule's text,
 formula, canonical key, hyper-constant defaults, task, rewards per seed, baselines, ...) and, beside it,
 ``<name>.py``: a generated module (`dsl.codegen.optimizer_source`) that imports only torch and math,
-for a user to copy into any project. The package itself never imports or executes those .py files: `load`
+for a user to copy into any project. The folder is the one given (``--records-dir`` on every command),
+else `default_folder`: ``$NOS_RULES_DIR``, else ``~/.local/share/nos/rules`` (under ``$XDG_DATA_HOME``
+when set); nothing is ever written into this package's own folder, which a normal install puts in
+site-packages. The package itself never imports or executes those .py files: `load`
 builds the optimizer class from the record's rule text through `dsl.parse` and `dsl.optimizer_class`.
 The reference rules of `dsl.known_rules()` load the same way:
 
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from configuration.files import write_atomic
+from configuration.files import path_from_env, write_atomic
 from discovered_rules.records import (
     RecordError,
     RecordWarning,
@@ -40,12 +43,12 @@ from dsl import KNOWN_RULE_TEXT, known_rules
 from dsl.codegen import optimizer_source
 from dsl.optimizer import optimizer_class
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+RULES_ENV = "NOS_RULES_DIR"
 
 __all__ = [
-    "PACKAGE_DIR", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict", "available",
-    "class_name", "export", "folder", "load", "make_record", "optimizer_source", "read_record", "record",
-    "write_record",
+    "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict",
+    "available", "class_name", "default_folder", "export", "folder", "load", "make_record",
+    "optimizer_source", "read_record", "record", "write_record",
 ]
 
 
@@ -66,9 +69,20 @@ def _record_paths(directory: Path) -> dict[str, Path]:
     return paths
 
 
+def default_folder() -> Path:
+    """Where records go when no folder is given: ``$NOS_RULES_DIR``, else ``$XDG_DATA_HOME/nos/rules``
+    (``~/.local/share/nos/rules``). Never this package's own folder, which a normal install puts in
+    site-packages: an upgrade would delete the records, and it may not be writable."""
+    given = path_from_env(None, RULES_ENV)
+    if given:
+        return Path(given).expanduser()
+    data = path_from_env(None, "XDG_DATA_HOME")
+    return (Path(data) if data else Path.home() / ".local" / "share") / "nos" / "rules"
+
+
 def folder(directory: str | Path | None = None) -> Path:
-    """The records' folder: ``directory``, or this package's folder when None (every caller's default)."""
-    return PACKAGE_DIR if directory is None else Path(directory)
+    """The records' folder: ``directory``, or `default_folder` when None (every caller's default)."""
+    return default_folder() if directory is None else Path(directory).expanduser()
 
 
 def _unknown(name: str, directory: Path) -> UnknownRule:
@@ -79,7 +93,7 @@ def _unknown(name: str, directory: Path) -> UnknownRule:
 
 
 def record(name: str, directory: str | Path | None = None) -> RuleRecord:
-    """The record of ``name``: read from ``<directory>/<name>.json`` (default: this package's folder), or,
+    """The record of ``name``: read from ``<directory>/<name>.json`` (default: `default_folder`), or,
     for a reference rule, made from its text (source "reference", no task, no rewards)."""
     where = folder(directory)
     if name in KNOWN_RULE_TEXT:
@@ -125,7 +139,7 @@ def available(directory: str | Path | None = None) -> dict[str, str]:
 def export(record: RuleRecord, directory: str | Path | None = None, *,
            overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``<name>.json`` (the record) and ``<name>.py`` (its self-contained optimizer) to ``directory``
-    (default: this package's folder); returns both paths. An existing record is replaced only with
+    (default: `default_folder`); returns both paths. An existing record is replaced only with
     ``overwrite=True``; a record named like a reference rule is refused."""
     name = record.name
     if name in KNOWN_RULE_TEXT:

@@ -63,6 +63,7 @@ from typing import Any
 
 import torch
 
+import discovered_rules
 from child_tasks.problems import load_data
 from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
@@ -72,7 +73,7 @@ from search.lock import RunLock
 from search.progress import SearchProgress
 from search.results.comparison import ComparisonError
 from search.results.winners import Confirmation, confirm_and_export, run_records
-from search.store import FILENAME, Evaluation, RunStore
+from search.store import FILENAME, Evaluation, RunStore, StoreError
 from search.tracking import Tracker
 from search.trainings import Trainings
 from search.workers import EvaluationWorker, WorkerPool
@@ -156,7 +157,8 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         controller_kind: "ppo" or "random", replacing the config's ``controller.kind``.
         progress: show the progress bars.
         worker_class: the evaluation actor's class (an `EvaluationWorker` subclass, e.g. another trainer).
-        records_dir: where confirmed winners are exported (None: the discovered_rules package's folder).
+        records_dir: where confirmed winners are exported (None: the run's own, for a resume, else
+            `discovered_rules.default_folder`); the run remembers it.
     """
     run_dir = Path(run_dir)
     check_address(address)  # before anything is written: a wrong address should leave no trace
@@ -164,6 +166,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
     lock = RunLock(run_dir)
     try:
         lock.acquire()  # before anything is written or trained: one process per run (search.lock)
+        records_dir = _records_dir(store, records_dir)
         controller = make_searcher(config.controller)
         checkpoint = run_dir / CHECKPOINT
         if resume and checkpoint.is_file():
@@ -293,6 +296,20 @@ def _last_line(error: str | None) -> str:
     """A failed training's error is a worker's traceback; its last line says what went wrong."""
     lines = [line for line in (error or "").strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no error recorded"
+
+
+def _records_dir(store: RunStore, given: str | Path | None) -> Path:
+    """The folder the run exports to: the one given (remembered from now on), else the one the run
+    remembers, else the default folder (remembered too, so that a later change of $NOS_RULES_DIR does not
+    split a run's records over two folders)."""
+    if given is None and store.records_dir is not None:
+        return Path(store.records_dir)
+    folder = discovered_rules.folder(given)
+    if folder.exists() and not folder.is_dir():  # before any training, not after
+        raise StoreError(f"{folder}: the records folder is a file")
+    if store.records_dir is None or given is not None:
+        store.remember_records_dir(folder)
+    return Path(store.records_dir)
 
 
 def _stop_reason(trained: list[int], search: SearchSection) -> str | None:

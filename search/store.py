@@ -2,7 +2,7 @@
 
 Tables (schema version 1; JSON columns hold lists and dicts as text written by the json module):
 
-    meta(key, value)          format, schema_version, run_id, created_at, config (JSON values)
+    meta(key, value)          format, schema_version, run_id, created_at, config, records_dir (JSON values)
     evaluations               one row per sampled candidate: batch (the controller update it belongs to)
                               and position (UNIQUE together), tokens, log_probs, version, groups (JSON),
                               rule, canonical_key, status (CHECKed to be one of STATUSES), reward, lr,
@@ -233,6 +233,7 @@ class RunStore:
                              f"{SCHEMA_VERSION}" + ("; it was written by a newer nos, upgrade to read it"
                                                     if newer else ""))
         self.run_id, self.config, self.created_at = meta["run_id"], meta["config"], meta["created_at"]
+        self.records_dir: str | None = meta.get("records_dir")  # where its winners go (remember_records_dir)
         if config is not None and config != self.config:
             details = "; ".join(describe_differences(differences(self.config, config), "stored", "given", 8))
             raise StoreError(f"{self.path}: run {self.run_id} was started with another config ({details}); "
@@ -348,6 +349,15 @@ class RunStore:
                           "WHERE id = ?", (worker, id)).rowcount != 1:
                 raise StoreError(f"{self.path}: no evaluation with id {id!r} to count an attempt for")
             return int(db.execute("SELECT attempts FROM evaluations WHERE id = ?", (id,)).fetchone()[0])
+
+    def remember_records_dir(self, path: str | Path) -> None:
+        """Keep the folder the run's winners are exported to, so that a resume and ``nos rules export``
+        use it without being told again (an absolute path: a resume may start elsewhere)."""
+        value = str(Path(path).expanduser().resolve())
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('records_dir', ?)",
+                       (_json(value, "records_dir"),))
+        self.records_dir = value
 
     def record_update(self, batch: int, stats: dict) -> None:
         """Store the controller's statistics for its update on ``batch`` (replacing earlier ones)."""

@@ -1,6 +1,10 @@
-"""Shared fixtures: one local Ray instance for every test of the search that needs one."""
+"""Shared fixtures: one local Ray instance for every test of the search that needs one; the default
+records folder of the whole session is a temporary one, never the user's."""
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 import pytest
 
@@ -16,5 +20,8 @@ def ray_session():
 
 
 def pytest_configure(config):
+    # Before any Ray worker or subprocess starts, so that they inherit it: a test that exports without
+    # naming a folder writes here, not into ~/.local/share/nos/rules.
+    os.environ["NOS_RULES_DIR"] = tempfile.mkdtemp(prefix="nos-rules-")
     config.addinivalue_line("markers", "slow: starts processes or Ray clusters of its own (seconds to tens "
                             "of seconds); part of the default run")

@@ -1,5 +1,5 @@
 """One process per run directory (search.lock): a live holder refuses a second search, a killed one does
-not, and a refused resume writes nothing."""
+not, and a refused resume writes nothing; the run directory also remembers its records folder."""
 
 from __future__ import annotations
 
@@ -69,3 +69,18 @@ def test_resuming_a_live_run_is_refused_before_anything_is_written(tmp_path) -> 
         proc.wait()
     assert (run_dir / "results.sqlite").read_bytes() == before
     assert not (run_dir / "controller.pt").exists()
+
+
+def test_a_run_remembers_its_records_folder_for_resumes(tmp_path, monkeypatch) -> None:
+    from search.driver import _records_dir
+
+    monkeypatch.setenv("NOS_RULES_DIR", str(tmp_path / "default"))
+    with RunStore(tmp_path / "run", config=tiny_config()) as store:
+        assert _records_dir(store, None) == tmp_path / "default", "the default, remembered"
+        monkeypatch.setenv("NOS_RULES_DIR", str(tmp_path / "changed"))
+        assert _records_dir(store, None) == tmp_path / "default", "a resume keeps the run's folder"
+        assert _records_dir(store, tmp_path / "given") == tmp_path / "given", "a folder given wins"
+        assert _records_dir(store, None) == tmp_path / "given", "and is remembered"
+        (tmp_path / "file").write_text("x")
+        with pytest.raises(StoreError, match="the records folder is a file"):
+            _records_dir(store, tmp_path / "file")

@@ -197,3 +197,21 @@ def test_errors_before_training(tmp_path: Path) -> None:
         confirm_and_export(tmp_path / "failed", 1, seeds=1, baselines=("adam",), directory=tmp_path)
     with pytest.raises(ValueError, match="unknown torch baseline 'adma'"):
         confirm_and_export(tmp_path / "failed", 1, seeds=1, baselines=("adma",), directory=tmp_path)
+
+
+def test_records_default_to_one_folder_outside_the_package_and_a_run_remembers_its_own(tmp_path,
+                                                                                      monkeypatch) -> None:
+    monkeypatch.setenv("NOS_RULES_DIR", str(tmp_path / "mine"))
+    assert discovered_rules.default_folder() == discovered_rules.folder() == tmp_path / "mine"
+    monkeypatch.delenv("NOS_RULES_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert discovered_rules.folder() == tmp_path / "data" / "nos" / "rules"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert discovered_rules.folder() == Path.home() / ".local" / "share" / "nos" / "rules"
+    package = Path(discovered_rules.__file__).resolve().parent
+    assert package not in discovered_rules.folder().parents and discovered_rules.folder() != package
+    with RunStore(tmp_path / "run", {"task": "digits"}) as store:
+        assert store.records_dir is None
+        store.remember_records_dir(tmp_path / "records")
+    with RunStore(tmp_path / "run", create=False) as store:
+        assert store.records_dir == str((tmp_path / "records").resolve()), "kept for a resume and exports"

@@ -101,7 +101,8 @@ def reference_table() -> Table:
 
 
 def discovered_table(directory: str | Path | None = None) -> Table | None:
-    """The records in ``directory`` (default: the package's), or None when there are none."""
+    """The records in ``directory`` (default: `discovered_rules.default_folder`), or None when there are
+    none."""
     names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
     if not names:
         return None
@@ -192,6 +193,7 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
     with RunStore(run_dir, config=None, create=False) as store:
         run_id, counts, best = store.run_id, store.counts(), store.best(top)
         task = store.config.get("task", {})
+        directory = directory if directory is not None else store.records_dir  # the run's own folder
     cache = run_baselines(run_dir, baselines, compute=compute, address=address, progress=progress,
                           console=console) if baselines and best else None
     if cache is not None:  # the cache may hold more baselines than were asked for: use those asked for

@@ -52,12 +52,12 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *, top: int = 
 
 
 def write_library_report(out: str | Path, directory: str | Path | None = None) -> Path:
-    """The report of every exported record in ``directory`` (default: the discovered_rules package's)."""
+    """The report of every exported record in ``directory`` (default: `discovered_rules.default_folder`)."""
     import discovered_rules
     from search.cli.report_data import ReportError, read_library
     from search.cli.report_html import library_page
 
-    folder = Path(directory) if directory is not None else discovered_rules.PACKAGE_DIR
+    folder = discovered_rules.folder(directory)
     if not folder.is_dir():
         raise ReportError(f"{folder}: no such records folder")
     return _write(library_page(read_library(folder), str(folder)), out)

@@ -135,6 +135,7 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
         with RunStore(run_dir, config=None, create=False) as store:
             run_id, config, counts = store.run_id, store.config, store.counts()
             rows, updates, best = store.evaluations(), store.updates(), store.best(top)
+            directory = directory if directory is not None else store.records_dir  # the run's own folder
         baselines = read_cache(run_dir)
     except (StoreError, OSError, ValueError) as err:  # ConfigError (a bad baselines.json) is a ValueError
         raise ReportError(" ".join(str(err).split())) from None
@@ -155,7 +156,7 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
 
 
 def read_library(directory: str | Path | None = None) -> list[RuleRecord]:
-    """Every exported record in ``directory`` (default: the discovered_rules package's), by name."""
+    """Every exported record in ``directory`` (default: `discovered_rules.default_folder`), by name."""
     try:
         names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
         return [discovered_rules.record(n, directory) for n in names]

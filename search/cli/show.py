@@ -1,7 +1,7 @@
 """One rule in detail for ``nos rules show``: found by name, canonical key or text, shown as a table, and
 its learning curves drawn as a PNG.
 
-    found = find_rule("nos_3f9a1c_1")                     # a record (package folder, or directory=...)
+    found = find_rule("nos_3f9a1c_1")                     # a record (the default folder, or directory=...)
     found = find_rule("3f9a1c0d", run_dir="runs/x")       # a key (or its first 6+ hex digits) in a run
     table, png = details(found)                            # rich table; the plot's path (None: no curves)
 
@@ -21,8 +21,8 @@ import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sympy
 from rich.table import Table
 
 import discovered_rules
@@ -33,10 +33,12 @@ from dsl.equivalence import key_note
 from dsl.simplification import simplify_noted
 from dsl.vocabulary import HYPERS
 from search.cli.browse import mean_std, record_gain
-from search.cli.plots import plot_curves
-from search.results.baselines import read_cache
-from search.results.winners import run_records
-from search.store import Evaluation, RunStore
+
+if TYPE_CHECKING:
+    from search.store import Evaluation
+
+# A rule's table needs dsl (torch, sympy) and no more: a run's store, its baselines and records, and
+# matplotlib for the curves are imported where they are used (`nos rules show adam` reads none of them).
 
 KEY_PREFIX = re.compile(r"[0-9a-f]{6,16}")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -81,6 +83,8 @@ def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str |
 
 
 def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[str, str]) -> Found:
+    from search.store import RunStore
+
     if run_dir is not None:
         with RunStore(run_dir, config=None, create=False) as store:
             rows = [r for r in store.evaluations() if r.canonical_key and r.canonical_key.startswith(prefix)]
@@ -115,7 +119,9 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     if skipped:  # bounded symbolic work: say what was not done, rather than hang
         rows.append(("simplification", f"partial: {skipped}"))
     key, note = canonical_key(rule), key_note(rule)
-    rows += [("formula", sympy.pretty(to_sympy(rule, exact=False), use_unicode=True)),
+    from sympy import pretty
+
+    rows += [("formula", pretty(to_sympy(rule, exact=False), use_unicode=True)),
              ("LaTeX", to_latex(rule)), ("canonical key", key + (f" ({note})" if note else "")),
              ("state", ", ".join(rule.state) or "none")]
     # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
@@ -168,6 +174,10 @@ def record_rows(rec: RuleRecord) -> list[tuple[str, str]]:
 
 
 def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> list[tuple[str, str]]:
+    from search.results.baselines import read_cache
+    from search.results.winners import run_records
+    from search.store import RunStore
+
     rows = [("run", str(run_dir)),
             ("evaluation", f"id {row.id} (batch {row.batch}, position {row.position})"),
             ("status", row.status), ("reward", "-" if row.reward is None else f"{row.reward:.3f}"),
@@ -190,6 +200,9 @@ def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> l
 
 def plot(found: Found) -> Path | None:
     """Draw the found rule's learning curves (module docstring); None when it has none."""
+    from search.cli.plots import plot_curves
+    from search.results.baselines import read_cache
+
     if found.record is not None and found.record.curves:
         rec = found.record
         references = {n: statistics.fmean(v) for n, v in rec.baselines.items() if v}

@@ -59,7 +59,8 @@ def listing_rows(listing: RunListing) -> list[dict[str, Any]]:
 
 
 def library_rows(directory: str | Path | None = None) -> list[dict[str, Any]]:
-    """The reference rules, then every record of ``directory`` (default: the package's)."""
+    """The reference rules, then every record of ``directory`` (default:
+    `discovered_rules.default_folder`)."""
     rows: list[dict[str, Any]] = [
         {"name": name, "source": "reference", "rule": str(rule), "formula": str(to_sympy(rule, exact=False)),
          "task": None, "run_id": None, "date": None, "canonical_key": None, **_confirmed(None),

@@ -102,7 +102,8 @@ BEATS_Z = 2.0  # a confirmed gain over the best baseline counts when its z is at
 
 
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
-    """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the package's)."""
+    """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the default
+    folder)."""
     out = {}
     for name in discovered_rules.available(directory):
         if name in KNOWN_RULE_TEXT:
@@ -120,7 +121,8 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     """Confirm the run's ``top_k`` best rules and export them (see the module docstring).
 
     ``seeds``: a count (seeds from 0 up, the search's eval_seed left out) or the seeds themselves.
-    ``directory``: where the records go (default: the discovered_rules package folder).
+    ``directory``: where the records go (default: the folder the run remembers, else
+    `discovered_rules.default_folder`).
     ``address``: the Ray cluster (None: a local Ray, or the one this process has already).
     ``force``: replace this run's records of the same rules in place, keeping their transfer results
     (otherwise a taken name is never replaced: the record takes the next free one).
@@ -132,12 +134,14 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
         run_id, best = store.run_id, store.best(top_k)
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
         run_config = store.config
+        folder = discovered_rules.folder(directory if directory is not None else store.records_dir)
+        if folder.exists() and not folder.is_dir():  # before hours of training, not after
+            raise NotADirectoryError(f"{folder}: the records folder is a file")
+        if store.records_dir is None:
+            store.remember_records_dir(folder)  # a later export or resume keeps this folder
     if not best:
         raise ValueError(f"{run_dir}: run {run_id} has no finished ok evaluation to confirm")
     seed_list = confirmation_seeds(seeds, config.search.eval_seed) if isinstance(seeds, int) else list(seeds)
-    folder = discovered_rules.folder(directory)
-    if folder.exists() and not folder.is_dir():  # before hours of training, not after
-        raise NotADirectoryError(f"{folder}: the records folder is a file")
     names, previous = {}, {}
     for rank, row in enumerate(best, 1):
         names[row.id], previous[row.id] = _free_name(folder, record_name(run_id, rank), run_id,
