@@ -10,18 +10,26 @@ the last one finished), both a `Bar`.
     with ComparisonProgress(total=8, description="confirm 2 rules", enabled=True) as bar:
         bar.done("adam", 1, evaluation)                     # one (optimizer, seed) training finished
 
-Each is a `rich.progress.Progress` of one task with columns of its own; with ``enabled=False`` every call
-is a no-op, so the callers call it unconditionally. A resumed search starts the counts from the store's.
+Each is a `rich.progress.Progress` of one task with columns of its own, the estimated time left among
+them; with ``enabled=False`` every call is a no-op, so the callers call it unconditionally. A resumed
+search starts the counts from the store's.
+
+Without a terminal (``nos search > log``, nohup, a cluster job, CI), a live bar would print nothing until
+the end, so each bar prints a plain log line instead, flushed at once: at most one every ``interval``
+seconds (``NOS_PROGRESS_INTERVAL``, default 30), whenever something happens, and one at the end. As Ray
+Tune does when it has no terminal: trainings done of the budget, rate, time left, the best reward and rule.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn)
+                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Column
 from rich.text import Text
 
@@ -29,14 +37,38 @@ from child_tasks.reward import Evaluation as TaskEvaluation
 from search.store import Evaluation
 
 
+def interval_s() -> float:
+    """Seconds between log lines without a terminal (``NOS_PROGRESS_INTERVAL``, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("NOS_PROGRESS_INTERVAL", "30")))
+    except ValueError:
+        return 30.0
+
+
+def duration(seconds: float | None) -> str:
+    """``1h02m``, ``4m05s``, ``12s``; ``-`` when unknown."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "-"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class Bar:
-    """A rich progress bar over one task, shown while in a ``with`` block; a no-op when not enabled."""
+    """A rich progress bar over one task, shown while in a ``with`` block; log lines instead without a
+    terminal (module docstring); a no-op when not enabled."""
 
     def __init__(self, *columns: ProgressColumn, total: int, completed: int = 0, enabled: bool = True,
                  console: Console | None = None, expand: bool = False, **fields: Any) -> None:
-        self._progress = Progress(*columns, console=console, disable=not enabled, transient=False,
-                                  expand=expand)
+        self.console = console or Console()
+        self.lines = enabled and not self.console.is_terminal  # log lines instead of a live bar
+        self._progress = Progress(*columns, console=self.console, disable=not enabled or self.lines,
+                                  transient=False, expand=expand)
         self._task = self._progress.add_task("", total=total, completed=completed, **fields)
+        self._start = time.monotonic()
+        self._done_at_start = completed
+        self._last_line = self._start
 
     def __enter__(self) -> Bar:
         self._progress.start()
@@ -44,9 +76,33 @@ class Bar:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+        if self.lines:
+            self._log()
 
     def update(self, **changes: Any) -> None:
         self._progress.update(self._task, **changes)
+        if self.lines and time.monotonic() - self._last_line >= interval_s():
+            self._log()
+
+    def _log(self) -> None:
+        self._last_line = time.monotonic()
+        self.console.print(self.line(), highlight=False, soft_wrap=True, markup=False)
+        self.console.file.flush()
+
+    def rate_and_left(self) -> tuple[float, float | None]:
+        """Trainings per second in this session, and the seconds left at that rate (None: unknown)."""
+        task = self._progress.tasks[0]
+        elapsed = time.monotonic() - self._start
+        rate = (task.completed - self._done_at_start) / elapsed if elapsed > 0 else 0.0
+        left = max(0.0, (task.total or 0) - task.completed)
+        return rate, (left / rate if rate > 0 else None)
+
+    def line(self) -> str:
+        """The log line without a terminal (each bar says what it counts)."""
+        task = self._progress.tasks[0]
+        rate, left = self.rate_and_left()
+        return (f"{task.completed:.0f}/{task.total:.0f} done, {rate:.2f}/s, elapsed "
+                f"{duration(time.monotonic() - self._start)}, left {duration(left)}")
 
 
 class RateColumn(ProgressColumn):
@@ -95,14 +151,24 @@ class SearchProgress(Bar):
         self.fields = {"samples": sum(counts.values()), "duplicates": counts.get("duplicate", 0),
                        "invalid": counts.get("invalid", 0), "session": 0}
         super().__init__(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
-                         TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), SamplesColumn(),
-                         BestColumn(), total=max(budget, trained), completed=trained, enabled=enabled,
+                         TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), TextColumn("left"),
+                         TimeRemainingColumn(), SamplesColumn(), BestColumn(), total=max(budget, trained),
+                         completed=trained, enabled=enabled,
                          console=console, expand=True, best_reward=best_reward, best_rule=best_rule,
                          **self.fields)
 
     def __enter__(self) -> SearchProgress:
         super().__enter__()
         return self
+
+    def line(self) -> str:
+        task = self._progress.tasks[0]
+        rate, left = self.rate_and_left()
+        f = self.fields
+        best = "-" if self.best_reward is None else f"{self.best_reward:.4g}  {self.best_rule}"
+        return (f"search: {task.completed:.0f}/{task.total:.0f} trainings, {rate:.2f}/s, elapsed "
+                f"{duration(time.monotonic() - self._start)}, left {duration(left)}; {f['samples']} samples "
+                f"({f['duplicates']} dup, {f['invalid']} invalid); best {best}")
 
     def sampled(self, rows: Sequence[Evaluation]) -> None:
         """A new batch's rows as stored: each is a sample; duplicates and invalid ones are counted."""
@@ -133,9 +199,15 @@ class ComparisonProgress(Bar):
 
     def __init__(self, total: int, description: str, enabled: bool = True,
                  console: Console | None = None) -> None:
+        self.description = description
         super().__init__(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-                         TextColumn("trainings"), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
-                         total=total, enabled=enabled, console=console, last="")
+                         TextColumn("trainings"), TimeElapsedColumn(), TextColumn("left"),
+                         TimeRemainingColumn(), TextColumn("{task.fields[last]}"), total=total,
+                         enabled=enabled, console=console, last="")
+
+    def line(self) -> str:
+        last = self._progress.tasks[0].fields.get("last")
+        return f"{self.description}: {super().line()}" + (f"; last: {last}" if last else "")
 
     def __enter__(self) -> ComparisonProgress:
         super().__enter__()
