@@ -47,6 +47,10 @@ store's update row is replaced with the same values).
 One process at a time works in a run directory (`search.lock`): a second search or resume of a live
 run is refused before it writes anything.
 
+Before the first batch, the ``confirm`` section's baselines are trained once at the run's own budget and
+eval seed and cached in the run (`search.results.baselines`): the progress shows the best of them as the
+line to beat, and ``nos rules list RUN`` reads them instead of training.
+
 At the end (of a resumed run too) the ``confirm`` section's top rules are confirmed with more seeds and a
 longer budget next to the baselines, and exported (`search.results.winners.confirm_and_export`), unless this
 run's records of those rules exist already (a resume of a finished run).
@@ -71,6 +75,7 @@ from search.cluster import check_address, connect, disconnect, worker_options
 from search.config import SearchConfig, SearchSection, load_search_config
 from search.lock import RunLock
 from search.progress import SearchProgress
+from search.results.baselines import run_baselines
 from search.results.comparison import ComparisonError
 from search.results.winners import Confirmation, confirm_and_export, run_records
 from search.store import FILENAME, Evaluation, RunStore, StoreError
@@ -176,7 +181,8 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
         started = connect(address, num_cpus=num_cpus)
         try:
-            summary = _search(config, controller, store, run_dir, progress, worker_class, data)
+            to_beat = _baselines(config, run_dir, address, progress)
+            summary = _search(config, controller, store, run_dir, progress, worker_class, data, to_beat)
             if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
                 summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
                                                                        records_dir)
@@ -216,8 +222,24 @@ def _open_store(config: SearchConfig | Mapping[str, Any] | str | Path | None, ru
     return RunStore(run_dir, config=config.to_mapping()), config
 
 
+def _baselines(config: SearchConfig, run_dir: Path, address: str | None,
+               progress: bool) -> tuple[str, float] | None:
+    """The confirm section's baselines trained at the run's own budget and eval seed before the search
+    (cached in the run: a resume trains none), so that the progress shows the line to beat and listings
+    only read (`search.results.baselines`); the best one, or None when there are none or they failed."""
+    if not config.confirm.baselines:
+        return None
+    try:
+        cache = run_baselines(run_dir, config.confirm.baselines, address=address, progress=progress)
+    except ComparisonError as err:  # the search goes on; `nos rules list RUN --compute-baselines` retries
+        log.warning("the baselines could not be trained (%s); the search goes on without them", err)
+        return None
+    best = max(config.confirm.baselines, key=lambda b: cache.rewards[b])
+    return best, cache.rewards[best]
+
+
 def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Path, progress: bool,
-            worker_class: type, data: list[Any]) -> SearchSummary:
+            worker_class: type, data: list[Any], to_beat: tuple[str, float] | None = None) -> SearchSummary:
     import ray
 
     start = time.perf_counter()
@@ -236,7 +258,8 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         pool = WorkerPool(options.workers, options.ray_options, config.suite.to_mapping(), data_ref,
                           options.threads, search.time_limit_s, worker_class)
         with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,
-                            best[0].reward if best else None, best[0].rule if best else None) as bar:
+                            best[0].reward if best else None, best[0].rule if best else None,
+                            to_beat=to_beat) as bar:
             trainings = Trainings(store, pool, search, bar)
             drawn: dict[int, _Batch] = {}  # batches awaiting their update, by number
             while True:

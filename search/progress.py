@@ -130,9 +130,14 @@ class BestColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         reward, rule = task.fields.get("best_reward"), task.fields.get("best_rule") or ""
+        beat = task.fields.get("to_beat")
+        text = Text("", no_wrap=True, overflow="ellipsis")
+        if beat:
+            text.append(f"to beat: {beat[0]} {beat[1]:.2f}  ", style="dim")
         if reward is None:
-            return Text("best: -", style="dim")
-        text = Text("best ", no_wrap=True, overflow="ellipsis")
+            text.append("best: -", style="dim")
+            return text
+        text.append("best ")
         text.append(f"{reward:.2f}", style="bold green")
         text.append(f"  {rule}", style="cyan")
         return text
@@ -143,8 +148,9 @@ class SearchProgress(Bar):
 
     def __init__(self, budget: int, trained: int = 0, counts: Mapping[str, int] | None = None,
                  enabled: bool = True, best_reward: float | None = None, best_rule: str | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, to_beat: tuple[str, float] | None = None) -> None:
         counts = counts or {}
+        self.to_beat = to_beat  # (name, reward) of the best baseline at the run's budget
         self.enabled = enabled
         self.budget = budget
         self.best_reward, self.best_rule = best_reward, best_rule
@@ -155,6 +161,7 @@ class SearchProgress(Bar):
                          TimeRemainingColumn(), SamplesColumn(), BestColumn(), total=max(budget, trained),
                          completed=trained, enabled=enabled,
                          console=console, expand=True, best_reward=best_reward, best_rule=best_rule,
+                         to_beat=to_beat,
                          **self.fields)
 
     def __enter__(self) -> SearchProgress:
@@ -166,9 +173,10 @@ class SearchProgress(Bar):
         rate, left = self.rate_and_left()
         f = self.fields
         best = "-" if self.best_reward is None else f"{self.best_reward:.4g}  {self.best_rule}"
+        beat = "" if self.to_beat is None else f"; to beat: {self.to_beat[0]} {self.to_beat[1]:.4g}"
         return (f"search: {task.completed:.0f}/{task.total:.0f} trainings, {rate:.2f}/s, elapsed "
                 f"{duration(time.monotonic() - self._start)}, left {duration(left)}; {f['samples']} samples "
-                f"({f['duplicates']} dup, {f['invalid']} invalid); best {best}")
+                f"({f['duplicates']} dup, {f['invalid']} invalid){beat}; best {best}")
 
     def sampled(self, rows: Sequence[Evaluation]) -> None:
         """A new batch's rows as stored: each is a sample; duplicates and invalid ones are counted."""

@@ -20,14 +20,15 @@ def _piped() -> tuple[Console, io.StringIO]:
 def test_without_a_terminal_a_search_logs_lines_with_rate_time_left_and_the_best(monkeypatch) -> None:
     monkeypatch.setenv("NOS_PROGRESS_INTERVAL", "0")  # a line at every event
     console, out = _piped()
-    with SearchProgress(budget=10, trained=2, counts={"ok": 2, "duplicate": 1}, console=console) as bar:
+    with SearchProgress(budget=10, trained=2, counts={"ok": 2, "duplicate": 1}, console=console,
+                        to_beat=("adam", 0.875)) as bar:
         assert bar.lines
         bar.trained(reward=0.9, rule="sign(m) * g")
         bar.trained(reward=None)
     lines = out.getvalue().splitlines()
     assert len(lines) == 3, lines  # two events and the end
     assert re.fullmatch(r"search: 3/10 trainings, [0-9.]+/s, elapsed \d+s, left (\d+s|-); 3 samples \(1 dup, "
-                        r"0 invalid\); best 0\.9  sign\(m\) \* g", lines[0]), lines[0]
+                        r"0 invalid\); to beat: adam 0\.875; best 0\.9  sign\(m\) \* g", lines[0]), lines[0]
     assert lines[-1].startswith("search: 4/10 trainings")
 
 
@@ -45,10 +46,11 @@ def test_lines_are_rate_limited(monkeypatch) -> None:
 def test_a_terminal_gets_the_live_bar_with_time_left_and_no_lines() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200)
-    with SearchProgress(budget=10, console=console) as bar:
+    with SearchProgress(budget=10, console=console, to_beat=("sgd", 0.25)) as bar:
         assert not bar.lines
         bar.trained(reward=0.5, rule="g")
-    assert "left" in out.getvalue() and "search:" not in out.getvalue()
+    assert "left" in out.getvalue() and "to beat: sgd 0.25" in out.getvalue()
+    assert "search:" not in out.getvalue()
 
 
 def test_disabled_prints_nothing() -> None:

@@ -35,6 +35,11 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
            "confirm": {"top_k": 2, "seeds": 1, "budget_scale": 1.0, "baselines": ["sgd"]}}
     summary = run_search(raw, tmp_path / "run", progress=False, records_dir=tmp_path / "records")
     config = SearchConfig.from_mapping(raw)
+    # The baselines were trained at the start, at the run's budget: listings read them, never train.
+    from search.results.baselines import run_baselines
+
+    cache = run_baselines(tmp_path / "run", ["sgd"], compute=False)
+    assert cache is not None and set(cache.rewards) == {"sgd"} and cache.seed == config.search.eval_seed
     with RunStore(tmp_path / "run", create=False) as store:
         rows = store.evaluations()
         updates = store.updates()
