@@ -65,11 +65,13 @@ def test_list_run_dir_ranks_the_rules_with_gains_and_counts(browsed) -> None:
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 3  # g and g + g - g share a key: one row, with the better reward (81)
-    expected = [("1", "90.000", "+2.000", "sign(m)"), ("2", "85.000", "-3.000", "m/(1 - beta1**t)"),
-                ("3", "81.000", "-7.000", "│ g ")]
-    for row, (rank, reward, gain, formula) in zip(rows, expected, strict=True):
+    # The rule column is in the rule language (m / (1 - beta1^t), not sympy's m/(1 - beta1**t)).
+    expected = [("1", "90.000", "+2.000", "g * sign(m)"), ("2", "85.000", "-3.000", "m / (1 - beta1^t)"),
+                ("3", "81.000", "-7.000", "g")]
+    for row, (rank, reward, gain, rule) in zip(rows, expected, strict=True):
         cells = [c.strip() for c in row.split("│")[1:-1]]
-        assert cells[:3] == [rank, reward, gain] and formula.strip("│ ") in row
+        assert cells[:3] == [rank, reward, gain] and cells[-2] == rule
+        assert canonical_key(parse(cells[-2])) == cells[-1]  # pasted back: the same rule
     assert f"61.000 ± 1.414 ({confirmed.name})" in rows[0] and "-10.000" in rows[0]
     assert canonical_key(parse("mhat")) in rows[1]
     text = " ".join(result.output.split())
@@ -225,3 +227,14 @@ def test_directory_is_a_hidden_deprecated_alias_of_records_dir(browsed, tmp_path
     assert confirmed.name in old.output and "--directory is deprecated; use --records-dir" in old.output
     both = run("rules", "list", "--directory", records, "--records-dir", tmp_path / "else")
     assert both.exit_code == 2 and "give one of them" in both.output
+
+
+@pytest.mark.parametrize("text", ["min(g, m) * 2 + clip(g, 0.1)", "max(g, m) - min(v, m) * sign(g)",
+                                  "drop(g, 0.3) + g * g * g", "mhat / (sqrt(vhat) + eps)"])
+def test_tables_show_rules_that_paste_back(text: str) -> None:
+    from search.cli.browse import formula, readable
+
+    shown = readable(text)
+    assert "Min(" not in shown and "Max(" not in shown and "**" not in shown
+    assert canonical_key(parse(shown)) == canonical_key(parse(text))
+    assert formula(text) != shown  # sympy's spelling stays apart (nos rules show, --json and --csv)

@@ -202,8 +202,8 @@ def search_command(
                                         "checkpoint. Default: runs/<timestamp>-<controller>."),
     records_dir: Path | None = typer.Option(None, "--records-dir", show_default=False,
                                             help="Where the confirmed winners are exported (the config's "
-                                            "confirm section). Default: the discovered_rules package's "
-                                            "folder."),
+                                            "confirm section); the run remembers it. Default: "
+                                            "$NOS_RULES_DIR, else ~/.local/share/nos/rules."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bars."),
 ) -> None:
     """Search for update rules: the controller proposes, Ray workers train child networks, every result is

@@ -1,9 +1,9 @@
 """Tables of rules for ``nos rules list``: the reference rules, the discovered records, a run's best rules.
 
-    reference_table()                     # name, rule text, formula, state of dsl.known_rules()
+    reference_table()                     # name, rule text, sympy formula, state of dsl.known_rules()
     discovered_table(directory)           # each record: task, reward mean ± std, gain over the best baseline
     listing = run_listing("runs/x", top=20, baselines=("adam", "sgd"))
-    listing.table()                       # rank, reward, gain, confirmed reward and gain, formula, key
+    listing.table()                       # rank, reward, gain, confirmed reward and gain, rule, key
 
 A run's listing ranks the store's ok evaluations (one per canonical key). Two gains, each measured alike:
 
@@ -12,7 +12,9 @@ A run's listing ranks the store's ok evaluations (one per canonical key). Two ga
 * ``confirmed gain``: for rules exported by `search.results.winners`, the confirmed mean reward (more
   seeds, longer budget) minus the best baseline mean of the same confirmation, from the run's records.
 
-The caption says where each comes from, and how many of the run's samples ended in each status.
+The caption says where each comes from, and how many of the run's samples ended in each status. Rules
+are shown in the rule language (`readable`), which can be pasted back; sympy's formula, which cannot
+(``Min(...)``, ``**``), is in `nos rules show` and the --json/--csv rows.
 """
 
 from __future__ import annotations
@@ -21,22 +23,33 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord
-from dsl import KNOWN_RULE_TEXT, known_rules, parse, to_sympy
-from search.results.baselines import FILENAME as BASELINES_FILE
-from search.results.baselines import BaselineCache, run_baselines
-from search.results.winners import run_records
-from search.store import STATUSES, Evaluation, RunStore
+from dsl import KNOWN_RULE_TEXT, RuleError, from_sympy, known_rules, parse, to_sympy
+
+if TYPE_CHECKING:  # a run's store and baselines are imported where a run is listed
+    from search.results.baselines import BaselineCache
+    from search.store import Evaluation
 
 
 def formula(rule_text: str) -> str:
     """The rule's sympy formula as text (shorter to read than the rule's own text for most rules)."""
     return str(to_sympy(parse(rule_text), exact=False))
+
+
+def readable(rule_text: str) -> str:
+    """The rule in the rule language, as short as its sympy formula: the formula read back by
+    `dsl.from_sympy` (``min(g, m)`` where sympy writes ``Min(g, m)``, ``^`` for ``**``), so that it can be
+    pasted into `nos rules show` or `RuleOptimizer`; the rule's own text where the reading back fails."""
+    try:
+        return str(from_sympy(to_sympy(parse(rule_text), exact=False)))
+    except (RuleError, ValueError, TypeError, RecursionError):
+        return rule_text
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -109,14 +122,15 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
     table = Table(title=f"Discovered rules ({discovered_rules.folder(directory)})",
                   caption="reward: mean ± std over the record's seeds; gain: over its best baseline on the "
                           "same seeds", caption_justify="left")
-    for column in ("name", "task", "reward", "gain", "formula (sympy)", "run", "date"):
+    for column in ("name", "task", "reward", "gain", "rule", "run", "date"):
         table.add_column(column, overflow="fold", justify="right" if column in ("reward", "gain") else "left")
     for name in names:
         rec = discovered_rules.record(name, directory)
         mean, std = mean_std(list(rec.rewards.values())) if rec.rewards else (None, None)
         gain = record_gain(rec)
         table.add_row(name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
-                      "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", rec.formula, rec.run_id or "-",
+                      "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", readable(rec.rule),
+                      rec.run_id or "-",
                       rec.date.isoformat())
     return table
 
@@ -125,7 +139,8 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
 class RunRow:
     rank: int
     evaluation: Evaluation
-    formula: str
+    formula: str  # sympy's spelling (in --json and --csv)
+    text: str  # the rule language's, as short as the formula (`readable`): what the table shows
     gain: float | None  # search reward minus the best baseline at the run's budget
     record: RuleRecord | None  # the confirmed export of this rule, if any
 
@@ -150,7 +165,7 @@ class RunListing:
                       caption_justify="left")
         tasks = task_columns([row.evaluation for row in self.rows])
         numeric = ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain")
-        for column in ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain", "formula (sympy)", "key"):
+        for column in ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain", "rule", "key"):
             table.add_column(column, justify="right" if column in numeric else "left",
                              overflow="fold", no_wrap=column == "key")
         for row in self.rows:
@@ -160,12 +175,15 @@ class RunListing:
                 mean, std = mean_std(list(rec.rewards.values()))
                 confirmed = f"{mean:.3f} ± {std:.3f} ({rec.name})"
             table.add_row(str(row.rank), f"{row.evaluation.reward:.3f}", *task_cells(row.evaluation, tasks),
-                          signed(row.gain), confirmed, signed(row.confirmed_gain), row.formula,
+                          signed(row.gain), confirmed, signed(row.confirmed_gain), row.text,
                           row.evaluation.canonical_key or "-")
         table.caption = self.caption()
         return table
 
     def caption(self) -> str:
+        from search.results.baselines import FILENAME as BASELINES_FILE
+        from search.store import STATUSES
+
         counts = ", ".join(f"{status} {self.counts.get(status, 0)}" for status in STATUSES)
         lines = [f"samples: {sum(self.counts.values())} ({counts})"]
         if self.baselines is None:
@@ -189,6 +207,10 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
                 directory: str | Path | None = None, address: str | None = None, progress: bool = True,
                 console: Console | None = None) -> RunListing:
     """The run's ``top`` best rules with their gains (module docstring); StoreError without a store."""
+    from search.results.baselines import run_baselines
+    from search.results.winners import run_records
+    from search.store import RunStore
+
     run_dir = Path(run_dir)
     with RunStore(run_dir, config=None, create=False) as store:
         run_id, counts, best = store.run_id, store.counts(), store.best(top)
@@ -200,8 +222,9 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
         cache = cache.model_copy(update={"rewards": {b: cache.rewards[b] for b in baselines}})
     best_reward = max(cache.rewards.values()) if cache is not None else None
     records = run_records(run_id, directory)
-    rows = [RunRow(rank, row, formula(row.rule), None if best_reward is None else row.reward - best_reward,
-                   records.get(row.canonical_key)) for rank, row in enumerate(best, 1)]
+    rows = [RunRow(rank, row, formula(row.rule), readable(row.rule),
+                   None if best_reward is None else row.reward - best_reward, records.get(row.canonical_key))
+            for rank, row in enumerate(best, 1)]
     name = (task.get("name") or task.get("task", "?")) if isinstance(task, dict) else str(task)
     return RunListing(run_dir, run_id, name, counts, rows, cache,
                       discovered_rules.folder(directory))

@@ -32,7 +32,8 @@ def wide(out: Console) -> Console:
     table of several tasks into 80 columns, a console of at least 160 (a log is read in a wide window)."""
     return out if out.is_terminal else Console(width=max(out.width, 160))
 BASELINES_HELP = "Comma-separated torch baselines: " + ", ".join(DEFAULT_BASELINES) + " by default."
-DIRECTORY_HELP = "The folder of discovered records. Default: the discovered_rules package's."
+DIRECTORY_HELP = ("The folder of discovered records. Default: a run's own (for a command given a run), "
+                  "else $NOS_RULES_DIR, else ~/.local/share/nos/rules.")
 
 
 def records_option(help_text: str = DIRECTORY_HELP):

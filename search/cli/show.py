@@ -200,10 +200,9 @@ def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> l
 
 def plot(found: Found) -> Path | None:
     """Draw the found rule's learning curves (module docstring); None when it has none."""
-    from search.cli.plots import plot_curves
-    from search.results.baselines import read_cache
-
     if found.record is not None and found.record.curves:
+        from search.cli.plots import plot_curves
+
         rec = found.record
         references = {n: statistics.fmean(v) for n, v in rec.baselines.items() if v}
         return plot_curves(found.directory / f"{rec.name}_curves.png",
@@ -211,6 +210,9 @@ def plot(found: Found) -> Path | None:
                            ylabel="validation metric", references=references)
     row = found.evaluation
     if row is not None and row.curves and row.curves.get("val_curve"):
+        from search.cli.plots import plot_curves
+        from search.results.baselines import read_cache
+
         cache = read_cache(found.run_dir)
         return plot_curves(found.run_dir / "plots" / f"{row.canonical_key}.png",
                            {f"evaluation {row.id}": row.curves["val_curve"]},
