@@ -124,8 +124,8 @@ def test_show_a_record_draws_its_curves(browsed) -> None:
     text = flat(result.output)
     for expected in ("sign(m) * g", r"\operatorname{sign}", confirmed.canonical_key, "lr=0.1", "beta1=0.9",
                      "rewards seed 1: 60.000, seed 2: 62.000 (mean 61.000 ± 1.414)",
-                     "baseline adam seed 1: 70.000, seed 2: 72.000", "gain -10.000 over adam", f"run {run_id}",
-                     "static checks"):
+                     "baseline adam seed 1: 70.000, seed 2: 72.000", "gain -10.000 over adam",
+                     f"run {run_id}", "static checks"):
         assert expected in text
     assert _png(result.output) == records / f"{confirmed.name}_curves.png"
     by_key = run("rules", "show", confirmed.canonical_key[:8], "--records-dir", records)

@@ -18,7 +18,8 @@ HEAVY = ("torch", "ray", "sympy", "matplotlib", "pydantic", "numpy")
 
 
 def _python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_importing_the_cli_imports_no_heavy_module():

@@ -87,3 +87,25 @@ def test_transfer_of_a_reference_rule_writes_a_json_file(ray_session, tmp_path: 
     # The rule-language Adam (labelled rule:adam next to torch's adam) trains as its own row.
     assert [row["name"] for row in document["rows"]] == ["rule:adam", "adam"]
     assert document["task_config"]["model"]["width"] == 4
+
+
+def test_transfer_of_rule_text_writes_a_json_file(ray_session, tmp_path: Path, monkeypatch) -> None:
+    from dsl import canonical_key, parse
+
+    monkeypatch.chdir(tmp_path)
+    result = run("transfer", "sign(m) * g", "--task", "digits", *TINY_SET, "--seeds", "1", "--baselines",
+                 "sgd", "--no-progress")
+    assert result.exit_code == 0, result.output
+    label = f"rule_{canonical_key(parse('sign(m) * g'))[:8]}"
+    saved = list(tmp_path.glob(f"transfer_{label}_digits*.json"))
+    assert len(saved) == 1 and f"saved to {saved[0]}" in flat(result.output)
+    document = json.loads(saved[0].read_text())
+    assert document["rule"] == label and document["text"] == "sign(m) * g"
+    assert [row["name"] for row in document["rows"]] == [label, "sgd"]
+
+
+def test_transfer_refuses_what_is_neither_a_rule_nor_a_name(tmp_path: Path) -> None:
+    typo = run("transfer", "adamm", "--task", "digits", "--records-dir", tmp_path)
+    assert typo.exit_code == 2 and "did you mean adam" in flat(typo.output)
+    broken = run("transfer", "sign(m *", "--task", "digits", "--records-dir", tmp_path)
+    assert broken.exit_code == 2 and "not a known rule name nor valid rule text" in broken.output

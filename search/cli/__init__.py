@@ -153,7 +153,8 @@ def names() -> None:
 @data_app.command("cifar10")
 def data_cifar10(
     dest: Path = typer.Argument(..., help="Directory to put cifar-10-python.tar.gz in (created if needed)."),
-    url: str | None = typer.Option(None, help="Download from this URL (a mirror) instead of the official one."),
+    url: str | None = typer.Option(None, help="Download from this URL (a mirror) instead of the official "
+                                   "one."),
     md5: str | None = typer.Option(None, help="Expected md5 of the archive (default: the official one)."),
 ) -> None:
     """Download the CIFAR-10 archive, check its md5, and print the NOS_CIFAR10 setting that uses it."""

@@ -220,7 +220,9 @@ def print_confirmation(console: Console, confirmed) -> None:
 
 
 def transfer(
-    name: str = typer.Argument(..., help="A reference rule's or a discovered record's name."),
+    name: str = typer.Argument(..., help="A reference rule's or a discovered record's name, a record's "
+                               "canonical key (6+ hex digits), or rule text as for nos rules show, e.g. "
+                               "'sign(m) * g' (text starting with '-': nos transfer --task T -- \"-g\")."),
     task: str = typer.Option(..., "--task", help="convnet (CIFAR-10 ConvNet), wrn (Wide ResNet on CIFAR-10), "
                              "nmt (synthetic translation), or a task config name or path."),
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
@@ -240,18 +242,33 @@ def transfer(
 ) -> None:
     """Compare a rule with the baselines on another child task (each optimizer and seed one Ray task):
     print the table and save it in the rule's record (transfer: task -> rows), or for a reference rule
-    in a JSON file. The CIFAR-10 tasks need the data locally (see `nos data cifar10`)."""
+    in a JSON file. Rule text has no record: it is labelled rule_<first 8 digits of its canonical key> and
+    its rows go to ./transfer_rule_<key>_<task>.json (or --out), with the text; export a run's rule to keep
+    its transfers in its record. The CIFAR-10 tasks need the data locally (see `nos data cifar10`)."""
     from discovered_rules import RecordError, UnknownRule
+    from dsl import RuleError, canonical_key
+    from search.cli.show import find_rule
     from search.cluster import ClusterError
     from search.results.comparison import ComparisonError
     from search.results.transfer import transfer as run_transfer
 
     directory = records_dir(directory, old_directory)
     chosen = _baselines(baselines)
+    try:  # found as nos rules show finds it: a name, a record's key, else rule text
+        found = find_rule(name, directory=directory)
+    except RuleError as err:
+        console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
+        raise typer.Exit(2) from None
+    except (UnknownRule, LookupError) as err:
+        raise _fail(err, 2) from None
+    except (RecordError, OSError) as err:
+        raise _fail(err, 1) from None
+    text = str(found.rule) if found.kind == "text" else None
+    label = found.name if text is None else f"rule_{canonical_key(found.rule)[:8]}"
     try:
-        result = run_transfer(name, task, baselines=chosen, seeds=seeds, overrides=overrides,
+        result = run_transfer(label, task, baselines=chosen, seeds=seeds, overrides=overrides,
                               directory=directory, out=out, address=address, progress=progress,
-                              console=console)
+                              console=console, text=text)
     except UnknownRule as err:
         raise _fail(err, 2) from None
     except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:

@@ -13,7 +13,9 @@ comparison is `search.results.comparison.compare_on_ray`: one Ray call per optim
 is chosen from the task's grid) and its rows are stored in its record under the task's name (with the
 overrides, if any, in brackets), replacing an earlier transfer to the same task. A reference rule has no
 record: its rows go to ``transfer_<rule>_<task>.json`` in the current directory, or to ``out`` (which, given
-for a record, gets the same JSON file as well).
+for a record, gets the same JSON file as well). Neither has rule text (``text=``, under a name the caller
+chooses, as `nos transfer` does for text: ``rule_<first 8 digits of its canonical key>``): its rows go to
+the JSON file, whose ``text`` holds the rule.
 """
 
 from __future__ import annotations
@@ -66,15 +68,17 @@ def transfer(name: str, task: str, *, baselines: Sequence[str] = DEFAULT_BASELIN
              overrides: Sequence[str] = (), directory: str | Path | None = None,
              out: str | Path | None = None,
              address: str | None = None, workers: int | None = None, progress: bool = True,
-             console: Console | None = None) -> TransferResult:
-    """Compare rule ``name`` (a reference rule or a record in ``directory``) with ``baselines`` on ``task``
-    and save the rows (module docstring). Raises UnknownRule (close matches listed), FileNotFoundError or
-    ValueError for a bad task, override or missing data, ComparisonError when a training fails."""
+             console: Console | None = None, text: str | None = None) -> TransferResult:
+    """Compare rule ``name`` (a reference rule or a record in ``directory``; with ``text``, that rule text
+    labelled ``name``) with ``baselines`` on ``task`` and save the rows (module docstring). Raises
+    UnknownRule (close matches listed), FileNotFoundError or ValueError for a bad task, override or missing
+    data, ComparisonError when a training fails."""
     folder = discovered_rules.folder(directory)
-    rec = None if name in KNOWN_RULE_TEXT else discovered_rules.record(name, folder)
+    rec = None if name in KNOWN_RULE_TEXT or text is not None else discovered_rules.record(name, folder)
     config, key = resolve_task(task, overrides)
     seed_list = list(range(seeds)) if seeds is not None else list(config.seeds)
-    rows = contenders({name: KNOWN_RULE_TEXT[name] if rec is None else rec.rule}, list(baselines))
+    rule = text if text is not None else KNOWN_RULE_TEXT[name] if rec is None else rec.rule
+    rows = contenders({name: rule}, list(baselines))
     if rec is not None:  # its hyper-constants; its lr is chosen from the task's grid like the others'
         hyper = {k: v for k, v in rec.hyper.items() if k != "lr"}
         rows[0] = Contender(rows[0].label, rows[0].optimizer, hyper)
