@@ -19,6 +19,7 @@ from pathlib import Path
 import discovered_rules
 from discovered_rules import RuleRecord
 from dsl import KNOWN_RULE_TEXT, RuleError, parse, to_latex, to_sympy
+from search.cli.browse import task_columns
 from search.results.baselines import BaselineCache, read_cache
 from search.results.winners import run_records
 from search.store import FILENAME, STATUSES, Evaluation, RunStore, StoreError
@@ -108,16 +109,6 @@ def progress(rows: list[Evaluation]) -> Progress:
     return out
 
 
-def task_names(rows: list[Evaluation]) -> list[str]:
-    """The task names of evaluations that stored per-task scores (a suite's), in the suite's order."""
-    names: list[str] = []
-    for row in rows:
-        for name in ((row.result or {}).get("tasks") or {}):
-            if name not in names:
-                names.append(name)
-    return names
-
-
 def _task_name(config: dict) -> str:
     task = config.get("task", "?")
     return (task.get("name") or task.get("task") or "?") if isinstance(task, dict) else str(task)
@@ -151,7 +142,7 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
                  for rank, row in enumerate(best, 1)]
     controller = config.get("controller", {})
     return RunData(run_dir, run_id, controller.get("kind", "?") if isinstance(controller, dict) else "?",
-                   _task_name(config), counts, progress(rows), updates, top_rules, task_names(best),
+                   _task_name(config), counts, progress(rows), updates, top_rules, task_columns(best),
                    baselines)
 
 
