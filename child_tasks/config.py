@@ -17,7 +17,6 @@ config of the project.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,8 +29,8 @@ from configuration.files import path_from_env
 
 # The configs folder: shipped inside a wheel as child_tasks/configs (pyproject's package-dir), else the
 # source checkout's configs/ beside the packages (an editable install, or the repository itself).
-_SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
-CONFIG_DIR = _SHIPPED_CONFIGS if _SHIPPED_CONFIGS.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+_SHIPPED = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("digits", "mnist1d", "cifar10", "nmt")
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 CACHE_ENV = "NOS_CACHE_DIR"
@@ -235,14 +234,6 @@ def cache_dir() -> Path:
     """Where generated data (MNIST-1D) and measured reference values are cached: ``$NOS_CACHE_DIR``, else
     ``~/.cache/nos``. A cache only: what is in it can always be made again."""
     return Path(path_from_env(None, CACHE_ENV) or Path.home() / ".cache" / "nos")
-
-
-def write_cache(path: Path, payload: bytes) -> None:
-    """Write a cache file whole or not at all (a temporary file, then a rename); raises OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
 
 
 def available_configs() -> list[str]:

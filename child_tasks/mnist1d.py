@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from child_tasks.config import cache_dir, write_cache
+from child_tasks.config import cache_dir
+from configuration.files import write_atomic
 from child_tasks.image_data import ImageData
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def generate(num_samples: int = 5000, data_seed: int = 42) -> tuple[np.ndarray, 
     try:  # the cache is an optimisation: a read-only home must not stop a search
         buffer = io.BytesIO()
         np.savez(buffer, x=x, y=y)
-        write_cache(path, buffer.getvalue())
+        write_atomic(buffer.getvalue(), path)
     except OSError as err:
         log.warning("could not cache mnist1d data at %s: %s", path, err)
     return x, y

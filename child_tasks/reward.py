@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from child_tasks.config import NORMALISED, Reference, TaskConfig, cache_dir, write_cache
+from child_tasks.config import NORMALISED, Reference, TaskConfig, cache_dir
+from configuration.files import write_atomic
 from child_tasks.optimizers import OptimizerSpec, resolve_optimizer
 from child_tasks.problems import load_data, make_problem
 from child_tasks.train import TrainResult, train
@@ -298,7 +299,7 @@ def with_reference(task: TaskConfig, data: Any = None, log_fn: Callable[[str], N
         log_fn(f"task {name}: reference values {why}; measuring tuned Adam over {REFERENCE_SEEDS} seeds")
         reference = measure_reference(task, data=data)
         try:  # a cache only: a read-only home must not stop the search
-            write_cache(path, reference.model_dump_json().encode())
+            write_atomic(reference.model_dump_json(), path)
         except OSError as err:
             log_fn(f"could not cache the reference at {path}: {err}")
     return task.model_copy(update={"reference": reference})

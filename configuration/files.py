@@ -19,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(text: str, path: Path) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers see the old or the new file."""
+def write_atomic(data: str | bytes, path: Path) -> None:
+    """Write text (UTF-8) or bytes via a temporary file in the same folder and os.replace: readers see the
+    old or the new file, never a part."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
