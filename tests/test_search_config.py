@@ -124,6 +124,8 @@ BAD = [
     ({"task": "digits", "search": {"budget": 5}, "confirm": {"top": 3}}, [],
      ["confirm.top: unknown key", "did you mean top_k"]),
     # values that passed validation and broke the run after Ray started (issue 14): finite and in range
+    ({"task": "digits", "search": {"budget": 5}}, ["search.models_per_worker=0"],
+     ["search.models_per_worker", "greater than or equal to 1"]),
     ({"task": "digits", "search": {"budget": 5}}, ["search.invalid_reward=.inf"],
      ["search.invalid_reward", "finite number"]),
     ({"task": "digits", "search": {"budget": 5}}, ["search.invalid_reward=.nan"],
