@@ -86,11 +86,15 @@ def test_list_run_dir_without_baselines_or_with_a_stale_cache(browsed) -> None:
     run_dir, records, _, _ = browsed
     cache = run_dir / "baselines.json"
     cache.write_text(cache.read_text().replace('"seed":0', '"seed":7'))  # another seed: stale
-    result = run("rules", "list", run_dir, "--no-baselines", "--records-dir", records, "--top", "1")
+    before = cache.read_text()
+    # Listing only reads (the default): a stale or missing cache is reported, never trained.
+    result = run("rules", "list", run_dir, "--records-dir", records, "--top", "1")
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == 1 and [c.strip() for c in rows[0].split("│")[1:4]] == ["1", "90.000", "-"]
-    assert "baselines not computed" in result.output
+    assert "the run has no baselines at its budget" in flat(result.output)
+    assert "--compute-baselines trains them once" in flat(result.output)
+    assert cache.read_text() == before, "nothing trained, nothing written"
 
 
 def test_list_errors(browsed, tmp_path: Path) -> None:

@@ -187,7 +187,8 @@ class RunListing:
         counts = ", ".join(f"{status} {self.counts.get(status, 0)}" for status in STATUSES)
         lines = [f"samples: {sum(self.counts.values())} ({counts})"]
         if self.baselines is None:
-            lines.append("gain: baselines not computed (run without --no-baselines to train them once)")
+            lines.append("gain: the run has no baselines at its budget (nos rules list RUN_DIR "
+                         "--compute-baselines trains them once)")
         else:
             best = best_baseline({k: [v] for k, v in self.baselines.rewards.items()})
             others = ", ".join(f"{k} {v:.2f}" for k, v in self.baselines.rewards.items())
@@ -203,7 +204,7 @@ class RunListing:
         return "\n".join(lines)
 
 
-def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] = (), compute: bool = True,
+def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] = (), compute: bool = False,
                 directory: str | Path | None = None, address: str | None = None, progress: bool = True,
                 console: Console | None = None) -> RunListing:
     """The run's ``top`` best rules with their gains (module docstring); StoreError without a store."""

@@ -76,9 +76,10 @@ def list_rules(
                                           help="A search's run directory: list its best rules instead."),
     top: int = typer.Option(20, "--top", min=1, help="With RUN_DIR: how many of the best rules to list."),
     baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
-    compute: bool = typer.Option(True, "--compute-baselines/--no-baselines",
-                                 help="With RUN_DIR: train the baselines once on the run's task for the gain "
-                                 "column (cached in RUN_DIR/baselines.json), or never train them."),
+    compute: bool = typer.Option(False, "--compute-baselines/--no-baselines",
+                                 help="With RUN_DIR: the gain column reads the baselines the search trained "
+                                 "at its start (RUN_DIR/baselines.json); --compute-baselines trains those "
+                                 "missing (a run made before searches trained them, or other --baselines)."),
     directory: Path | None = records_option(),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster for the baselines' training. Default: a local Ray."),
