@@ -2,6 +2,7 @@
 from the environment.
 
     write_atomic(json.dumps(json_safe(rows), indent=2) + "\n", path)   # readers see the old or the new file
+    read_bounded(path, 4 * 2**20, "rule record")    # bytes, or a one-line error past the size limit
     path_from_env(config.path, "NOS_CIFAR10")       # the path given, else the variable's value, else None
 
 Here, at the bottom beside the config handling, because records (discovered_rules), run caches and
@@ -33,6 +34,20 @@ def write_atomic(data: str | bytes, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, refused (ValueError naming the file and the limit) past ``limit`` bytes:
+    every file the project reads has a size bound, so a huge or endless one (/dev/zero) costs no memory."""
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(limit + 1)  # not stat(): a pipe or a device has no size
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the {what}: {err.strerror or err}") from None
+    if len(data) > limit:
+        raise ValueError(f"{path}: the {what} is larger than {limit // 2**20} MiB, the size limit of a "
+                         f"{what}")
+    return data
 
 
 def json_safe(value: Any) -> Any:

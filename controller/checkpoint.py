@@ -27,6 +27,7 @@ from configuration import describe_differences, differences
 from controller.config import ControllerConfig
 
 FORMAT = "nos-controller/1"
+MAX_CHECKPOINT_BYTES = 256 * 2**20  # a PPO policy of 150 units is about 1 MiB with its optimizer state
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -44,6 +45,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no controller checkpoint at {path}")
     try:
+        if path.stat().st_size > MAX_CHECKPOINT_BYTES:  # read whole by torch.load: refuse a huge one first
+            raise ValueError(f"larger than {MAX_CHECKPOINT_BYTES // 2**20} MiB, the size limit of a "
+                             "controller checkpoint")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by the damage done
         raise ValueError(f"{path}: not a readable controller checkpoint ({type(err).__name__}: {err})") from err

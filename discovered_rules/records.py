@@ -28,11 +28,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from configuration import ConfigError, did_you_mean, validation_error
-from configuration.files import write_atomic
+from configuration.files import read_bounded, write_atomic
 from dsl.codegen import unprintable
 from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
 from dsl.vocabulary import HYPERS, LEARNING_RATE
 
+MAX_RECORD_BYTES = 4 * 2**20  # a record holds curves per seed and transfer tables: kilobytes, not megabytes
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 HYPER_KEYS = ("lr", *HYPERS)
 FILLED_FROM_RULE = ("formula", "latex", "canonical_key")
@@ -180,9 +181,11 @@ def read_record(path: str | Path) -> RuleRecord:
     if not path.is_file():
         raise FileNotFoundError(f"no rule record at {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, MAX_RECORD_BYTES, "rule record").decode("utf-8")
     except UnicodeDecodeError as err:
         raise RecordError(f"{path}: not UTF-8 text ({err})") from None
+    except ValueError as err:  # too big, or unreadable
+        raise RecordError(str(err)) from None
     try:
         return RuleRecord.model_validate_json(text)
     except ValidationError as err:

@@ -154,3 +154,20 @@ def test_the_fuzzing_above_reaches_both_outcomes(tmp_path) -> None:
             store.best(1)
         with pytest.raises(StoreError, match="reward must be a number"):
             store.finished_reward("k0")
+
+
+def test_oversized_files_are_refused_with_the_limit_named(tmp_path, monkeypatch) -> None:
+    from controller import checkpoint
+    from discovered_rules import RecordError, read_record
+    from discovered_rules.records import MAX_RECORD_BYTES
+
+    record = tmp_path / "big.json"
+    record.write_bytes(b" " * (MAX_RECORD_BYTES + 1))
+    with pytest.raises(RecordError, match=r"big.json: the rule record is larger than 4 MiB, the size limit"):
+        read_record(record)
+    searcher = RandomSearch(_config("random"))
+    searcher.save(tmp_path / "c.pt")
+    monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 100)
+    with pytest.raises(ValueError, match=r"c.pt: not a readable controller checkpoint \(ValueError: larger "
+                       r"than 0 MiB, the size limit"):
+        searcher.load(tmp_path / "c.pt")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 
 from configuration import ConfigError, validation_error
-from configuration.files import write_atomic
+from configuration.files import read_bounded, write_atomic
 from search.config import SearchConfig
 from search.results.comparison import compare_on_ray, contenders
 from search.store import RunStore
@@ -53,7 +53,7 @@ def read_cache(run_dir: str | Path) -> BaselineCache | None:
         return None
     what = "baselines cache (delete it to compute the baselines again)"
     try:
-        return BaselineCache.model_validate_json(path.read_text(encoding="utf-8"))
+        return BaselineCache.model_validate_json(read_bounded(path, 16 * 2**20, "baselines cache").decode())
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text, not a {what}") from None
     except ValidationError as err:
