@@ -45,8 +45,10 @@ def test_export_list_transfer_show(ray_session, tmp_path: Path) -> None:
     assert set(rec.rewards) == {1, 2} and len(rec.baselines["adam"]) == 2
     assert (records / f"{name}.py").is_file()
 
-    # The run listing trains adam once at the run's own budget and seed, caches it, and shows both gains.
-    result = run("rules", "list", run_dir, "--baselines", "adam", "--records-dir", records)
+    # Listing only reads; --compute-baselines trains adam once at the run's own budget and seed (a run
+    # made without a search, as here, has none), caches it, and the listing shows both gains.
+    result = run("rules", "list", run_dir, "--baselines", "adam", "--records-dir", records,
+                 "--compute-baselines")
     assert result.exit_code == 0, result.output
     cache = read_cache(run_dir)
     task = SearchConfig.from_mapping(tiny_config()).task_config
