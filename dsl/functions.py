@@ -11,10 +11,14 @@ spelling, and its meaning in each form that the rest of the package reads:
   IEEE); None where only ``tensor`` is used;
 * ``foreach(args, params, steps)``: on the multi-tensor path's values (`dsl.lazy`), at least one of
   which is a tensor list (`dsl.foreach`);
-* ``sympy(args, params, budget)``: the sympy expression (`dsl.symbolic`), and ``sympy_head``, the sympy
-  function that `from_sympy` reads back as this one;
+* ``sympy(args, params, budget)``: the sympy expression (`dsl.symbolic`), and ``sympy_head``, which gives
+  the sympy function that `from_sympy` reads back as this one;
 * ``source(args, params, f64)``: the generated PyTorch source (`dsl.codegen`, `dsl.source`), and
   ``helper``, a definition the generated module then needs.
+
+The forms use torch, sympy and `dsl.sympy_forms` only when called: those are bound by `dsl.deferred` and
+imported on first use, so that the table's names and docs (``nos rules names``, the parser) load without
+them.
 
 So adding a function is adding a row here (the parser, printer, evaluators, symbolic export and code
 generator all read it); tests/test_functions.py does that with a temporary row.
@@ -25,14 +29,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sympy as sp
-import torch
-
-from dsl import lazy, sympy_forms
+from dsl import lazy
+from dsl.deferred import deferred
 from dsl.source import (POWER, PRODUCT, SUM, Code, SourceForm, as_tensor, call, extremum, infix, literal,
                         negation)
+
+if TYPE_CHECKING:
+    import sympy as sp
+    import torch
+
+    from dsl import sympy_forms
+
+# Imported when a form first uses them, so that the table's names and docs load without them
+# (`dsl.deferred`): a row refers to torch, sympy and `dsl.sympy_forms` only inside its forms.
+torch = deferred("torch", globals())
+sp = deferred("sympy", globals(), "sp")
+sympy_forms = deferred("dsl.sympy_forms", globals(), "sympy_forms")
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,9 @@ class Function:
     source: SourceForm
     foreach: Callable[[list[lazy.Value], tuple[float, ...], Any], lazy.Value]
     number: Callable[[list[float], tuple[float, ...], Any], float] | None = None
-    sympy_head: Any = None  # the sympy function read back as this one (sp.exp for exp)
+    # The sympy function read back as this one, given by a function of no arguments (lambda: sp.exp for
+    # exp) so that building the table imports no sympy.
+    sympy_head: Callable[[], Any] | None = None
     helper: str = ""  # source the generated module defines when a rule calls this function
     params: tuple[tuple[str, float, float], ...] = ()  # literal parameters: (name, low, high), open
     infix: str | None = None  # the operator spelling, for binary operators and negation
@@ -81,15 +97,15 @@ _DROP_HELPER = '''def _drop(x: torch.Tensor, rate: float) -> torch.Tensor:
     """Dropout: each element zeroed with probability rate, the rest scaled by 1 / (1 - rate)."""
     return x * (torch.rand_like(x) >= rate).to(x.dtype) / (1.0 - rate)'''
 
-def _elementwise(name: str, doc: str, number: Callable[[float], float], sympy_fn: Any, sympy_head: Any = None,
+def _elementwise(name: str, doc: str, number: Callable[[float], float],
+                 sympy_fn: Callable[[sp.Expr], sp.Expr], sympy_head: Callable[[], Any] | None = None,
                  foreach: Callable[[lazy.Lazy], lazy.Value] | None = None) -> Function:
     """A unary function that torch spells torch.<name> (and, unless ``foreach`` says otherwise, whose
     multi-tensor form is torch._foreach_<name> on the materialised value)."""
-    torch_fn = getattr(torch, name)
     many = foreach or (lambda x: lazy.apply(x, name))
-    return Function(name, 1, doc, tensor=lambda a, p, c: torch_fn(a[0]), number=lambda a, p, s: number(a[0]),
-                    foreach=lambda a, p, s: many(a[0]), sympy=lambda a, p, b: sympy_fn(a[0]),
-                    sympy_head=sympy_head, source=call(f"torch.{name}"))
+    return Function(name, 1, doc, tensor=lambda a, p, c: getattr(torch, name)(a[0]),
+                    number=lambda a, p, s: number(a[0]), foreach=lambda a, p, s: many(a[0]),
+                    sympy=lambda a, p, b: sympy_fn(a[0]), sympy_head=sympy_head, source=call(f"torch.{name}"))
 
 
 def _clamp_source(args: list[Code], params: tuple[float, ...], f64: bool) -> Code:
@@ -103,13 +119,14 @@ FUNCTIONS: dict[str, Function] = {
                  tensor=lambda a, p, c: -a[0], number=lambda a, p, s: -a[0],
                  foreach=lambda a, p, s: lazy.negate(a[0]),
                  sympy=lambda a, p, b: -a[0], source=negation),
-        _elementwise("exp", "e^x", math.exp, sympy_forms.exp, sp.exp),
-        _elementwise("log", "natural logarithm (NOS's log|x| is log(abs(x)))", math.log, sp.log, sp.log),
-        _elementwise("abs", "|x|", abs, sp.Abs, sp.Abs, lazy.absolute),
-        _elementwise("sqrt", "square root (NOS's sqrt|x| is sqrt(abs(x)))", math.sqrt, sp.sqrt,
+        _elementwise("exp", "e^x", math.exp, lambda x: sympy_forms.exp(x), lambda: sp.exp),
+        _elementwise("log", "natural logarithm (NOS's log|x| is log(abs(x)))", math.log, lambda x: sp.log(x),
+                     lambda: sp.log),
+        _elementwise("abs", "|x|", abs, lambda x: sp.Abs(x), lambda: sp.Abs, lazy.absolute),
+        _elementwise("sqrt", "square root (NOS's sqrt|x| is sqrt(abs(x)))", math.sqrt, lambda x: sp.sqrt(x),
                      foreach=lazy.root),  # read back from sympy as a power of 1/2
-        _elementwise("sign", "-1, 0 or 1; sign(0) = 0", lambda x: float((x > 0) - (x < 0)), sp.sign, sp.sign,
-                     lazy.signum),
+        _elementwise("sign", "-1, 0 or 1; sign(0) = 0", lambda x: float((x > 0) - (x < 0)),
+                     lambda x: sp.sign(x), lambda: sp.sign, lazy.signum),
         Function("clip", 1, "clip(x, c): x clipped to [-c, c]", params=(("c", 0.0, float("inf")),),
                  tensor=lambda a, p, c: torch.clamp(a[0], -p[0], p[0]),
                  number=lambda a, p, s: min(max(a[0], -p[0]), p[0]),
@@ -131,7 +148,7 @@ FUNCTIONS: dict[str, Function] = {
                  tensor=lambda a, p, c: _min(_max(a[0], c["bound_low"]), c["bound_high"]),
                  number=lambda a, p, s: min(max(a[0], s["bound_low"]), s["bound_high"]),
                  foreach=lambda a, p, s: lazy.clamp(a[0], s["bound_low"], s["bound_high"]),
-                 sympy=lambda a, p, b: sympy_forms.bound(a[0]), sympy_head=sympy_forms.bound,
+                 sympy=lambda a, p, b: sympy_forms.bound(a[0]), sympy_head=lambda: sympy_forms.bound,
                  source=lambda a, p, f64: Code(f"torch.clamp({as_tensor(a[0], f64)}, bound_low, "
                                                "bound_high)")),
         Function("add", 2, "x + y", infix="+",

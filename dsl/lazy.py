@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from dsl.deferred import deferred
 
-TensorList = list[torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# Imported on first use (`dsl.deferred`): `dsl.functions` names these operations in its table, which
+# loads without torch.
+torch = deferred("torch", globals())
+
+TensorList = list["torch.Tensor"]
 
 
 @dataclass

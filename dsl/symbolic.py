@@ -235,7 +235,8 @@ def _from(expr: sp.Expr) -> Expr:
         return _from_pow(expr)
     if isinstance(expr, (sp.Min, sp.Max)):
         return _from_extremum(expr)
-    read_back = next((f for f in FUNCTIONS.values() if f.sympy_head is expr.func), None)
+    read_back = next((f for f in FUNCTIONS.values()
+                      if f.sympy_head is not None and f.sympy_head() is expr.func), None)
     if read_back is not None and len(expr.args) == read_back.arity:  # exp, log, abs, sign, bound, ...
         return _call(read_back.name, *(_from(a) for a in expr.args))
     if isinstance(expr, drop):

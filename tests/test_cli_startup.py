@@ -41,6 +41,30 @@ def test_help_starts_fast():
     assert elapsed < 5, f"nos --help took {elapsed:.1f} s"
 
 
+def test_rules_names_imports_neither_torch_nor_sympy():
+    # `nos rules names` reads the language's tables only; dsl binds torch and sympy lazily (dsl.deferred).
+    # (Running a command, typer imports pydantic itself.)
+    heavy = tuple(m for m in HEAVY if m != "pydantic")
+    code = ("import json, sys\nfrom search.cli import app\n"
+            "try:\n    app(['rules', 'names'])\nexcept SystemExit as done:\n    assert not done.code\n"
+            f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert "The rule language" in done.stdout
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_rules_names_lists_every_name():
+    from dsl.functions import FUNCTIONS
+    from dsl.vocabulary import HYPERS, OPERANDS
+
+    result = runner.invoke(app, ["rules", "names"])
+    assert result.exit_code == 0, result.output
+    first = [line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") >= 3]
+    spelled = {f"x {f.infix} y" if f.infix and f.arity == 2 else f.name for f in FUNCTIONS.values()}
+    assert {*OPERANDS, *HYPERS, *spelled} <= set(first)
+
+
 def test_the_cli_spells_the_default_baselines_as_the_config_does():
     from search.cli.rules import DEFAULT_BASELINES
     from search.config import DEFAULT_BASELINES as CONFIG_BASELINES

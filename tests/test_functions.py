@@ -27,7 +27,7 @@ from dsl.vocabulary import known_names
 TANH = Function("tanh", 1, "hyperbolic tangent",
                 tensor=lambda a, p, c: torch.tanh(a[0]), number=lambda a, p, s: math.tanh(a[0]),
                 foreach=lambda a, p, s: lazy.apply(a[0], "tanh"),
-                sympy=lambda a, p, b: sp.tanh(a[0]), sympy_head=sp.tanh, source=call("torch.tanh"))
+                sympy=lambda a, p, b: sp.tanh(a[0]), sympy_head=lambda: sp.tanh, source=call("torch.tanh"))
 
 
 @pytest.fixture
