@@ -50,7 +50,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                              "controller checkpoint")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by the damage done
-        raise ValueError(f"{path}: not a readable controller checkpoint ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{path}: not a readable controller checkpoint ({type(err).__name__}: "
+                         f"{_one_line(err)})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path}: not a controller checkpoint of format {FORMAT!r} (found {found!r})")

@@ -214,7 +214,8 @@ class Evolution(Checkpointed):
         self.drawn = count(state, "drawn")
         tokens, rewards = state["population_tokens"], state["population_rewards"]
         if tokens.ndim != 2 or tokens.shape[1] != self.space.steps or rewards.shape != (len(tokens),):
-            raise ValueError(f"the population's tokens {tuple(tokens.shape)} and rewards {tuple(rewards.shape)} "
+            raise ValueError(f"the population's tokens {tuple(tokens.shape)} and rewards "
+                             f"{tuple(rewards.shape)} "
                              f"do not match a population of {self.space.steps}-token rules")
         for row in tokens:  # each member must be a legal sequence of this space (a mutation relies on it)
             if not bool(self.space.masks_for(row[None])[0].gather(1, row[:, None]).all()):

@@ -148,8 +148,9 @@ def test_references_are_measured_once_then_cached_and_stale_ones_replaced(monkey
 def test_a_task_too_short_for_adam_to_progress_is_one_clear_error(monkeypatch):
     # Tuned Adam no better than the untrained network: the normalised score would divide by <= 0.
     monkeypatch.setattr("child_tasks.reward.raw_value", lambda task, result: 99.0)
-    with pytest.raises(ValueError, match=r"tuned Adam's train_loss \(99, mean of 3 seeds\) is not below the "
-                       r"untrained network's \([0-9.]+\), so a train_loss reward cannot be normalised") as err:
+    message = (r"tuned Adam's train_loss \(99, mean of 3 seeds\) is not below the untrained network's "
+               r"\([0-9.]+\), so a train_loss reward cannot be normalised")
+    with pytest.raises(ValueError, match=message) as err:
         measure_reference(tiny())
     assert "\n" not in str(err.value) and "train longer" in str(err.value)
 
