@@ -118,7 +118,8 @@ class SearchSummary:
     @property
     def all_failed(self) -> bool:
         """Whether the run trained rules and every training failed (no result at all to learn from)."""
-        return self.trained > 0 and self.counts.get("failed", 0) == self.trained
+        # (counts["failed"] may exceed trained: a row drawn while its rule trained shares its failure)
+        return self.trained > 0 and self.counts.get("ok", 0) + self.counts.get("diverged", 0) == 0
 
     @property
     def stopped_because(self) -> str:
@@ -231,7 +232,8 @@ def _baselines(config: SearchConfig, run_dir: Path, address: str | None,
         return None
     try:
         cache = run_baselines(run_dir, config.confirm.baselines, address=address, progress=progress)
-    except ComparisonError as err:  # the search goes on; `nos rules list RUN --compute-baselines` retries
+    except (ComparisonError, ValueError, OSError) as err:  # (ValueError: a damaged baselines.json)
+        # The search goes on without its line to beat; `nos rules list RUN --compute-baselines` retries.
         log.warning("the baselines could not be trained (%s); the search goes on without them", err)
         return None
     best = max(config.confirm.baselines, key=lambda b: cache.rewards[b])

@@ -1,5 +1,6 @@
 """One process per run directory (search.lock): a live holder refuses a second search, a killed one does
-not, and a refused resume writes nothing; the run directory also remembers its records folder."""
+not, and a refused resume writes nothing; what the driver keeps in or reads from the run directory (its
+records folder, its baselines cache) at its start."""
 
 from __future__ import annotations
 
@@ -84,3 +85,14 @@ def test_a_run_remembers_its_records_folder_for_resumes(tmp_path, monkeypatch) -
         (tmp_path / "file").write_text("x")
         with pytest.raises(StoreError, match="the records folder is a file"):
             _records_dir(store, tmp_path / "file")
+
+
+def test_a_damaged_baselines_cache_does_not_stop_a_search(tmp_path, caplog) -> None:
+    from search.config import SearchConfig
+    from search.driver import _baselines
+
+    config = SearchConfig.from_mapping(tiny_config())
+    RunStore(tmp_path, config=config.to_mapping()).close()
+    (tmp_path / "baselines.json").write_text("{not json")
+    assert _baselines(config, tmp_path, None, progress=False) is None
+    assert "the baselines could not be trained" in caplog.text and "baselines.json" in caplog.text
