@@ -34,6 +34,7 @@ from discovered_rules.records import (
     RecordWarning,
     RuleRecord,
     Verdict,
+    best_baseline,
     class_name,
     make_record,
     read_record,
@@ -47,7 +48,7 @@ RULES_ENV = "NOS_RULES_DIR"
 
 __all__ = [
     "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict",
-    "available", "class_name", "default_folder", "export", "folder", "load", "make_record",
+    "available", "best_baseline", "class_name", "default_folder", "export", "folder", "load", "make_record",
     "optimizer_source", "read_record", "record", "write_record",
 ]
 

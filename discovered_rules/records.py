@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import keyword
 import re
+import statistics
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,16 @@ class RecordWarning(UserWarning):
 def class_name(name: str) -> str:
     """The optimizer class name of a record name: ``powersign_cd`` -> ``PowersignCd``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def best_baseline(baselines: dict[str, list[float]]) -> tuple[str, float] | None:
+    """The baseline with the highest mean reward (a record's ``baselines``: name -> rewards per seed), and
+    that mean; None when no baseline has a reward."""
+    means = {name: statistics.fmean(values) for name, values in baselines.items() if values}
+    if not means:
+        return None
+    name = max(means, key=means.__getitem__)
+    return name, means[name]
 
 
 def rule_forms(rule: Rule) -> dict[str, str]:

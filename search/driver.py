@@ -67,7 +67,6 @@ from typing import Any
 
 import torch
 
-import discovered_rules
 from child_tasks.problems import load_data
 from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
@@ -77,8 +76,8 @@ from search.lock import RunLock
 from search.progress import SearchProgress
 from search.results.baselines import run_baselines
 from search.results.comparison import ComparisonError
-from search.results.winners import Confirmation, confirm_and_export, run_records
-from search.store import FILENAME, Evaluation, RunStore, StoreError
+from search.results.winners import Confirmation, confirm_and_export, records_folder, run_records
+from search.store import FILENAME, Evaluation, RunStore
 from search.tracking import Tracker
 from search.trainings import Trainings
 from search.workers import EvaluationWorker, WorkerPool
@@ -172,7 +171,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
     lock = RunLock(run_dir)
     try:
         lock.acquire()  # before anything is written or trained: one process per run (search.lock)
-        records_dir = _records_dir(store, records_dir)
+        records_dir = records_folder(store, records_dir)
         controller = make_searcher(config.controller)
         checkpoint = run_dir / CHECKPOINT
         if resume and checkpoint.is_file():
@@ -321,20 +320,6 @@ def _last_line(error: str | None) -> str:
     """A failed training's error is a worker's traceback; its last line says what went wrong."""
     lines = [line for line in (error or "").strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no error recorded"
-
-
-def _records_dir(store: RunStore, given: str | Path | None) -> Path:
-    """The folder the run exports to: the one given (remembered from now on), else the one the run
-    remembers, else the default folder (remembered too, so that a later change of $NOS_RULES_DIR does not
-    split a run's records over two folders)."""
-    if given is None and store.records_dir is not None:
-        return Path(store.records_dir)
-    folder = discovered_rules.folder(given)
-    if folder.exists() and not folder.is_dir():  # before any training, not after
-        raise StoreError(f"{folder}: the records folder is a file")
-    if store.records_dir is None or given is not None:
-        store.remember_records_dir(folder)
-    return Path(store.records_dir)
 
 
 def _stop_reason(trained: list[int], search: SearchSection) -> str | None:

@@ -73,7 +73,7 @@ def test_resuming_a_live_run_is_refused_before_anything_is_written(tmp_path) -> 
 
 
 def test_a_run_remembers_its_records_folder_for_resumes(tmp_path, monkeypatch) -> None:
-    from search.driver import _records_dir
+    from search.results.winners import records_folder as _records_dir
 
     monkeypatch.setenv("NOS_RULES_DIR", str(tmp_path / "default"))
     with RunStore(tmp_path / "run", config=tiny_config()) as store:

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 import discovered_rules
-from discovered_rules import RuleRecord
+from discovered_rules import RuleRecord, best_baseline
 from dsl import KNOWN_RULE_TEXT, RuleError, from_sympy, known_rules, parse, to_sympy
 
 if TYPE_CHECKING:  # a run's store and baselines are imported where a run is listed
@@ -54,15 +54,6 @@ def readable(rule_text: str) -> str:
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def best_baseline(baselines: dict[str, list[float]]) -> tuple[str, float] | None:
-    """The baseline with the highest mean reward, and that mean."""
-    means = {name: statistics.fmean(values) for name, values in baselines.items() if values}
-    if not means:
-        return None
-    name = max(means, key=means.__getitem__)
-    return name, means[name]
 
 
 def record_gain(rec: RuleRecord) -> tuple[float, str] | None:

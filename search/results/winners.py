@@ -49,11 +49,11 @@ from child_tasks.compare import ComparisonTable, paired
 from child_tasks.config import TaskConfig, override
 from child_tasks.reward import Evaluation as TaskEvaluation
 from child_tasks.suite import Suite
-from discovered_rules import RecordError, RuleRecord, Verdict, make_record
+from discovered_rules import RecordError, RuleRecord, Verdict, best_baseline, make_record
 from dsl import KNOWN_RULE_TEXT
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
 from search.results.comparison import compare_on_ray, contenders
-from search.store import Evaluation, RunStore
+from search.store import Evaluation, RunStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     ``address``: the Ray cluster (None: a local Ray, or the one this process has already).
     ``force``: replace this run's records of the same rules in place, keeping their transfer results
     (otherwise a taken name is never replaced: the record takes the next free one).
-    Raises StoreError (no store in run_dir), ValueError (no ok evaluation, unknown baseline),
+    Raises StoreError (no store in run_dir, a records folder that is a file), ValueError (no ok
+    evaluation, unknown baseline),
     ComparisonError (a training failed).
     """
     baselines = check_baselines(baselines)
@@ -134,11 +135,7 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
         run_id, best = store.run_id, store.best(top_k)
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
         run_config = store.config
-        folder = discovered_rules.folder(directory if directory is not None else store.records_dir)
-        if folder.exists() and not folder.is_dir():  # before hours of training, not after
-            raise NotADirectoryError(f"{folder}: the records folder is a file")
-        if store.records_dir is None:
-            store.remember_records_dir(folder)  # a later export or resume keeps this folder
+        folder = records_folder(store, directory)  # before hours of training, not after
     if not best:
         raise ValueError(f"{run_dir}: run {run_id} has no finished ok evaluation to confirm")
     seed_list = confirmation_seeds(seeds, config.search.eval_seed) if isinstance(seeds, int) else list(seeds)
@@ -188,14 +185,30 @@ def _free_name(folder: Path, base: str, run_id: str, key: str | None, force: boo
     raise FileExistsError(f"{folder}: {base} and 998 more names after it are taken")
 
 
+def records_folder(store: RunStore, given: str | Path | None) -> Path:
+    """The folder a run exports to: the one given (remembered from now on), else the one the run
+    remembers, else the default folder (remembered too, so that a later change of $NOS_RULES_DIR does not
+    split a run's records over two folders). StoreError when it is a file. The search and ``nos rules
+    export`` both ask here, so a resume and an export find the same folder."""
+    if given is None and store.records_dir is not None:
+        return Path(store.records_dir)
+    folder = discovered_rules.folder(given)
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"{folder}: the records folder is a file")
+    if store.records_dir is None or given is not None:
+        store.remember_records_dir(folder)
+    return Path(store.records_dir)
+
+
 def verdict(rewards: Sequence[float], baselines: dict[str, list[float]]) -> Verdict | None:
     """The rule against the baseline of highest mean reward, paired by seed (module docstring)."""
-    if not baselines:
+    found = best_baseline(baselines)
+    if found is None:
         return None
-    best = max(baselines, key=lambda b: sum(baselines[b]) / len(baselines[b]))
-    gain, z = paired(rewards, baselines[best])
+    name = found[0]
+    gain, z = paired(rewards, baselines[name])
     z_value = None if math.isnan(z) else z
-    return Verdict(best_baseline=best, gain=gain, z=z_value,
+    return Verdict(best_baseline=name, gain=gain, z=z_value,
                    beats=gain > 0 and z_value is not None and z_value >= BEATS_Z)
 
 
