@@ -53,12 +53,18 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.parametrize("name", BAD_FILES)
-@pytest.mark.parametrize("loader", [load_search_config, load_task_config, load_controller_config, load_yaml])
-def test_bad_files_are_refused_in_one_line_naming_the_file_within_a_second(name, loader, tmp_path):
+def _bad_file(name: str, tmp_path: Path) -> tuple[Path, str]:
+    """BAD_FILES[name] written to a config file, and the phrase its error must hold."""
     content, phrase = BAD_FILES[name]
     path = tmp_path / "config.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path, phrase
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+@pytest.mark.parametrize("loader", [load_search_config, load_task_config, load_controller_config, load_yaml])
+def test_bad_files_are_refused_in_one_line_naming_the_file_within_a_second(name, loader, tmp_path):
+    path, phrase = _bad_file(name, tmp_path)
     start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         loader(path)
@@ -72,9 +78,7 @@ def test_bad_files_are_refused_in_one_line_naming_the_file_within_a_second(name,
 @pytest.mark.parametrize("name", BAD_FILES)
 def test_without_libyaml_the_same_files_are_refused(name, tmp_path, monkeypatch):
     monkeypatch.setattr(configuration.loading, "_Loader", yaml.SafeLoader)  # PyYAML built without libyaml
-    content, phrase = BAD_FILES[name]
-    path = tmp_path / "config.yaml"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    path, _ = _bad_file(name, tmp_path)
     start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         load_yaml(path)
