@@ -25,9 +25,9 @@ from __future__ import annotations
 import difflib
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+import dsl
 from configuration.files import path_from_env, write_atomic
 from discovered_rules.records import (
     RecordError,
@@ -41,15 +41,19 @@ from discovered_rules.records import (
     write_record,
 )
 from dsl import KNOWN_RULE_TEXT, known_rules
-from dsl.codegen import optimizer_source
-from dsl.optimizer import optimizer_class
+
+if TYPE_CHECKING:
+    import torch
+
+# dsl's optimizer and code generator (torch, sympy) are read where they are used, as `dsl.optimizer_class`
+# and `dsl.optimizer_source`: naming and finding records needs neither.
 
 RULES_ENV = "NOS_RULES_DIR"
 
 __all__ = [
     "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict",
     "available", "best_baseline", "class_name", "default_folder", "export", "folder", "load", "make_record",
-    "optimizer_source", "read_record", "record", "write_record",
+    "names", "read_record", "record", "write_record",
 ]
 
 
@@ -87,10 +91,10 @@ def folder(directory: str | Path | None = None) -> Path:
 
 
 def _unknown(name: str, directory: Path) -> UnknownRule:
-    names = [*KNOWN_RULE_TEXT, *_record_paths(directory)]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    known = names(directory)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return UnknownRule(f"no rule named {name!r}{hint} (available: {', '.join(names)})")
+    return UnknownRule(f"no rule named {name!r}{hint} (available: {', '.join(known)})")
 
 
 def record(name: str, directory: str | Path | None = None) -> RuleRecord:
@@ -118,9 +122,15 @@ def load(name: str, directory: str | Path | None = None) -> type[torch.optim.Opt
     and the record's hyper-constant defaults (lr among them) bound, built from the rule's text."""
     if name in KNOWN_RULE_TEXT:
         _record_paths(folder(directory))
-        return optimizer_class(known_rules()[name], class_name(name))
+        return dsl.optimizer_class(known_rules()[name], class_name(name))
     rec = record(name, directory)
-    return optimizer_class(rec.parsed_rule(), class_name(name), **rec.hyper)
+    return dsl.optimizer_class(rec.parsed_rule(), class_name(name), **rec.hyper)
+
+
+def names(directory: str | Path | None = None) -> list[str]:
+    """The name of every reference rule, then of every record in the folder (its file's name, sorted),
+    without reading the records: a name `record` may find, or fail to read."""
+    return [*KNOWN_RULE_TEXT, *_record_paths(folder(directory))]
 
 
 def available(directory: str | Path | None = None) -> dict[str, str]:
@@ -150,7 +160,7 @@ def export(record: RuleRecord, directory: str | Path | None = None, *,
     json_path, py_path = where / f"{name}.json", where / f"{name}.py"
     if not overwrite and (json_path.exists() or py_path.exists()):
         raise FileExistsError(f"{json_path} or {py_path} exists; pass overwrite=True to replace it")
-    source = optimizer_source(record.parsed_rule(), class_name(name), record.hyper, module=name,
+    source = dsl.optimizer_source(record.parsed_rule(), class_name(name), record.hyper, module=name,
                               about=_provenance(record))
     write_record(record, json_path)
     write_atomic(source, py_path)

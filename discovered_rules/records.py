@@ -30,8 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from configuration import ConfigError, did_you_mean, validation_error
 from configuration.files import read_bounded, write_atomic
-from dsl.codegen import unprintable
-from dsl import Rule, RuleError, canonical_key, parse, to_latex, to_sympy
+import dsl
+from dsl import Rule, RuleError, parse
+from dsl.source import unprintable
 from dsl.vocabulary import HYPERS, LEARNING_RATE
 
 MAX_RECORD_BYTES = 4 * 2**20  # a record holds curves per seed and transfer tables: kilobytes, not megabytes
@@ -68,8 +69,10 @@ def best_baseline(baselines: dict[str, list[float]]) -> tuple[str, float] | None
 
 def rule_forms(rule: Rule) -> dict[str, str]:
     """What a record holds that follows from its rule: formula, LaTeX and canonical key."""
-    return {"formula": str(to_sympy(rule, exact=False)), "latex": to_latex(rule),
-            "canonical_key": canonical_key(rule)}
+    # dsl's forms are read here, not imported with the module: the key needs torch and the formula sympy,
+    # which listing a folder's names or showing a reference rule does not.
+    return {"formula": str(dsl.to_sympy(rule, exact=False)), "latex": dsl.to_latex(rule),
+            "canonical_key": dsl.canonical_key(rule)}
 
 
 def _printable(text: str) -> str:

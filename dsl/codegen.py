@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import keyword
 import textwrap
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from dsl.evaluate import evaluate_lazy
 from dsl.expr import Call, Const, Expr, Rule, format_expr, nodes, scalar_subtrees, use_counts
 from dsl.functions import FUNCTIONS
 from dsl.quantities import BIAS_CORRECTED, STATE, STEP_QUANTITIES, StepQuantity, needed_quantities
-from dsl.source import ATOM, Code, literal
+from dsl.source import ATOM, Code, literal, unprintable
 from dsl.symbolic import to_sympy
 from dsl.text import parse
 from dsl.vocabulary import HYPERS, LEARNING_RATE, OPERANDS, Kind
@@ -206,16 +205,6 @@ def _reached(expr: Expr, given: Mapping[Expr, Code]) -> set[Expr]:
 
     visit(expr)
     return found
-
-
-def unprintable(text: str) -> str | None:
-    """The first control character (or lone surrogate) in ``text``, described, or None. Such a
-    character in a generated module's docstring makes the module un-importable (a NUL) or unwritable
-    as UTF-8 (a surrogate); a newline and a tab are allowed."""
-    for i, char in enumerate(text):
-        if unicodedata.category(char) in ("Cc", "Cs") and char not in "\n\t":
-            return f"the control character U+{ord(char):04X} at position {i}"
-    return None
 
 
 def _check(rule: Rule, class_name: str, defaults: Mapping[str, float],

@@ -31,9 +31,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from dsl.deferred import deferred
+
+if TYPE_CHECKING:
+    import torch
+
+# Imported when a form first runs (`dsl.deferred`), so that the rule's tree and text (`dsl.expr`, which
+# reads `STATE`) load without torch: `nos rules show adam` needs neither.
+torch = deferred("torch", globals())
 
 
 @dataclass(frozen=True)
@@ -111,9 +118,17 @@ class MathOps:
 class TorchOps:
     """The same on tensors (0-d, or a column of probe values)."""
 
-    cos = staticmethod(torch.cos)
-    min = staticmethod(torch.clamp_max)
-    fmod = staticmethod(torch.fmod)
+    @staticmethod
+    def cos(x: torch.Tensor) -> torch.Tensor:
+        return torch.cos(x)
+
+    @staticmethod
+    def min(x: torch.Tensor, bound: float) -> torch.Tensor:
+        return torch.clamp_max(x, bound)
+
+    @staticmethod
+    def fmod(x: torch.Tensor, divisor: float) -> torch.Tensor:
+        return torch.fmod(x, divisor)
 
 
 @dataclass(frozen=True)

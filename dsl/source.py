@@ -1,5 +1,6 @@
 """Python source for a rule: `Code`, a piece of generated source with its precedence, and the builders
-of the functions' source forms in `dsl.functions`.
+of the functions' source forms in `dsl.functions`, and `unprintable`, which finds the text that cannot go into
+a generated module.
 
 `dsl.codegen` writes a rule's tree as torch expressions; each function says how with a source form,
 ``source(args, params, f64) -> Code``: ``args`` are its arguments' code, ``params`` its literal
@@ -10,6 +11,7 @@ and numbers literals, so a torch call given a literal must make it a tensor).
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,3 +81,13 @@ def extremum(name: str) -> SourceForm:
         return Code(f"torch.{'maximum' if name == 'max' else 'minimum'}({x.text}, {y.text})")
 
     return form
+
+
+def unprintable(text: str) -> str | None:
+    """The first control character (or lone surrogate) in ``text``, described, or None. Such a
+    character in a generated module's docstring makes the module un-importable (a NUL) or unwritable
+    as UTF-8 (a surrogate); a newline and a tab are allowed."""
+    for i, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs") and char not in "\n\t":
+            return f"the control character U+{ord(char):04X} at position {i}"
+    return None

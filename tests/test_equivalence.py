@@ -89,6 +89,18 @@ def test_every_known_rule_has_its_own_key() -> None:
     assert all(len(k) == 16 and int(k, 16) >= 0 for k in keys.values())
 
 
+def test_the_pinned_keys_are_the_computed_ones() -> None:
+    # Stored runs and records hold these keys: a change to the probes or the hash that moved them is a
+    # change of the key format (dsl/known.py), never a side effect.
+    from dsl.known import KNOWN_RULE_KEYS, reference_key
+
+    assert KNOWN_RULE_KEYS == {name: canonical_key(r) for name, r in KNOWN.items()}
+    assert reference_key(parse("mhat / (sqrt(vhat) + eps)")) == KNOWN_RULE_KEYS["adam"]
+    # Only a reference rule as written is pinned; an equivalent one is computed (same key).
+    assert reference_key(parse("mhat / (eps + sqrt(vhat))")) is None
+    assert reference_key(parse("g * 1")) is None
+
+
 def test_keys_are_cached() -> None:
     r = parse("g * exp(sign(g) * m)")
     first = canonical_key(r)

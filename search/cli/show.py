@@ -27,18 +27,17 @@ from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
-from dsl import KNOWN_RULE_TEXT, Rule, RuleError, canonical_key, known_rules, parse, to_latex, to_sympy
-from dsl.checks import why_invalid
-from dsl.equivalence import key_note
-from dsl.simplification import simplify_noted
+from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
+from dsl.known import reference_key
 from dsl.vocabulary import HYPERS
 from search.cli.browse import mean_std, record_gain
 
 if TYPE_CHECKING:
     from search.store import Evaluation
 
-# A rule's table needs dsl (torch, sympy) and no more: a run's store, its baselines and records, and
-# matplotlib for the curves are imported where they are used (`nos rules show adam` reads none of them).
+# A rule's table needs dsl and no more: a run's store, its baselines and records, and matplotlib for the
+# curves are imported where they are used. Of dsl, a reference rule's table needs sympy (its formula) but
+# not torch (its key is pinned), so `nos rules show adam` imports no torch (`rule_rows`).
 
 KEY_PREFIX = re.compile(r"[0-9a-f]{6,16}")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -61,14 +60,14 @@ def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str |
     """The rule ``query`` names (module docstring). Raises UnknownRule (close matches listed), LookupError
     (a key found nowhere, or ambiguous), RuleError (text that does not parse), StoreError (bad run_dir)."""
     folder = discovered_rules.folder(directory)
-    names = discovered_rules.available(folder)
+    names = discovered_rules.names(folder)  # not read: showing one record reads that one only
     if query in KNOWN_RULE_TEXT:
         return Found("reference", known_rules()[query], name=query)
     if query in names:
         rec = discovered_rules.record(query, folder)
         return Found("record", rec.parsed_rule(), name=query, record=rec, directory=folder)
     if KEY_PREFIX.fullmatch(query):
-        return _by_key(query, run_dir, folder, names)
+        return _by_key(query, run_dir, folder)
     try:
         return Found("text", parse(query))
     except RuleError:
@@ -82,7 +81,7 @@ def find_rule(query: str, *, run_dir: str | Path | None = None, directory: str |
                       f"{folder}: {records})")
 
 
-def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[str, str]) -> Found:
+def _by_key(prefix: str, run_dir: str | Path | None, folder: Path) -> Found:
     from search.store import RunStore
 
     if run_dir is not None:
@@ -100,7 +99,9 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
         trained = [r for r in rows if r.status in ("diverged", "failed")]
         row = max(ok, key=lambda r: r.reward) if ok else (trained or rows)[0]
         return Found("evaluation", parse(row.rule), directory=folder, evaluation=row, run_dir=Path(run_dir))
-    records = [discovered_rules.record(n, folder) for n in names if n not in KNOWN_RULE_TEXT]
+    # Every readable record (one that does not read is skipped with a warning naming it).
+    records = [discovered_rules.record(n, folder) for n in discovered_rules.available(folder)
+               if n not in KNOWN_RULE_TEXT]
     matches = [r for r in records if r.canonical_key.startswith(prefix)]
     if len(matches) != 1:
         found = f"{len(matches)} records ({', '.join(r.name for r in matches)})" if matches else "no record"
@@ -111,16 +112,28 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path, names: dict[s
 
 
 def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """The rows of every rule: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks."""
-    rows = [("text", str(rule))]
-    simpler, skipped = simplify_noted(rule)
-    if simpler != rule:
-        rows.append(("simplified", str(simpler)))
-    if skipped:  # bounded symbolic work: say what was not done, rather than hang
-        rows.append(("simplification", f"partial: {skipped}"))
-    key, note = canonical_key(rule), key_note(rule)
+    """The rows of every rule: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks.
+
+    A reference rule as written takes its key from `dsl.known.KNOWN_RULE_KEYS` and is shown as its own
+    simplest form that passes the checks, without computing either (which needs torch); tests/test_known.py
+    checks that the rows are then the same as computed."""
     from sympy import pretty
 
+    from dsl import to_latex, to_sympy
+
+    rows = [("text", str(rule))]
+    key, note, reason = reference_key(rule), None, None
+    if key is None:
+        from dsl import canonical_key, why_invalid
+        from dsl.equivalence import key_note
+        from dsl.simplification import simplify_noted
+
+        simpler, skipped = simplify_noted(rule)
+        if simpler != rule:
+            rows.append(("simplified", str(simpler)))
+        if skipped:  # bounded symbolic work: say what was not done, rather than hang
+            rows.append(("simplification", f"partial: {skipped}"))
+        key, note, reason = canonical_key(rule), key_note(rule), why_invalid(rule)
     rows += [("formula", pretty(to_sympy(rule, exact=False), use_unicode=True)),
              ("LaTeX", to_latex(rule)), ("canonical key", key + (f" ({note})" if note else "")),
              ("state", ", ".join(rule.state) or "none")]
@@ -129,7 +142,6 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     values = {"lr": hyper["lr"]} if "lr" in hyper else {}
     values |= {n: HYPERS[n].default for n in rule.hypers_read} | hyper
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
-    reason = why_invalid(rule)
     rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
     return rows
 
