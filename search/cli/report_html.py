@@ -21,16 +21,18 @@ from search.results.winners import verdict
 from search.store import STATUSES
 
 STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 72em; padding: 0 1em;
+body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 90em; padding: 0 1em;
        color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ccc; }
 h3 { font-size: 1.05em; margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .5em 0; } caption { text-align: left; color: #555; }
 th, td { border: 1px solid #ddd; padding: .25em .5em; vertical-align: top; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-code { font: 13px ui-monospace, monospace; background: #f4f4f4; padding: 0 .2em; word-break: break-all; }
+code { font: 13px ui-monospace, monospace; background: #f4f4f4; padding: 0 .2em; overflow-wrap: anywhere; }
+code.rule { display: block; min-width: 14em; max-width: 26em; overflow-wrap: break-word; }
+.wide { overflow-x: auto; }
 .yes { color: #06702b; font-weight: 600; } .no { color: #a4161a; font-weight: 600; }
-.muted { color: #666; } .formula { max-width: 36em; overflow-x: auto; } .formula svg { max-width: none; }
+.muted { color: #666; } .formula { max-width: 28em; overflow-x: auto; } .formula svg { max-width: none; }
 figure { margin: .5em 0; } figure svg { max-width: 100%; height: auto; }
 details { margin: .2em 0; } summary { cursor: pointer; color: #555; }
 """
@@ -59,7 +61,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[tuple[str, bool]]], ca
     body = "".join("<tr>" + "".join(f"<td class=n>{c}</td>" if numeric else f"<td>{c}</td>"
                                     for c, numeric in row) + "</tr>" for row in rows)
     cap = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # A table wider than the page scrolls inside its box, not the page.
+    return f"<div class=wide><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _page(title: str, body: str) -> str:
@@ -120,7 +123,7 @@ def _task_cell(row: TopRule, task: str) -> str:
 def _best_rules(run: RunData) -> str:
     header = ["rank", "rule", "formula", "search reward", *(f"{t} score" for t in run.tasks),
               "confirmed (mean ± std) and baselines", "against the best baseline"]
-    rows = [[(str(r.rank), True), (f"<code>{_e(r.evaluation.rule)}</code>", False),
+    rows = [[(str(r.rank), True), (f"<code class=rule>{_e(r.evaluation.rule)}</code>", False),
              (formula_cell(r.formula, r.latex), False), (_num(r.evaluation.reward), True),
              *((_task_cell(r, t), True) for t in run.tasks),
              (confirmation_cell(r.record), False), (verdict_cell(r.record), False)] for r in run.top]
@@ -210,7 +213,7 @@ def _record_section(rec: RuleRecord) -> str:
 def library_page(records: Sequence[RuleRecord], folder: str) -> str:
     """The discovered-rules library: every record, where it came from, its confirmation and transfers."""
     when = datetime.datetime.now().isoformat(timespec="seconds")
-    summary = [[(_e(r.name), False), (f"<code>{_e(r.rule)}</code>", False), (_e(r.task or "-"), False),
+    summary = [[(_e(r.name), False), (f"<code class=rule>{_e(r.rule)}</code>", False), (_e(r.task or "-"), False),
                 (_e(_pm(list(r.rewards.values()))), True), (verdict_cell(r), False),
                 (_e(", ".join(r.transfer or {}) or "-"), False)] for r in records]
     header = ["name", "rule", "task", "confirmed reward", "against the best baseline", "transferred to"]
