@@ -136,6 +136,17 @@ def test_the_console_script_prints_one_line_or_the_traceback():
     assert "Traceback" in debug.stderr and "boom" in debug.stderr
 
 
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly():
+    # `nos rules list --json | head`: the pipe's read end is closed before the command writes (it needs a
+    # tenth of a second to start), so its first write fails: no error line, no traceback, status 1.
+    command = [sys.executable, "-c", "from search.cli import app; app()", "rules", "list", "--json"]
+    done = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done.stdout.close()
+    stderr = done.stderr.read().decode()
+    assert done.wait(timeout=120) == 1
+    assert stderr == ""
+
+
 def test_usage_errors_and_handled_errors_keep_their_exit_codes():
     assert runner.invoke(app, ["rules", "check", "sgin(g)"]).exit_code == 2  # handled: a malformed rule
     assert runner.invoke(app, ["rules", "show", "adam", "--no-such-option", "x"]).exit_code == 2  # click's

@@ -42,7 +42,9 @@ except ImportError:  # pragma: no cover (an older typer on click)
 # sympy, matplotlib and the pydantic configs are imported inside the commands that use them, so that
 # `nos --help` and `nos rules names` start fast (tests/test_cli_startup.py checks it).
 
-PASSED_THROUGH = (typer.Exit, typer.Abort, ClickException)  # click's own: exit codes and usage errors
+# click's own (exit codes and usage errors), and a reader that closed the pipe (`nos rules list --json |
+# head`), which typer ends quietly with status 1, as click does.
+PASSED_THROUGH = (typer.Exit, typer.Abort, ClickException, BrokenPipeError)
 
 
 class NosGroup(TyperGroup):

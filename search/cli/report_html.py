@@ -213,7 +213,8 @@ def _record_section(rec: RuleRecord) -> str:
 def library_page(records: Sequence[RuleRecord], folder: str) -> str:
     """The discovered-rules library: every record, where it came from, its confirmation and transfers."""
     when = datetime.datetime.now().isoformat(timespec="seconds")
-    summary = [[(_e(r.name), False), (f"<code class=rule>{_e(r.rule)}</code>", False), (_e(r.task or "-"), False),
+    summary = [[(_e(r.name), False), (f"<code class=rule>{_e(r.rule)}</code>", False),
+                (_e(r.task or "-"), False),
                 (_e(_pm(list(r.rewards.values()))), True), (verdict_cell(r), False),
                 (_e(", ".join(r.transfer or {}) or "-"), False)] for r in records]
     header = ["name", "rule", "task", "confirmed reward", "against the best baseline", "transferred to"]
