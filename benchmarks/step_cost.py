@@ -47,7 +47,8 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=30)

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 
 def ppo_loss(new_log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
-             entropy: torch.Tensor, clip: float, entropy_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+             entropy: torch.Tensor, clip: float, entropy_coef: float
+             ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO's clipped per-token objective as a loss to minimise, and the pass's clip fraction.
 
     ``new_log_probs``, ``old_log_probs`` and ``entropy`` are (B, steps); ``advantages`` is (B,), shared

@@ -71,7 +71,8 @@ class RandomSearch(Checkpointed):
                             clip_fraction=0.0, loss=0.0, grad_norm=0.0,
                             staleness=self.updates - min(s.version for s in samples))
         self.updates += 1
-        log.info("random update %d: reward mean %.4f max %.4f", stats.update, stats.mean_reward, stats.max_reward)
+        log.info("random update %d: reward mean %.4f max %.4f", stats.update, stats.mean_reward,
+                 stats.max_reward)
         return stats
 
     def state_dict(self) -> dict[str, Any]:

@@ -47,7 +47,8 @@ class TokenSpace:
         self._index = {
             "operand": {t: i for i, t in enumerate(vocabulary.operands + refs)},
             "unary": {t: len(vocabulary.operands) + len(refs) + i for i, t in enumerate(vocabulary.unary)},
-            "binary": {t: len(self.tokens) - len(vocabulary.binary) + i for i, t in enumerate(vocabulary.binary)},
+            "binary": {t: len(self.tokens) - len(vocabulary.binary) + i
+                       for i, t in enumerate(vocabulary.binary)},
         }
 
     @property
