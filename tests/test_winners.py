@@ -130,6 +130,25 @@ def test_names_seeds_and_budget() -> None:
     assert limited.time_limit_s == 30.0
 
 
+def test_the_confirmation_says_its_longer_budget_needs_its_own_references(monkeypatch, tmp_path,
+                                                                          caplog) -> None:
+    from child_tasks import reward
+    from child_tasks.config import Reference
+    from child_tasks.suite import load_suite
+    from search.results.winners import confirmed_suite
+
+    monkeypatch.setenv("NOS_CACHE_DIR", str(tmp_path))  # nothing measured yet
+    monkeypatch.setattr(reward, "measure_reference", lambda task, data=None: Reference(
+        initial=2.3, adam=0.5, seeds=3, fingerprint=reward.fingerprint(task)))
+    suite = load_suite("mnist1d_cnn")
+    with caplog.at_level("WARNING"):
+        confirmed = confirmed_suite(suite, 2.0)
+    assert confirmed.tasks[0].epochs == 2 * suite.tasks[0].epochs
+    assert confirmed.tasks[0].reference.adam == 0.5
+    assert ("confirmation at 2 x the search's epochs: task mnist1d_cnn: reference values stale"
+            in caplog.text)
+
+
 def test_the_driver_can_pass_its_confirm_section() -> None:
     section = ConfirmSection()
     assert (section.top_k, section.seeds, section.budget_scale) == (5, 3, 2.0)

@@ -34,6 +34,7 @@ calls it too.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -54,6 +55,8 @@ from dsl import KNOWN_RULE_TEXT
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
 from search.results.comparison import compare_on_ray, contenders
 from search.store import Evaluation, RunStore, StoreError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,11 @@ def confirmation_seeds(count: int, eval_seed: int) -> list[int]:
 
 def confirmed_suite(suite: Suite, budget_scale: float) -> Suite:
     """The suite with every task's budget scaled (`confirmed_task`) and its reference values current."""
-    return Suite(suite.name, tuple(confirmed_task(t, budget_scale) for t in suite.tasks)).with_references()
+    def note(message: str) -> None:  # the longer budget is a new task: say so, not merely "stale"
+        log.warning("confirmation at %g x the search's epochs: %s", budget_scale, message)
+
+    confirmed = Suite(suite.name, tuple(confirmed_task(t, budget_scale) for t in suite.tasks))
+    return confirmed.with_references(note)
 
 
 def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
