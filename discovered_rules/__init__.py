@@ -143,6 +143,7 @@ def available(directory: str | Path | None = None) -> dict[str, str]:
             out[name] = _read_named(path).rule
         except (RecordError, OSError) as err:  # OSError: unreadable, or a folder named *.json
             problems = "; ".join(line.strip() for line in str(err).splitlines())
+            problems = problems.removeprefix(f"{path}: ")  # a RecordError's own naming of the file
             warnings.warn(f"skipped the record {path}: {problems}", RecordWarning, stacklevel=2)
     return out
 

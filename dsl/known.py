@@ -5,7 +5,7 @@ rule says which torch or reference optimizer it equals and with which settings.
 
 `KNOWN_RULE_KEYS` pins each reference rule's `dsl.canonical_key`. Keys are stored in every run's
 evaluations and every record, so a change to the probes or the hash that moved them would orphan what
-users have: tests/test_known.py recomputes every key and fails on any difference. Being pinned, a
+users have: tests/test_equivalence.py recomputes every key and fails on any difference. Being pinned, a
 reference rule's key can be read without computing it (`reference_key`), which takes torch and the probes
 (about 1.5 s of imports): `nos rules show adam` reads it from here.
 """

@@ -172,6 +172,15 @@ def test_show_keeps_reference_rules_and_text(browsed) -> None:
     assert simplified.exit_code == 0 and "simplified" in simplified.output
 
 
+def test_show_by_key_finds_reference_rules_and_records(browsed) -> None:
+    _, records, _, confirmed = browsed
+    reference = run("rules", "show", canonical_key(known_rules()["adam"])[:8], "--records-dir", records)
+    assert reference.exit_code == 0, reference.output
+    assert "mhat / (sqrt(vhat) + eps)" in reference.output
+    record = run("rules", "show", confirmed.canonical_key, "--records-dir", records)
+    assert record.exit_code == 0 and f"run {confirmed.run_id}" in flat(record.output)
+
+
 @pytest.mark.parametrize("args, code, expected", [
     (["powersgn"], 2, "did you mean powersign"),
     (["nos_othr_1"], 2, "did you mean nos_other_1"),

@@ -136,6 +136,17 @@ def test_the_console_script_prints_one_line_or_the_traceback():
     assert "Traceback" in debug.stderr and "boom" in debug.stderr
 
 
+def test_a_warning_is_one_line(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    done = _python("from search.cli import app; app()", "rules", "list", "--records-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"warning: skipped the record {tmp_path / 'broken.json'}: not valid "
+                                        "JSON: key must be a string at line 1 column 2"]
+    debug = _python("from search.cli import app; app()", "--debug", "rules", "list", "--records-dir",
+                    str(tmp_path))
+    assert "RecordWarning" in debug.stderr  # Python's own format, with where it was raised
+
+
 def test_a_reader_that_closed_the_pipe_ends_the_command_quietly():
     # `nos rules list --json | head`: the pipe's read end is closed before the command writes (it needs a
     # tenth of a second to start), so its first write fails: no error line, no traceback, status 1.

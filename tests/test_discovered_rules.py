@@ -441,7 +441,9 @@ def test_a_malformed_record_is_skipped_with_a_warning_naming_it(tmp_path: Path):
     messages = sorted(str(w.message) for w in caught)
     assert [m.split(":")[0] for m in messages] == [f"skipped the record {tmp_path / n}.json"
                                                    for n in ("broken", "edited", "folder")]
-    assert all("\n" not in m for m in messages) and "not valid JSON" in messages[0]
+    assert all("\n" not in m for m in messages)
+    assert not any(m.split(": ", 1)[1].startswith(str(tmp_path)) for m in messages)  # not named twice
+    assert "not valid JSON" in messages[0]
     assert load("nos_winner", tmp_path) and load("adam", tmp_path)
     with pytest.raises(RecordError, match="broken.json"):  # asked for by name: its error
         load("broken", tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,12 +49,15 @@ PASSED_THROUGH = (typer.Exit, typer.Abort, ClickException, BrokenPipeError)
 
 
 class NosGroup(TyperGroup):
-    """The `nos` group: an unexpected exception from any command is one line on stderr and exit status 1;
-    its traceback only with ``nos --debug``. Implemented once here, so that the console script
-    (``nos = "search.cli:app"``) and typer's CliRunner behave alike."""
+    """The `nos` group: an unexpected exception from any command is one line on stderr and exit status 1,
+    its traceback only with ``nos --debug``; a warning is one line too (``warning: ...``). Implemented once
+    here, so that the console script (``nos = "search.cli:app"``) and typer's CliRunner behave alike."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        python_format = warnings.formatwarning
         try:
+            if not ctx.params.get("debug"):  # a warning is one line too, without our source line
+                warnings.formatwarning = _one_line_warning
             return super().invoke(ctx)
         except PASSED_THROUGH:
             raise
@@ -64,6 +68,13 @@ class NosGroup(TyperGroup):
             Console(stderr=True).print(f"error: {type(err).__name__}: {message} (run with --debug for the "
                                        "traceback)", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            warnings.formatwarning = python_format
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",

@@ -6,8 +6,8 @@ its learning curves drawn as a PNG.
     table, png = details(found)                            # rich table; the plot's path (None: no curves)
 
 Lookup order: a reference rule's name, a record's name, a canonical key (with ``run_dir``: among the run's
-evaluations, else among the records), then rule text. A name that is none of these is an
-`discovered_rules.UnknownRule` listing close matches. Every rule gets the same rows (text, simplified
+evaluations, else among the reference rules and the records), then rule text. A name that is none of these
+is an `discovered_rules.UnknownRule` listing close matches. Every rule gets the same rows (text, simplified
 text, formula, LaTeX, key, state, hyper-constants, static checks); a record adds its task, run, lr and
 hyper-constants, rewards per seed, the baselines' rewards, the gain and its transfer results; a run's
 evaluation adds its status, reward, lr, worker and error. Curves: a record's are drawn next to it
@@ -28,7 +28,7 @@ from rich.table import Table
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
-from dsl.known import reference_key
+from dsl.known import KNOWN_RULE_KEYS, reference_key
 from dsl.vocabulary import HYPERS
 from search.cli.browse import mean_std, record_gain
 
@@ -99,24 +99,28 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path) -> Found:
         trained = [r for r in rows if r.status in ("diverged", "failed")]
         row = max(ok, key=lambda r: r.reward) if ok else (trained or rows)[0]
         return Found("evaluation", parse(row.rule), directory=folder, evaluation=row, run_dir=Path(run_dir))
-    # Every readable record (one that does not read is skipped with a warning naming it).
-    records = [discovered_rules.record(n, folder) for n in discovered_rules.available(folder)
-               if n not in KNOWN_RULE_TEXT]
-    matches = [r for r in records if r.canonical_key.startswith(prefix)]
+    # The reference rules (their keys are pinned) and every readable record (one that does not read is
+    # skipped with a warning naming it).
+    readable = [n for n in discovered_rules.available(folder) if n not in KNOWN_RULE_TEXT]
+    records = {n: discovered_rules.record(n, folder) for n in readable}
+    matches = [n for n, key in KNOWN_RULE_KEYS.items() if key.startswith(prefix)]
+    matches += [n for n, r in records.items() if r.canonical_key.startswith(prefix)]
     if len(matches) != 1:
-        found = f"{len(matches)} records ({', '.join(r.name for r in matches)})" if matches else "no record"
-        raise LookupError(f"{found} in {folder} with a canonical key starting {prefix!r}; to look in a run's "
-                          "results give --run RUN_DIR")
-    rec = matches[0]
-    return Found("record", rec.parsed_rule(), name=rec.name, record=rec, directory=folder)
+        found = f"{len(matches)} rules ({', '.join(matches)})" if matches else "no reference rule or record"
+        raise LookupError(f"{found} with a canonical key starting {prefix!r} (records in {folder}); to look "
+                          "in a run's results give --run RUN_DIR")
+    name = matches[0]
+    if name in KNOWN_RULE_TEXT:
+        return Found("reference", known_rules()[name], name=name)
+    return Found("record", records[name].parsed_rule(), name=name, record=records[name], directory=folder)
 
 
 def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """The rows of every rule: text, simplified text, formula, LaTeX, key, state, hyper-constants, checks.
 
     A reference rule as written takes its key from `dsl.known.KNOWN_RULE_KEYS` and is shown as its own
-    simplest form that passes the checks, without computing either (which needs torch); tests/test_known.py
-    checks that the rows are then the same as computed."""
+    simplest form that passes the checks, without computing either (which needs torch);
+    tests/test_cli_startup.py checks that the rows are then the same as computed."""
     from sympy import pretty
 
     from dsl import to_latex, to_sympy
