@@ -53,7 +53,7 @@ RULES_ENV = "NOS_RULES_DIR"
 __all__ = [
     "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict",
     "available", "best_baseline", "class_name", "default_folder", "export", "folder", "load", "make_record",
-    "names", "read_record", "record", "write_record",
+    "names", "read_record", "record", "records", "write_record",
 ]
 
 
@@ -133,19 +133,24 @@ def names(directory: str | Path | None = None) -> list[str]:
     return [*KNOWN_RULE_TEXT, *_record_paths(folder(directory))]
 
 
-def available(directory: str | Path | None = None) -> dict[str, str]:
-    """Name -> rule text of every reference rule, then of every record (sorted by name). A record that
-    does not read or validate is left out with a `RecordWarning` naming its file and what is wrong, so
-    that one bad file does not hide the others."""
-    out = dict(KNOWN_RULE_TEXT)
-    for name, path in _record_paths(folder(directory)).items():
+def records(directory: str | Path | None = None) -> list[RuleRecord]:
+    """Every record in the folder, read once and sorted by name. A record that does not read or validate
+    is left out with a `RecordWarning` naming its file and what is wrong, so that one bad file does not
+    hide the others (asked for by name, `record` raises its error instead)."""
+    out = []
+    for path in _record_paths(folder(directory)).values():
         try:
-            out[name] = _read_named(path).rule
+            out.append(_read_named(path))
         except (RecordError, OSError) as err:  # OSError: unreadable, or a folder named *.json
             problems = "; ".join(line.strip() for line in str(err).splitlines())
             problems = problems.removeprefix(f"{path}: ")  # a RecordError's own naming of the file
             warnings.warn(f"skipped the record {path}: {problems}", RecordWarning, stacklevel=2)
     return out
+
+
+def available(directory: str | Path | None = None) -> dict[str, str]:
+    """Name -> rule text of every reference rule, then of every readable record (`records`)."""
+    return dict(KNOWN_RULE_TEXT) | {rec.name: rec.rule for rec in records(directory)}
 
 
 def export(record: RuleRecord, directory: str | Path | None = None, *,

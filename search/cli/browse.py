@@ -30,7 +30,7 @@ from rich.table import Table
 
 import discovered_rules
 from discovered_rules import RuleRecord, best_baseline
-from dsl import KNOWN_RULE_TEXT, RuleError, from_sympy, known_rules, parse, to_sympy
+from dsl import RuleError, from_sympy, known_rules, parse, to_sympy
 
 if TYPE_CHECKING:  # a run's store and baselines are imported where a run is listed
     from search.results.baselines import BaselineCache
@@ -107,19 +107,18 @@ def reference_table() -> Table:
 def discovered_table(directory: str | Path | None = None) -> Table | None:
     """The records in ``directory`` (default: `discovered_rules.default_folder`), or None when there are
     none."""
-    names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
-    if not names:
+    records = discovered_rules.records(directory)
+    if not records:
         return None
     table = Table(title=f"Discovered rules ({discovered_rules.folder(directory)})",
                   caption="reward: mean ± std over the record's seeds; gain: over its best baseline on the "
                           "same seeds", caption_justify="left")
     for column in ("name", "task", "reward", "gain", "rule", "run", "date"):
         table.add_column(column, overflow="fold", justify="right" if column in ("reward", "gain") else "left")
-    for name in names:
-        rec = discovered_rules.record(name, directory)
+    for rec in records:
         mean, std = mean_std(list(rec.rewards.values())) if rec.rewards else (None, None)
         gain = record_gain(rec)
-        table.add_row(name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
+        table.add_row(rec.name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
                       "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", readable(rec.rule),
                       rec.run_id or "-",
                       rec.date.isoformat())

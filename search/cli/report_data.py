@@ -18,7 +18,7 @@ from pathlib import Path
 
 import discovered_rules
 from discovered_rules import RuleRecord
-from dsl import KNOWN_RULE_TEXT, RuleError, parse, to_latex, to_sympy
+from dsl import RuleError, parse, to_latex, to_sympy
 from search.cli.browse import task_columns
 from search.results.baselines import BaselineCache, read_cache
 from search.results.winners import run_records
@@ -149,7 +149,6 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
 def read_library(directory: str | Path | None = None) -> list[RuleRecord]:
     """Every exported record in ``directory`` (default: `discovered_rules.default_folder`), by name."""
     try:
-        names = [n for n in discovered_rules.available(directory) if n not in KNOWN_RULE_TEXT]
-        return [discovered_rules.record(n, directory) for n in names]
+        return discovered_rules.records(directory)
     except (discovered_rules.RecordError, OSError) as err:
         raise ReportError(" ".join(str(err).split())) from None

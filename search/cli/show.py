@@ -101,8 +101,7 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path) -> Found:
         return Found("evaluation", parse(row.rule), directory=folder, evaluation=row, run_dir=Path(run_dir))
     # The reference rules (their keys are pinned) and every readable record (one that does not read is
     # skipped with a warning naming it).
-    readable = [n for n in discovered_rules.available(folder) if n not in KNOWN_RULE_TEXT]
-    records = {n: discovered_rules.record(n, folder) for n in readable}
+    records = {r.name: r for r in discovered_rules.records(folder)}
     matches = [n for n, key in KNOWN_RULE_KEYS.items() if key.startswith(prefix)]
     matches += [n for n, r in records.items() if r.canonical_key.startswith(prefix)]
     if len(matches) != 1:

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import discovered_rules
 from discovered_rules import RuleRecord
-from dsl import KNOWN_RULE_TEXT, known_rules, to_sympy
+from dsl import known_rules, to_sympy
 from search.cli.browse import RunListing, mean_std, record_gain
 from search.store import Evaluation, RunStore
 
@@ -65,10 +65,7 @@ def library_rows(directory: str | Path | None = None) -> list[dict[str, Any]]:
         {"name": name, "source": "reference", "rule": str(rule), "formula": str(to_sympy(rule, exact=False)),
          "task": None, "run_id": None, "date": None, "canonical_key": None, **_confirmed(None),
          "transfer": []} for name, rule in known_rules().items()]
-    for name in discovered_rules.available(directory):
-        if name in KNOWN_RULE_TEXT:
-            continue
-        rec = discovered_rules.record(name, directory)
+    for rec in discovered_rules.records(directory):
         rows.append({"name": rec.name, "source": rec.source, "rule": rec.rule, "formula": rec.formula,
                      "task": rec.task, "run_id": rec.run_id, "date": rec.date.isoformat(),
                      "canonical_key": rec.canonical_key, **_confirmed(rec),

@@ -51,7 +51,6 @@ from child_tasks.config import TaskConfig, override
 from child_tasks.reward import Evaluation as TaskEvaluation
 from child_tasks.suite import Suite
 from discovered_rules import RecordError, RuleRecord, Verdict, best_baseline, make_record
-from dsl import KNOWN_RULE_TEXT
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
 from search.results.comparison import compare_on_ray, contenders
 from search.store import Evaluation, RunStore, StoreError
@@ -112,10 +111,7 @@ def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, R
     """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the default
     folder)."""
     out = {}
-    for name in discovered_rules.available(directory):
-        if name in KNOWN_RULE_TEXT:
-            continue
-        rec = discovered_rules.record(name, directory)
+    for rec in discovered_rules.records(directory):
         if rec.run_id == run_id:
             out[rec.canonical_key] = rec
     return out
