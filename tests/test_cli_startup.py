@@ -11,6 +11,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from dsl.known import KNOWN_RULE_TEXT
 from search.cli import app
 
 runner = CliRunner()
@@ -67,7 +68,7 @@ def test_showing_a_reference_rule_imports_no_torch():
     assert json.loads(done.stdout.splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "powersign_cd", "amsbound"])
+@pytest.mark.parametrize("name", sorted(KNOWN_RULE_TEXT))
 def test_a_reference_rule_shows_the_rows_it_would_compute(name, monkeypatch):
     # The shortcut skips simplification, the key's computation and the checks: it must show what they give.
     from dsl import known_rules
