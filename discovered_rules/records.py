@@ -115,6 +115,9 @@ class RuleRecord(BaseModel):
         None, description="task -> comparison table rows (child_tasks.compare's to_rows())")
     verdict: Verdict | None = Field(None, description="a search's rule against the best baseline on the "
                                     "confirmation seeds; None for a reference rule or an older record")
+    panel: dict[str, Any] | None = Field(
+        None, description="the held-out transfer panel (search.results.panel's to_json()): per task the "
+        "rule's and the baselines' validation metrics, gain, z and win/tie/loss, and the summary")
 
     @field_validator("name")
     @classmethod
