@@ -1,10 +1,13 @@
 """Names to optimizers: torch's baselines, the rule language's known rules, and rule text.
 
 `resolve_optimizer("adam")` gives an `OptimizerSpec`, which builds the optimizer for a model once the lr
-is known. Torch's own optimizers are the baselines rules are compared with: a bare name that is both a
-baseline and a known rule (sgd, momentum, nesterov, adam, amsgrad, rmsprop) means the torch optimizer,
-``rule:adam`` asks for the rule-language version and ``torch:adam`` names the baseline explicitly.
-Baselines keep torch's defaults (RMSprop's alpha is 0.99; momentum and Nesterov use 0.9).
+is known. Torch's own optimizers are the baselines rules are compared with, and Lion (Chen et al. 2023),
+which torch lacks, is the rule language's lion with its authors' betas (0.9, 0.99), on the multi-tensor
+path; its weight decay is coupled as the language's is (`dsl.optimizer`). A bare name that is both a
+baseline and a known rule (sgd, momentum, nesterov, adam, amsgrad, rmsprop, lion) means the baseline,
+``rule:adam`` asks for the rule-language version and ``torch:adam`` names the baseline explicitly
+(``torch:lion`` too, though it is not torch's). Baselines keep torch's defaults (RMSprop's alpha is 0.99;
+momentum and Nesterov use 0.9).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ BASELINES: dict[str, Factory] = {
     "adamax": lambda p, lr, wd: torch.optim.Adamax(p, lr=lr, weight_decay=wd),
     "nadam": lambda p, lr, wd: torch.optim.NAdam(p, lr=lr, weight_decay=wd),
     "radam": lambda p, lr, wd: torch.optim.RAdam(p, lr=lr, weight_decay=wd),
+    "lion": lambda p, lr, wd: RuleOptimizer(p, "lion", lr=lr, weight_decay=wd, foreach=True),
 }
 
 

@@ -6,8 +6,8 @@ so a search can count rejections by kind:
 
 * ``constant``: the same value for every ordinary element of a probe (``1``, ``beta1 * ld``,
   ``sign(g)^2``), so no per-weight information reaches the update;
-* ``does not depend on the gradient``: a second, independent gradient history (different g, m, v,
-  m3, vmax; the same w, noise, t and hyper-constants) leaves every value unchanged (``0.1 * w``);
+* ``does not depend on the gradient``: a second, independent gradient history (different g, m, mb2,
+  v, m3, vmax; the same w, noise, t and hyper-constants) leaves every value unchanged (``0.1 * w``);
 * ``not finite on ordinary inputs``: NaN or an infinity on an ordinary element (``exp(g^3)^2``);
 * ``one sign only``: the finite values are all >= 0 or all <= 0 (``g^2``, ``exp(g)``);
 * ``points away from the gradient``: the mean cosine between the update and g is below

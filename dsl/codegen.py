@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from dsl.evaluate import evaluate_lazy
 from dsl.expr import Call, Const, Expr, Rule, format_expr, nodes, scalar_subtrees, use_counts
 from dsl.functions import FUNCTIONS
+from dsl.known import default_hypers
 from dsl.quantities import BIAS_CORRECTED, STATE, STEP_QUANTITIES, StepQuantity, needed_quantities
 from dsl.source import ATOM, Code, literal, unprintable
 from dsl.symbolic import to_sympy
@@ -221,7 +222,7 @@ def _check(rule: Rule, class_name: str, defaults: Mapping[str, float],
         if (problem := (HYPERS.get(key) or LEARNING_RATE).problem(value)) is not None:
             raise ValueError(f"default {problem}")
     # Hyper-constants the rule does not read change nothing: they are left out of the signature.
-    values = {"lr": 1e-3, **{h: HYPERS[h].default for h in rule.hypers_read}}
+    values = {"lr": 1e-3, **default_hypers(rule)}
     values.update({k: float(v) for k, v in defaults.items() if k in values})
     return values
 
@@ -240,7 +241,8 @@ def _docstring(rule: Rule, class_name: str, values: Mapping[str, float], module:
                 "self-contained module (torch and math only) to copy into any project. It computes what "
                 "dsl.RuleOptimizer computes for the rule: g is the gradient (negated with maximize, plus "
                 "weight_decay * w); m, v, m3 the running averages of g, g^2, g^3 with beta1, beta2, beta3 "
-                "(mhat, vhat, m3hat bias-corrected); vmax the running maximum of v; t the step count; "
+                "(mhat, vhat, m3hat bias-corrected); mb2 that of g with beta2 (Lion's); vmax the running "
+                "maximum of v; t the step count; "
                 "ld, cd, rd decays over T steps; bound AdaBound's clip, whose bounds follow the lr through "
                 "the param group's initial_lr (as LR schedulers keep it).", 100, break_on_hyphens=False), "",
             f"    from {module} import {class_name}",

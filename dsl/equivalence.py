@@ -4,10 +4,11 @@ Probes. `probes()` builds, once per process, a few environments that look like t
 training run: for each element, gradients are a persistent mean plus noise, at the scale of its block
 (blocks from 1e-6 to 1e2, like the layers of a network), with exact zeros (dead units that never get a
 gradient and, in the others, zeros at random steps as behind a ReLU). The gradients are run through
-the optimizer's running averages (m with beta1, v with beta2, m3 with beta3, vmax the running max of
-v), so m correlates with g as it does in training. Each probe has its own step count t (1, 10, 1000,
-100) and its own hyper-constants around the defaults (the first probe has the defaults), so a rule
-that writes 0.9 differs from one that writes beta1; `bound` gets its bounds from `step_quantities`.
+the optimizer's running averages (m with beta1, mb2 with beta2, v with beta2, m3 with beta3, vmax the
+running max of v; computed from the same draws, so adding one changes no other value), so m correlates
+with g as it does in training. Each probe has its own step count t (1, 10, 1000, 100) and its own
+hyper-constants around the defaults (the first probe has the defaults), so a rule that writes 0.9
+differs from one that writes beta1; `bound` gets its bounds from `step_quantities`.
 `noise` is one fixed draw and `drop` a fixed deterministic mask. A second gradient history
 (``perturbed``) serves `dsl.checks` to see whether a rule depends on the gradient.
 
@@ -114,13 +115,14 @@ def _history(gen: torch.Generator, settings: dict[str, float], scale: torch.Tens
     live = (torch.rand(steps, n, generator=gen, dtype=torch.float64) >= ZERO_RATE) & ~dead
     grads = (mean + noise) * scale * live
     b1, b2, b3 = settings["beta1"], settings["beta2"], settings["beta3"]
-    m, v, m3, vmax = (torch.zeros(n, dtype=torch.float64) for _ in range(4))
+    m, mb2, v, m3, vmax = (torch.zeros(n, dtype=torch.float64) for _ in range(5))
     for g in grads:
         m = b1 * m + (1 - b1) * g
+        mb2 = b2 * mb2 + (1 - b2) * g
         v = b2 * v + (1 - b2) * g * g
         m3 = b3 * m3 + (1 - b3) * g * g * g
         vmax = torch.maximum(vmax, v)
-    return {"g": grads[-1], "m": m, "v": v, "m3": m3, "vmax": vmax}
+    return {"g": grads[-1], "m": m, "mb2": mb2, "v": v, "m3": m3, "vmax": vmax}
 
 
 def _values(histories: list[dict[str, torch.Tensor]], fixed: dict[str, torch.Tensor],

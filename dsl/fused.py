@@ -49,7 +49,7 @@ class _Step(torch.nn.Module):
 
     # One argument per buffer of STATE_NAMES: torch.fx traces named arguments, with None fixed for an
     # absent buffer, so that the graph has no branch on them.
-    def forward(self, p, grad, m, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
+    def forward(self, p, grad, m, mb2, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
         s = {name: scalars[i] for name, i in _INDEX.items()}
         # Fixed when traced: a step that needs neither costs no extra arithmetic per element.
         g = -grad if self.maximize else grad
@@ -57,7 +57,7 @@ class _Step(torch.nn.Module):
             g = g + s["weight_decay"] * p
         values = {"g": g, "w": p, **{name: s[name] for name in (*STEP_NAMES, *HYPERS)}}
         new = {}
-        for name, old in zip(STATE_NAMES, (m, v, m3, vmax), strict=True):
+        for name, old in zip(STATE_NAMES, (m, mb2, v, m3, vmax), strict=True):
             if old is not None:
                 new[name] = STATE[name].traced(old, g, s, new)
         values.update(new)
@@ -70,7 +70,7 @@ class _Step(torch.nn.Module):
         known = {e: scalars[len(SCALAR_NAMES) + j] for j, e in enumerate(self.hoisted)}
         d = evaluate_lazy(self.rule.expr, values, rand=torch.rand_like, known=known)
         p.copy_(p - s["lr"] * d)
-        for name, buffer in zip(STATE_NAMES, (m, v, m3, vmax), strict=True):
+        for name, buffer in zip(STATE_NAMES, (m, mb2, v, m3, vmax), strict=True):
             if buffer is not None:
                 buffer.copy_(new[name])
 
@@ -82,10 +82,10 @@ class _Steps(torch.nn.Module):
         super().__init__()
         self.step, self.n = _Step(rule, maximize, decay), n
 
-    def forward(self, params, grads, m, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
+    def forward(self, params, grads, m, mb2, v, m3, vmax, scalars):  # noqa: ANN001 (traced by torch.fx)
         for i in range(self.n):  # unrolled when traced: one graph, one call per chunk of tensors
-            self.step.forward(params[i], grads[i], *(None if b is None else b[i] for b in (m, v, m3, vmax)),
-                              scalars)
+            buffers = (None if b is None else b[i] for b in (m, mb2, v, m3, vmax))
+            self.step.forward(params[i], grads[i], *buffers, scalars)
 
 
 class FusedStep:

@@ -11,6 +11,9 @@ the rule reads: m, v, m3, vmax), and offers three execution paths, as torch's Ad
 * ``fused=True``: the whole step compiled by torch.compile into one elementwise pass per tensor
   (dsl/fused.py), falling back to running it eagerly where compile is unavailable.
 
+``weight_decay`` is coupled for every rule: g <- g + weight_decay * w before the rule reads g (inside
+lion's sign; Lion's paper decouples it, which is the rule ``... + wd * w``).
+
 AdaBound's bounds need the lr the run started with: it lives in each param group as ``initial_lr``, the
 key torch's LR schedulers use, so deepcopy, pickling and state_dict keep it and a scheduler that scales lr
 scales the bounds too, as the adabound package intends (without its faults).
@@ -31,7 +34,7 @@ from dsl.evaluate import step_quantities
 from dsl.expr import Rule
 from dsl.foreach import apply_rule, lazy_leaves
 from dsl.fused import SCALAR_NAMES, run_fused, scalar_vector
-from dsl.known import KNOWN_RULE_TEXT, known_rules
+from dsl.known import KNOWN_RULE_TEXT, known_rules, reference_defaults
 from dsl.quantities import STATE, eta_ratio
 from dsl.single_tensor import single_tensor_step
 from dsl.text import parse
@@ -72,8 +75,9 @@ def _as_rule(rule: Rule | str) -> Rule:
                               hint) from None
 
 
-# torch.optim's spelling of the running averages' decays, betas=(beta1, beta2), in the language's order.
-_BETAS = tuple(buffer.decay for buffer in STATE.values() if buffer.decay)
+# torch.optim's spelling of the running averages' decays, betas=(beta1, beta2), in the language's order
+# (mb2 and v share beta2). Lion's users spell its betas the same way: betas=(0.9, 0.99).
+_BETAS = tuple(dict.fromkeys(buffer.decay for buffer in STATE.values() if buffer.decay))
 
 
 def _spell_out_betas(values: dict[str, Any], where: str) -> None:
@@ -153,7 +157,8 @@ class RuleOptimizer(Optimizer):
             a time (foreach=False), or one compiled pass per tensor (fused=True).
         maximize: ascend instead of descend.
         **hyper: hyper-constants of the language (beta1, beta2, beta3, eps, final_lr, gamma, T,
-            cd_periods, rd_periods); see dsl.vocabulary.HYPERS for their meaning and defaults.
+            cd_periods, rd_periods); see dsl.vocabulary.HYPERS for their meaning and defaults, which a
+            reference rule may set apart (dsl.known.KNOWN_RULE_DEFAULTS: lion's beta2 is 0.99).
             ``betas=(beta1, beta2)`` (or with beta3) is accepted as torch spells it, here and in param
             groups; a group then holds beta1 and beta2 (torch's betas key is not kept).
     """
@@ -167,7 +172,8 @@ class RuleOptimizer(Optimizer):
         if rule is None and bound is None:
             raise TypeError("RuleOptimizer needs a rule: RuleOptimizer(params, 'g', lr=0.1)")
         self.rule = _as_rule(rule) if rule is not None else bound
-        defaults = {**hyper_defaults(), **getattr(type(self), "hyper_defaults", {})}
+        defaults = {**hyper_defaults(), **reference_defaults(self.rule),
+                    **getattr(type(self), "hyper_defaults", {})}
         if weight_decay is None:  # a class made by optimizer_class may set its own default
             weight_decay = defaults.pop("weight_decay", 0.0)
         defaults.pop("weight_decay", None)

@@ -81,6 +81,13 @@ STATE: dict[str, StateBuffer] = {
                     foreach=lambda m, g, group, new: torch._foreach_lerp_(m, g, 1.0 - group["beta1"]),
                     traced=lambda m, g, group, new: m * group["beta1"] + (1.0 - group["beta1"]) * g,
                     source='m.lerp_(g, 1.0 - group["beta1"])'),
+        # Lion's momentum (Chen et al. 2023): its running average decays with its second beta, while the
+        # step reads an interpolation with the first; see dsl.known's lion.
+        StateBuffer("mb2", "running average of g with beta2", decay="beta2",
+                    tensor=lambda mb2, g, group, new: mb2.lerp_(g, 1.0 - group["beta2"]),
+                    foreach=lambda mb2, g, group, new: torch._foreach_lerp_(mb2, g, 1.0 - group["beta2"]),
+                    traced=lambda mb2, g, group, new: mb2 * group["beta2"] + (1.0 - group["beta2"]) * g,
+                    source='mb2.lerp_(g, 1.0 - group["beta2"])'),
         StateBuffer("v", "running average of g^2", decay="beta2", corrected="vhat", correction="inv_bc2",
                     tensor=lambda v, g, group, new: v.mul_(group["beta2"]).addcmul_(
                         g, g, value=1.0 - group["beta2"]),

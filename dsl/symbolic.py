@@ -33,8 +33,8 @@ from dsl.vocabulary import HYPERS, OPERANDS
 _HATS = {"mhat": ("m", "beta1"), "vhat": ("v", "beta2"), "m3hat": ("m3", "beta3")}
 
 LATEX_NAMES: dict[str, str] = {
-    "g": "g", "w": "w", "m": "m", "v": "v", "m3": "m_3", "vmax": r"v_{\max}", "mhat": r"\hat{m}",
-    "vhat": r"\hat{v}", "m3hat": r"\hat{m}_3", "noise": r"\mathrm{noise}", "t": "t",
+    "g": "g", "w": "w", "m": "m", "mb2": r"m_{\beta_2}", "v": "v", "m3": "m_3", "vmax": r"v_{\max}",
+    "mhat": r"\hat{m}", "vhat": r"\hat{v}", "m3hat": r"\hat{m}_3", "noise": r"\mathrm{noise}", "t": "t",
     "ld": r"\mathrm{ld}", "cd": r"\mathrm{cd}", "rd": r"\mathrm{rd}", "beta1": r"\beta_1",
     "beta2": r"\beta_2", "beta3": r"\beta_3", "eps": r"\epsilon", "final_lr": r"\eta_{\mathrm{final}}",
     "gamma": r"\gamma", "T": "T", "cd_periods": r"n_{\mathrm{cd}}", "rd_periods": r"n_{\mathrm{rd}}",

@@ -47,6 +47,8 @@ OPERANDS: dict[str, Operand] = {
         Operand("w", Kind.TENSOR, "the weight itself (NOS's weight terms are 1e-4*w ... 1e-1*w)"),
         Operand("m", Kind.TENSOR, "running average of g: m <- beta1*m + (1-beta1)*g, no bias correction",
                 state=("m",), hypers=("beta1",)),
+        Operand("mb2", Kind.TENSOR, "running average of g with beta2: mb2 <- beta2*mb2 + (1-beta2)*g, no "
+                "bias correction (Lion's momentum)", state=("mb2",), hypers=("beta2",)),
         Operand("v", Kind.TENSOR, "running average of g^2 with beta2, no bias correction",
                 nonnegative=True, state=("v",), hypers=("beta2",)),
         Operand("m3", Kind.TENSOR, "running average of g^3 with beta3, no bias correction", state=("m3",),
@@ -105,7 +107,8 @@ HYPERS: dict[str, Hyper] = {
     h.name: h
     for h in [
         Hyper("beta1", 0.9, "decay of the running average m of g (NOS, Adam)", high=1.0),
-        Hyper("beta2", 0.999, "decay of the running average v of g^2 (NOS, Adam)", high=1.0),
+        Hyper("beta2", 0.999, "decay of the running averages v of g^2 (NOS, Adam) and mb2 of g (Lion)",
+              high=1.0),
         Hyper("beta3", 0.999, "decay of the running average m3 of g^3 (NOS)", high=1.0),
         Hyper("eps", 1e-8, "the epsilon of Adam, RMSProp and AdaBound denominators"),
         Hyper("final_lr", 0.1, "AdaBound's final (SGD) learning rate eta*, at the initial learning rate"),

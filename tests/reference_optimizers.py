@@ -1,7 +1,8 @@
 """The table every optimizer test reads: each known rule, our settings, and the optimizer it must equal.
 
 A reference is torch.optim's optimizer, the `adabound` package, or, for PowerSign and AddSign, the
-equations of the NOS paper and its TF code written out here independently of the rule language.
+equations of the NOS paper and its TF code, or for Lion the paper's algorithm, written out here
+independently of the rule language.
 """
 
 from __future__ import annotations
@@ -50,6 +51,27 @@ class SignReference(torch.optim.Optimizer):
                 p.sub_(group["lr"] * scale * g)
 
 
+class LionReference(torch.optim.Optimizer):
+    """Lion as in Chen et al. 2023 (Algorithm 2), written out from the paper: c = beta1*m + (1-beta1)*g;
+    w <- w - lr * (sign(c) + wd * w) (decoupled decay); m <- beta2*m + (1-beta2)*g."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.99), wd: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=betas, wd=wd))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["m"] = torch.zeros_like(p)
+                g, m = p.grad, state["m"]
+                c = beta1 * m + (1 - beta1) * g
+                p.sub_(group["lr"] * (torch.sign(c) + group["wd"] * p))
+                m.mul_(beta2).add_((1 - beta2) * g)
+
+
 def _adabound(params, lr: float, amsbound: bool):
     import adabound  # test-only dependency; its deprecated tensor calls warn, and are filtered
 
@@ -87,6 +109,8 @@ CASES: dict[str, Case] = {
     "adabound": Case("adabound", 0.01, lambda p, lr: _adabound(p, lr, False)),
     "amsbound": Case("amsbound", 0.01, lambda p, lr: _adabound(p, lr, True)),
     **_sign_cases(),
+    # No settings of ours: lion's own defaults (0.9, 0.99) must be the paper's.
+    "lion": Case("lion", 0.003, lambda p, lr: LionReference(p, lr)),
 }
 
 

@@ -46,7 +46,8 @@ def _generated(name: str, tmp_path) -> type:
 
 
 @pytest.mark.parametrize("settings", [{}, {"weight_decay": 0.01, "maximize": True}])
-@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "rmsprop", "powersign", "addsign", "adabound"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "rmsprop", "powersign", "addsign", "adabound",
+                                  "lion"])
 def test_single_tensor_multi_tensor_and_generated_agree(name: str, settings: dict, tmp_path):
     """The three plain paths of one rule, with the reference case's settings: the same weights to
     rounding (the multi-tensor path keeps scalings aside and fuses the last product into the update)."""

@@ -28,8 +28,7 @@ from rich.table import Table
 import discovered_rules
 from discovered_rules import RuleRecord, UnknownRule
 from dsl import KNOWN_RULE_TEXT, Rule, RuleError, known_rules, parse
-from dsl.known import KNOWN_RULE_KEYS, reference_key
-from dsl.vocabulary import HYPERS
+from dsl.known import KNOWN_RULE_KEYS, default_hypers, reference_key
 from search.cli.browse import mean_std, record_gain
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     # Named or implied (m reads beta1): what the rule's update depends on, with the record's values.
     hyper = dict(hyper or {})
     values = {"lr": hyper["lr"]} if "lr" in hyper else {}
-    values |= {n: HYPERS[n].default for n in rule.hypers_read} | hyper
+    values |= default_hypers(rule) | hyper
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
     rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
     return rows
