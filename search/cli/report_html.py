@@ -195,6 +195,55 @@ def _transfer(rec: RuleRecord) -> str:
     return "".join(parts)
 
 
+def _panel(rec: RuleRecord) -> str:
+    """The record's held-out transfer panel (search.results.panel): per task the rule's metric, the best
+    baseline's, gain, z and win/tie/loss, and the summary; the record's data is read defensively."""
+    panel = rec.panel
+    if not isinstance(panel, dict) or not isinstance(panel.get("tasks"), dict):
+        return "<p class=muted>No panel (nos transfer NAME --panel adds it).</p>"
+    rows = []
+    for task, cell in panel["tasks"].items():
+        cell = cell if isinstance(cell, dict) else {}
+        means = cell.get("means") if isinstance(cell.get("means"), dict) else {}
+        best = cell.get("best_baseline")
+        higher = cell.get("higher_is_better")
+        word = {"win": "<span class=yes>W</span>", "loss": "<span class=no>L</span>"}.get(
+            cell.get("outcome"), _e("T" if cell.get("outcome") == "tie" else "-"))
+        rows.append([(_e(task), False),
+                     (_e(f"{cell.get('metric', '?')} ({'higher' if higher else 'lower'} is better)"), False),
+                     (_e(_num(_number(means.get(cell.get("rule"))), 4)), True),
+                     (_e(f"{best} {_num(_number(means.get(best)), 4)}"), False),
+                     (_e(_signed(cell.get("gain"))), True), (_e(_num(_number(cell.get("z")), 1)), True),
+                     (word, False), (_e(_signed(cell.get("normalised_gain"))), True)])
+    summary = panel.get("summary") if isinstance(panel.get("summary"), dict) else {}
+    seeds = panel.get("seeds") if isinstance(panel.get("seeds"), list) else []
+    caption = (f"held-out transfer panel ({panel.get('date', '?')}, {len(seeds)} seeds, against tuned "
+               f"{', '.join(map(str, panel.get('baselines') or []))}): {_panel_summary(summary)}")
+    skipped = panel.get("skipped") if isinstance(panel.get("skipped"), dict) else {}
+    note = (f"<p class=muted>skipped: {_e('; '.join(f'{k}: {v}' for k, v in skipped.items()))}</p>"
+            if skipped else "")
+    header = ["task", "metric", rec.name, "best baseline", "gain", "z", "W/T/L", "normalised gain"]
+    return _table(header, rows, caption) + note
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _signed(value: object) -> str:
+    number = _number(value)
+    return "-" if number is None else f"{number:+.3g}"
+
+
+def _panel_summary(summary: dict) -> str:
+    """W/T/L against each task's best baseline, wins - losses, the mean normalised gain; '-' when none."""
+    if not summary:
+        return "-"
+    return (f"{summary.get('wins', '?')} W / {summary.get('ties', '?')} T / {summary.get('losses', '?')} L, "
+            f"wins - losses {summary.get('wins_minus_losses', '?')}, mean normalised gain "
+            f"{_signed(summary.get('mean_normalised_gain'))}")
+
+
 def _record_section(rec: RuleRecord) -> str:
     formula, latex = rule_forms(rec.rule)
     facts = [("rule", f"<code>{_e(rec.rule)}</code>"), ("formula", formula_cell(formula, latex)),
@@ -203,7 +252,7 @@ def _record_section(rec: RuleRecord) -> str:
              ("hyper-constants", _e(", ".join(f"{k}={v:g}" for k, v in rec.hyper.items()) or "none")),
              ("confirmation", confirmation_cell(rec)), ("against the best baseline", verdict_cell(rec))]
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in facts)
-    parts = [f"<h2>{_e(rec.name)}</h2><table><tbody>{rows}</tbody></table>", _transfer(rec)]
+    parts = [f"<h2>{_e(rec.name)}</h2><table><tbody>{rows}</tbody></table>", _transfer(rec), _panel(rec)]
     if rec.curves:
         parts.append("<figure>" + curves_svg(f"{rec.name} on {rec.task}", {f"seed {s}": c for s, c in
                                              rec.curves.items()}, {}) + "</figure>")
@@ -211,13 +260,17 @@ def _record_section(rec: RuleRecord) -> str:
 
 
 def library_page(records: Sequence[RuleRecord], folder: str) -> str:
-    """The discovered-rules library: every record, where it came from, its confirmation and transfers."""
+    """The discovered-rules library: every record, where it came from, its confirmation, transfers and
+    held-out panel."""
     when = datetime.datetime.now().isoformat(timespec="seconds")
     summary = [[(_e(r.name), False), (f"<code class=rule>{_e(r.rule)}</code>", False),
                 (_e(r.task or "-"), False),
                 (_e(_pm(list(r.rewards.values()))), True), (verdict_cell(r), False),
-                (_e(", ".join(r.transfer or {}) or "-"), False)] for r in records]
-    header = ["name", "rule", "task", "confirmed reward", "against the best baseline", "transferred to"]
+                (_e(", ".join(r.transfer or {}) or "-"), False),
+                (_e(_panel_summary(r.panel.get("summary") or {}) if isinstance(r.panel, dict) else "-"),
+                 False)] for r in records]
+    header = ["name", "rule", "task", "confirmed reward", "against the best baseline", "transferred to",
+              "held-out panel"]
     body = [f"<p class=muted>generated {_e(when)} from {_e(folder)}</p>",
             _table(header, summary) if records else
             "<p>No discovered rules yet (nos rules export RUN_DIR).</p>"]

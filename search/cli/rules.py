@@ -4,6 +4,7 @@
     nos rules show NAME|KEY|TEXT          one rule in full, with rewards, baselines and a curves PNG
     nos rules export RUN_DIR --top K      confirm a run's best rules (more seeds, longer) and export them
     nos transfer NAME --task convnet      a rule against the baselines on another task, saved with the rule
+    nos transfer NAME --panel             the held-out transfer panel: every panel task, wins/ties/losses
 
 `register(app, rules_app)` adds them to the `nos` app of `search.cli`. Exit status: 0 done, 1 a failure
 (no results store, a bad task config or override, missing data, a training that failed), 2 an unknown
@@ -22,6 +23,7 @@ errors = Console(stderr=True)
 # search.config.DEFAULT_BASELINES, spelled here so that `nos --help` need not import the configs (pydantic,
 # torch); tests/test_cli_startup.py checks that the two agree.
 DEFAULT_BASELINES = ("adam", "momentum", "sgd", "rmsprop")
+PANEL_BASELINES = ("sgd", "momentum", "adam", "rmsprop", "lion")  # search.results.panel's, spelled here too
 # A rule's text may start with '-' ("-g", "-sign(g) * m"): an unknown option is then taken as the argument
 # (click would refuse it as "No such option"); `nos rules check -- "-g"` works too.
 RULE_TEXT_SETTINGS = {"ignore_unknown_options": True}
@@ -224,18 +226,23 @@ def transfer(
     name: str = typer.Argument(..., help="A reference rule's or a discovered record's name, a record's "
                                "canonical key (6+ hex digits), or rule text as for nos rules show, e.g. "
                                "'sign(m) * g' (text starting with '-': nos transfer --task T -- \"-g\")."),
-    task: str = typer.Option(..., "--task", help="convnet (CIFAR-10 ConvNet), wrn (Wide ResNet on CIFAR-10), "
-                             "nmt (synthetic translation), or a task config name or path."),
-    baselines: str = typer.Option(",".join(DEFAULT_BASELINES), "--baselines", help=BASELINES_HELP),
+    task: str | None = typer.Option(None, "--task", show_default=False,
+                                    help="convnet (CIFAR-10 ConvNet), wrn (Wide ResNet on CIFAR-10), nmt "
+                                    "(synthetic translation), or a task config name or path."),
+    panel: bool = typer.Option(False, "--panel", help="Instead of --task: the held-out transfer panel, every "
+                               "panel task against the lr-tuned baselines (search/results/panel.py)."),
+    baselines: str | None = typer.Option(None, "--baselines", show_default=False, help=BASELINES_HELP + " "
+                                         "With --panel: " + ", ".join(PANEL_BASELINES) + "."),
     seeds: int | None = typer.Option(None, "--seeds", min=1, show_default=False,
-                                     help="Seeds 0..N-1. Default: the task config's seeds."),
+                                     help="Seeds 0..N-1. Default: the task config's seeds; 5 with --panel."),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", show_default=False,
                                         help="Change the task config (YAML values, dotted keys), e.g. "
                                         "--set epochs=2 --set model.width=8. Repeatable."),
     directory: Path | None = records_option(),
     out: Path | None = typer.Option(None, "--out", show_default=False,
                                     help="Also (for a reference rule: instead of "
-                                    "./transfer_<rule>_<task>.json) write the rows to this JSON file."),
+                                    "./transfer_<rule>_<task>.json, or ./panel_<rule>.json with --panel) "
+                                    "write the rows to this JSON file."),
     address: str | None = typer.Option(None, "--address", show_default=False,
                                        help="Ray cluster: 'auto' or HOST:PORT. Default: a local Ray."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
@@ -245,7 +252,10 @@ def transfer(
     print the table and save it in the rule's record (transfer: task -> rows), or for a reference rule
     in a JSON file. Rule text has no record: it is labelled rule_<first 8 digits of its canonical key> and
     its rows go to ./transfer_rule_<key>_<task>.json (or --out), with the text; export a run's rule to keep
-    its transfers in its record. The CIFAR-10 tasks need the data locally (see `nos data cifar10`)."""
+    its transfers in its record. The CIFAR-10 tasks need the data locally (see `nos data cifar10`).
+    With --panel, the rule goes through every held-out panel task instead (wins, ties and losses against
+    each task's best tuned baseline, saved in the record's panel field or ./panel_<rule>.json); --set
+    then changes every panel task."""
     from discovered_rules import RecordError, UnknownRule
     from dsl import RuleError, canonical_key
     from search.cli.show import find_rule
@@ -254,7 +264,11 @@ def transfer(
     from search.results.transfer import transfer as run_transfer
 
     directory = records_dir(directory, old_directory)
-    chosen = _baselines(baselines)
+    if panel == (task is not None):
+        raise _fail(ValueError("give --task T or --panel" if task is None else
+                               "--panel runs every panel task: give --task or --panel, not both"), 2)
+    chosen = _baselines(baselines if baselines is not None else
+                        ",".join(PANEL_BASELINES if panel else DEFAULT_BASELINES))
     try:  # found as nos rules show finds it: a name, a record's key, else rule text
         found = find_rule(name, directory=directory)
     except RuleError as err:
@@ -266,6 +280,8 @@ def transfer(
         raise _fail(err, 1) from None
     text = str(found.rule) if found.kind == "text" else None
     label = found.name if text is None else f"rule_{canonical_key(found.rule)[:8]}"
+    if panel:
+        return _panel(label, text, chosen, seeds, overrides, directory, out, address, progress)
     try:
         result = run_transfer(label, task, baselines=chosen, seeds=seeds, overrides=overrides,
                               directory=directory, out=out, address=address, progress=progress,
@@ -276,6 +292,27 @@ def transfer(
         # A missing data set (FileNotFoundError naming the variable to set) or task config lands here too.
         raise _fail(err, 1) from None
     wide(console).print(result.table.to_rich())
+    for path in result.saved_to:
+        console.print(f"saved to {path}", highlight=False, soft_wrap=True)
+
+
+def _panel(label: str, text: str | None, baselines: list[str], seeds: int | None, overrides: list[str],
+           directory: Path | None, out: Path | None, address: str | None, progress: bool) -> None:
+    """`nos transfer NAME --panel`: run the panel, print its table and summary and where it went."""
+    from discovered_rules import RecordError, UnknownRule
+    from search.cluster import ClusterError
+    from search.results.comparison import ComparisonError
+    from search.results.panel import PANEL_SEEDS, run_panel
+
+    try:
+        result = run_panel(label, text=text, seeds=seeds or PANEL_SEEDS, baselines=baselines,
+                           overrides=overrides, directory=directory, out=out, address=address,
+                           progress=progress, console=console)
+    except UnknownRule as err:
+        raise _fail(err, 2) from None
+    except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:
+        raise _fail(err, 1) from None
+    wide(console).print(result.to_rich())
     for path in result.saved_to:
         console.print(f"saved to {path}", highlight=False, soft_wrap=True)
 

@@ -68,8 +68,10 @@ from search.results.transfer import resolve_task
 from search.scheduling import Scheduler
 from search.workers import WorkerPool, _to_device
 
+# configs/panel_*.yaml: a ConvNet on digits, MLPs on tabular classification and Friedman regression, an
+# LSTM on the adding problem, a Transformer language model and a small Transformer translation model.
 PANEL_TASKS: tuple[str, ...] = ("panel_digits_cnn", "panel_tabular_mlp", "panel_friedman_mlp",
-                                "panel_adding_lstm", "panel_language_transformer", "panel_nmt")
+                                "panel_adding_lstm", "panel_lm_transformer", "panel_nmt_small")
 PANEL_SEEDS = 5
 PANEL_BASELINES = ("sgd", "momentum", "adam", "rmsprop", "lion")
 SIGNIFICANT_Z = 2.0
@@ -306,11 +308,9 @@ def load_panel(tasks: Sequence[str | TaskConfig] | None = None, overrides: Seque
     left out (key -> what is missing): a task whose data package or data is missing, each with one
     `PanelWarning`."""
     out, skipped = [], {}
-    for task in PANEL_TASKS if tasks is None else tasks:
-        if isinstance(task, TaskConfig):
-            config, key = task, task.name or task.task
-        else:
-            config, key = resolve_task(task, overrides)
+    configs = [(t, t.name or t.task) if isinstance(t, TaskConfig) else resolve_task(t, overrides)
+               for t in (PANEL_TASKS if tasks is None else tasks)]  # every config read before any data
+    for config, key in configs:
         try:
             data = load_data(config)
         except (ImportError, FileNotFoundError) as err:
