@@ -165,6 +165,11 @@ class PanelResult:
     def summary(self) -> dict[str, Any]:
         return summarise(self.cells)
 
+    @property
+    def label(self) -> str:
+        """The rule's row: its name, or rule:NAME where a baseline has that name (rule adam, torch adam)."""
+        return self.cells[0].rule if self.cells else self.rule
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data (non-finite numbers as None): what the record's ``panel`` field holds."""
         return json_safe({"rule": self.rule, "text": self.text, "hyper": self.hyper, "seeds": self.seeds,
@@ -179,7 +184,7 @@ class PanelResult:
 
         table = Table(title=f"panel: {self.rule} against tuned {', '.join(self.baselines)} on seeds "
                       f"{self.seeds}")
-        columns = ["task", "metric", self.rule, *self.baselines, "best", "gain", "z", "W/T/L",
+        columns = ["task", "metric", self.label, *self.baselines, "best", "gain", "z", "W/T/L",
                    "norm. gain", "seconds"]
         for column in columns:
             table.add_column(column, justify="left" if column in ("task", "metric", "best") else "right")
@@ -207,7 +212,7 @@ class PanelResult:
                 f"{self.wall_s:.0f} s{skipped}")
 
     def __str__(self) -> str:
-        header = ["task", "metric", self.rule, *self.baselines, "best", "gain", "z", "W/T/L", "norm. gain",
+        header = ["task", "metric", self.label, *self.baselines, "best", "gain", "z", "W/T/L", "norm. gain",
                   "seconds"]
         rows = [header, *self.rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
