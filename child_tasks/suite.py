@@ -16,6 +16,7 @@ a suite's reward is the mean of its tasks' scores: averaging a 0-100 accuracy wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,28 @@ class Suite:
         re-reads files (`load_suite` reads it back)."""
         return {"name": self.name, "suite": [t.model_dump(mode="json") for t in self.tasks]}
 
+    def scaled(self, budget_scale: float) -> Suite:
+        """This suite with every task's budget scaled (`scaled_task`): the confirmation's and a funnel
+        stage's longer budgets. A longer budget is a new task, with reference values of its own."""
+        if budget_scale == 1.0:
+            return self
+        return Suite(self.name, tuple(scaled_task(t, budget_scale) for t in self.tasks))
+
     def with_references(self, log_fn: Any = None) -> Suite:
         """This suite with every normalised task's reference values current (`child_tasks.reward`)."""
         from child_tasks.reward import with_reference  # training code: config-only users never import it
 
         kwargs = {} if log_fn is None else {"log_fn": log_fn}
         return Suite(self.name, tuple(with_reference(t, **kwargs) for t in self.tasks))
+
+
+def scaled_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
+    """The task with its epochs (at least the short run's) and time limit scaled by ``budget_scale``."""
+    epochs = max(round(task.epochs * budget_scale), math.ceil(task.short_run_epochs), 1)
+    changes: dict[str, Any] = {"epochs": epochs}
+    if task.time_limit_s is not None:
+        changes["time_limit_s"] = task.time_limit_s * max(budget_scale, 1.0)
+    return override(task, changes)
 
 
 def is_suite_file(path: Path) -> bool:

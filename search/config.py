@@ -11,6 +11,9 @@ A run config is a YAML mapping (configs/quickstart.yaml is the default):
              models_per_worker: 1, gpu_fraction: 0.25, invalid_reward: 0.0, max_retries: 2, eval_seed: 0,
              time_limit_s: null}
     confirm: {top_k: 3, seeds: 2, budget_scale: 2.0, baselines: [adam, momentum, sgd, rmsprop]}
+    funnel:                         # stages after the search's own reward (stage 0); see search.funnel
+      - {promote: 0.1, budget_scale: 4, seeds: 2}                     # the same tasks, 4x longer
+      - {promote: 0.5, task: [mnist1d_cnn, nmt_tiny], seeds: 2}       # other kinds of task
     wandb: {mode: disabled, project: neural-optimizer-search, entity: null}
 
 The budget counts child-task trainings (the search's cost), not samples: a sample that is invalid or a
@@ -19,6 +22,8 @@ when the trainings of the batches drawn reach the budget (the batches drawn are 
 take it past the budget by less than a batch), or when ``patience`` batches in a row brought no rule to
 train (a controller that only proposes rules it has seen would otherwise spin). ``confirm`` retrains the
 search's best rules at the end (`search.results.winners`); absent or ``top_k: 0``, nothing is confirmed.
+``funnel`` promotes the best rules of each stage to the next, a longer budget or other tasks, as the
+results arrive (`search.funnel`); a rule's rank is then its score at the highest stage it reached.
 
     config = load_search_config("configs/quickstart.yaml", ["search.budget=200", "controller.kind=random"])
 
@@ -99,6 +104,30 @@ class ConfirmSection(Strict):
         return tuple(check_baselines(value))  # a misspelt baseline fails now, not after the search
 
 
+MAX_STAGES = 8
+
+
+class FunnelStage(Strict):
+    """One stage of the funnel after stage 0 (the search's own reward): the fraction of the previous
+    stage's rules promoted into it (η, as in successive halving), its tasks, budget and seeds."""
+
+    name: str | None = Field(None, max_length=64, description="shown in tables; stage<k> when unset")
+    promote: float = Field(gt=0.0, le=1.0, description="η: the fraction of the previous stage's rules "
+                           "promoted into this stage (their best, as the results arrive)")
+    task: str | dict[str, Any] | list[str | dict[str, Any]] | None = Field(
+        None, description="a task config name, path or mapping, a list of them, or a suite config; None: "
+        "the search's own tasks (with task_overrides)")
+    task_overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys into every task "
+                                           "config of this stage")
+    budget_scale: float = Field(1.0, gt=0.0, le=100.0, description="factor on the tasks' epochs and time "
+                                "limit")
+    seeds: int = Field(1, ge=1, le=64, description="evaluation seeds, shared by every rule of the stage "
+                       "(1000 k, 1000 k + 1, ... at stage k: never the search's or the confirmation's)")
+    suite: dict[str, Any] | None = Field(None, description="the stage's tasks as trained (budget scaled, "
+                                         "reference values measured): written by nos into a run's config, "
+                                         "so that a resume trains exactly what the run did")
+
+
 class WandbSection(Strict):
     """Optional tracking with Weights & Biases; offline needs no account, disabled imports nothing."""
 
@@ -116,8 +145,10 @@ class SearchConfig(Strict):
     controller: ControllerConfig = ControllerConfig()
     search: SearchSection
     confirm: ConfirmSection = ConfirmSection(top_k=0)  # absent: no confirmation
+    funnel: list[FunnelStage] = Field(default_factory=list, max_length=MAX_STAGES)
     wandb: WandbSection = WandbSection()
     _suite: Suite = PrivateAttr()
+    _stages: tuple[Suite, ...] = PrivateAttr(default=())
 
     @field_validator("task", mode="before")
     @classmethod
@@ -137,12 +168,34 @@ class SearchConfig(Strict):
             # config's own list of problems under it.
             raise ValueError(f"{key}: " + str(err).replace("\n  ", "\n    ")) from None
         self._suite = suite
+        self._stages = tuple(self._stage_suite(k, stage) for k, stage in enumerate(self.funnel, 1))
         return self
+
+    def _stage_suite(self, k: int, stage: FunnelStage) -> Suite:
+        """Stage ``k``'s suite: as stored (``suite``), else its tasks (the search's by default) scaled."""
+        key = f"funnel[{k - 1}]." + ("suite" if stage.suite is not None else
+                                    "task_overrides" if stage.task_overrides else "task")
+        try:
+            if stage.suite is not None:
+                return load_suite(stage.suite)
+            if stage.task is None:
+                overrides = {**flatten(self.task_overrides), **flatten(stage.task_overrides)}
+                suite = load_suite(self.task, overrides or None)
+            else:
+                suite = load_suite(stage.task, flatten(stage.task_overrides) or None)
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"{key}: " + str(err).replace("\n  ", "\n    ")) from None
+        return suite.scaled(stage.budget_scale)
 
     @property
     def suite(self) -> Suite:
         """The validated tasks the reward averages over, overrides applied."""
         return self._suite
+
+    @property
+    def stages(self) -> tuple[Suite, ...]:
+        """The funnel's suites, stage 1 first (empty without a funnel)."""
+        return self._stages
 
     @property
     def task_config(self) -> TaskConfig:
@@ -153,10 +206,13 @@ class SearchConfig(Strict):
         """A copy whose tasks hold current reference values (measured now where missing or stale), so that
         a run stores them and normalises every reward against the same values, resumed or not."""
         suite = self._suite.with_references(log_fn)
-        if suite == self._suite:
+        stages = tuple(s.with_references(log_fn) for s in self._stages)
+        if suite == self._suite and stages == self._stages:
             return self
         values = self.model_dump(mode="json")
         values.update(task=suite.to_mapping(), task_overrides={})
+        for stage, stage_suite in zip(values["funnel"], stages, strict=True):
+            stage["suite"] = stage_suite.to_mapping()
         return SearchConfig.from_mapping(values, "config")
 
     @classmethod
@@ -179,6 +235,8 @@ class SearchConfig(Strict):
         values = self.model_dump(mode="json")
         values["task"] = self._suite.to_mapping()
         values["task_overrides"] = {}
+        for stage, stage_suite in zip(values["funnel"], self._stages, strict=True):
+            stage["suite"] = stage_suite.to_mapping()
         return values
 
     def with_overrides(self, overrides: Sequence[str] | Mapping[str, Any]) -> SearchConfig:

@@ -72,6 +72,7 @@ from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
 from search.cluster import check_address, connect, disconnect, worker_options
 from search.config import SearchConfig, SearchSection, load_search_config
+from search.funnel import Funnel, baseline_scores, ranked
 from search.lock import RunLock
 from search.progress import SearchProgress
 from search.results.baselines import run_baselines
@@ -107,8 +108,11 @@ class SearchSummary:
     wall_time_s: float  # this session, from connecting to Ray to the last update
     span_s: float  # this session, from the first submission to a worker to the last result
     busy_s: float  # this session: sum of the evaluations' durations, as the workers measured them
-    best_reward: float | None
+    best_reward: float | None  # the best rule's score at the highest funnel stage it completed
     best_rule: str | None
+    best_stage: int = 0  # that stage (0: the search's own reward)
+    stages: list[int] = field(default_factory=list)  # rules that completed each stage (with a funnel)
+    funnel_evaluations: int = 0  # stage evaluations (one per rule, stage and seed) in this session
     best: list[Evaluation] = field(default_factory=list, repr=False)
     confirmation: Confirmation | None = field(default=None, repr=False)
     confirm_error: str | None = None  # why the confirmation failed (the search's results are stored)
@@ -177,7 +181,9 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         if resume and checkpoint.is_file():
             controller.load(checkpoint)
         search = config.search
-        data = [load_data(task) for task in config.suite.tasks]  # a missing package or file fails before Ray
+        # A missing package or file fails here, before Ray starts.
+        data = [load_data(task) for task in config.suite.tasks]
+        data += [[load_data(task) for task in stage.tasks] for stage in config.stages]
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
         started = connect(address, num_cpus=num_cpus)
         try:
@@ -255,13 +261,31 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     best = store.best(1)
     pool = None
     try:
-        data_ref = ray.put(data)  # once: every worker reads each task's data from the object store
+        # Once: every worker reads each task's data from the object store (the funnel's stages' too).
+        count = len(config.suite.tasks)
+        data_ref = ray.put(data[:count])
+        stages_ref = ray.put([(stage.to_mapping(), stage_data) for stage, stage_data
+                              in zip(config.stages, data[count:], strict=True)]) if config.stages else None
         pool = WorkerPool(options.workers, options.ray_options, config.suite.to_mapping(), data_ref,
-                          options.threads, search.time_limit_s, worker_class)
+                          options.threads, search.time_limit_s, worker_class, stages_ref)
         with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,
                             best[0].reward if best else None, best[0].rule if best else None,
                             to_beat=to_beat) as bar:
             trainings = Trainings(store, pool, search, bar)
+            funnel = Funnel(config.funnel, store, trainings.scheduler, config.confirm.baselines)
+            if config.funnel:
+                def offer(row: Evaluation, reward: float) -> None:
+                    funnel.offer(0, row.canonical_key, row.rule, row.id, reward)  # type: ignore[arg-type]
+
+                def other(done: Any) -> bool:
+                    handled = funnel.handle(done)
+                    if handled:
+                        _show_funnel(config, store, funnel, bar)
+                    return handled
+
+                trainings.on_trained, trainings.others = offer, other
+                trainings.others_submitted = lambda row, worker: funnel.table.add_attempt(row.id, worker)
+                funnel.start()
             drawn: dict[int, _Batch] = {}  # batches awaiting their update, by number
             while True:
                 # 1. Draw: keep `ahead` batches drawn beyond the one the next update waits for.
@@ -300,20 +324,45 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
                     raise RuntimeError(f"batch {b} awaits rows that are neither finished nor being trained")
                 # 4. Wait for results; each is stored as it arrives.
                 trainings.collect()
+            # 5. The funnel's last stages: no stage-0 result can arrive any more.
+            funnel.close_finished(stage_zero_done=True)
+            while funnel.under_way:
+                trainings.feed()
+                trainings.collect()
+                funnel.close_finished(stage_zero_done=True)
+            if config.funnel:
+                _show_funnel(config, store, funnel, bar)
     finally:
         if pool is not None:
             pool.shutdown()
         tracker.finish(store.best(10))
-    best = store.best(10)
+    top = ranked(store, 10, config.funnel)
+    best = [r.row for r in top]
     counts = store.counts()
     failed = store.evaluations("failed") if counts.get("failed") else []
     return SearchSummary(
         run_dir, store.run_id, search.budget, stopped=_stop_reason(trained, search), patience=search.patience,
         samples=sum(counts.values()), counts=counts, trained=sum(store.trained_by_batch().values()),
         updates=controller.updates, evaluations=trainings.evaluations, workers=options.workers,
-        wall_time_s=time.perf_counter() - start, span_s=trainings.span_s, busy_s=trainings.busy_s,
-        best_reward=best[0].reward if best else None, best_rule=best[0].rule if best else None, best=best,
+        wall_time_s=time.perf_counter() - start, span_s=trainings.span_s,
+        busy_s=trainings.busy_s + funnel.busy_s, best_reward=top[0].score if top else None,
+        best_rule=best[0].rule if best else None, best_stage=top[0].stage if top else 0,
+        stages=funnel.counts() if config.funnel else [], funnel_evaluations=funnel.evaluations, best=best,
         failure=_last_line(failed[-1].error) if failed else None)
+
+
+def _show_funnel(config: SearchConfig, store: RunStore, funnel: Funnel, bar: SearchProgress) -> None:
+    """The progress's funnel counts, and its best rule at the highest stage against that stage's best
+    baseline."""
+    top = ranked(store, 1, config.funnel)
+    best = (top[0].stage, top[0].score, top[0].row.rule or "") if top else None
+    to_beat = None
+    if best is not None and best[0] > 0:
+        at_stage = baseline_scores(store, config.funnel).get(best[0], {})
+        if at_stage:
+            name = max(at_stage, key=at_stage.__getitem__)
+            to_beat = (name, at_stage[name])
+    bar.staged(funnel.counts(), best, to_beat)
 
 
 def _last_line(error: str | None) -> str:
@@ -346,7 +395,8 @@ def _confirm(config: SearchConfig, run_dir: Path, address: str | None, progress:
     and ``nos rules export RUN_DIR`` can try again)."""
     section = config.confirm
     with RunStore(run_dir, config=None, create=False) as store:
-        run_id, keys = store.run_id, {row.canonical_key for row in store.best(section.top_k)}
+        run_id = store.run_id
+        keys = {r.row.canonical_key for r in ranked(store, section.top_k, config.funnel)}
     done = run_records(run_id, records_dir)
     if keys and keys <= set(done):  # a resumed run that was confirmed before: exporting again would copy
         log.warning("run %s was confirmed and exported before (%s); nothing to do (to confirm again: nos "

@@ -119,7 +119,9 @@ class SamplesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         f = task.fields
-        return Text(f"{f['samples']} samples ({f['duplicates']} dup, {f['invalid']} invalid)", style="dim")
+        funnel = f" funnel {f['funnel']}" if f.get("funnel") else ""
+        return Text(f"{f['samples']} samples ({f['duplicates']} dup, {f['invalid']} invalid){funnel}",
+                    style="dim")
 
 
 class BestColumn(ProgressColumn):
@@ -155,7 +157,8 @@ class SearchProgress(Bar):
         self.budget = budget
         self.best_reward, self.best_rule = best_reward, best_rule
         self.fields = {"samples": sum(counts.values()), "duplicates": counts.get("duplicate", 0),
-                       "invalid": counts.get("invalid", 0), "session": 0}
+                       "invalid": counts.get("invalid", 0), "session": 0, "funnel": ""}
+        self.stage = 0  # the funnel stage the best rule's reward is from
         super().__init__(TextColumn("[bold]search"), BarColumn(bar_width=16), MofNCompleteColumn(),
                          TextColumn("trainings"), RateColumn(), TimeElapsedColumn(), TextColumn("left"),
                          TimeRemainingColumn(), SamplesColumn(), BestColumn(), total=max(budget, trained),
@@ -174,9 +177,10 @@ class SearchProgress(Bar):
         f = self.fields
         best = "-" if self.best_reward is None else f"{self.best_reward:.4g}  {self.best_rule}"
         beat = "" if self.to_beat is None else f"; to beat: {self.to_beat[0]} {self.to_beat[1]:.4g}"
+        funnel = f"; funnel {f['funnel']}" if f["funnel"] else ""
         return (f"search: {task.completed:.0f}/{task.total:.0f} trainings, {rate:.2f}/s, elapsed "
                 f"{duration(time.monotonic() - self._start)}, left {duration(left)}; {f['samples']} samples "
-                f"({f['duplicates']} dup, {f['invalid']} invalid){beat}; best {best}")
+                f"({f['duplicates']} dup, {f['invalid']} invalid){funnel}{beat}; best {best}")
 
     def sampled(self, rows: Sequence[Evaluation]) -> None:
         """A new batch's rows as stored: each is a sample; duplicates and invalid ones are counted."""
@@ -194,12 +198,27 @@ class SearchProgress(Bar):
         """One training finished; ``reward`` and ``rule`` when it is an ok one (the best so far is kept).
         Past the budget (the last batch may take the run there), the bar's total grows with it."""
         self.fields["session"] += 1
-        if reward is not None and (self.best_reward is None or reward > self.best_reward):
+        if reward is not None and self._better(reward):
             self.best_reward, self.best_rule = reward, rule
         task = self._progress.tasks[0]
         total = max(task.total or 0, task.completed + 1)
         self.update(advance=1, total=total, best_reward=self.best_reward, best_rule=self.best_rule,
                     **self.fields)
+
+
+    def staged(self, counts: Sequence[int], best: tuple[int, float, str] | None,
+               to_beat: tuple[str, float] | None) -> None:
+        """The funnel's state: rules that completed each stage, the best rule at its highest stage
+        (stage, score, rule) and the best baseline at that stage, which replace stage 0's."""
+        self.fields["funnel"] = " -> ".join(f"s{i}:{n}" for i, n in enumerate(counts))
+        if best is not None and best[0] > 0:
+            self.stage, self.best_reward, self.best_rule = best[0], best[1], f"(stage {best[0]}) {best[2]}"
+            self.to_beat = to_beat
+        self.update(best_reward=self.best_reward, best_rule=self.best_rule, to_beat=self.to_beat,
+                    **self.fields)
+
+    def _better(self, reward: float) -> bool:  # once the funnel has a best, stage 0 no longer sets it
+        return self.stage == 0 and (self.best_reward is None or reward > self.best_reward)
 
 
 class ComparisonProgress(Bar):

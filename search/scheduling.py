@@ -3,6 +3,7 @@
 
     scheduler = Scheduler(pool, max_retries=2, describe=lambda tag: f"evaluation {tag.id}")
     scheduler.add(tag, payload, seed)            # payload: what the worker's evaluate takes (rule text, ...)
+    scheduler.add(tag, payload, seed, args=(2,), first=True)   # evaluate(payload, seed, 2), queued ahead
     while scheduler.under_way:
         scheduler.feed()                          # every idle worker takes the oldest queued job(s)
         for done in scheduler.collect():          # wait for results
@@ -19,6 +20,10 @@ the nodes the workers wait for.
 ``evaluate_many``); jobs of a batch whose worker died are tried again one at a time, so one job that
 kills its worker cannot take others down with it twice. ``first_submit`` and ``last_result`` bound the
 time the workers were in use.
+
+``first`` queues a job ahead of every job queued without it (the funnel's promoted rules, which the
+search's end waits for), behind the other ``first`` ones; ``args`` go to the worker's ``evaluate`` after
+the seed, and such a job is never batched.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ class Job:
     payload: Any
     seed: int
     tries: int = 0
-    alone: bool = False  # never batched again: its batch's worker died
+    alone: bool = False  # never batched: its batch's worker died, or it has args of its own
+    args: tuple = ()  # passed to the worker's evaluate after the seed
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Scheduler:
         self.describe = describe  # a job's name in the log
         self.on_submit = on_submit  # called with (tag, worker id) as each job is handed out
         self.queue: deque[Job] = deque()
+        self.ahead = 0  # the first jobs of the queue that were queued with `first` (or retried)
         self.first_submit: float | None = None
         self.last_result: float | None = None
 
@@ -84,9 +91,16 @@ class Scheduler:
             return 0.0
         return self.last_result - self.first_submit
 
-    def add(self, tag: Any, payload: Any, seed: int, tries: int = 0) -> None:
-        """Queue a job at the back; ``tries``: attempts it had before (a resumed search's row)."""
-        self.queue.append(Job(tag, payload, seed, tries))
+    def add(self, tag: Any, payload: Any, seed: int, tries: int = 0, *, args: tuple = (),
+            first: bool = False) -> None:
+        """Queue a job at the back, or with ``first`` behind the other first jobs (module docstring);
+        ``tries``: attempts it had before (a resumed search's row)."""
+        job = Job(tag, payload, seed, tries, alone=bool(args), args=args)
+        if first:
+            self.queue.insert(self.ahead, job)
+            self.ahead += 1
+        else:
+            self.queue.append(job)
 
     def feed(self) -> None:
         """Hand the oldest queued jobs to every idle worker."""
@@ -97,7 +111,7 @@ class Scheduler:
                 if self.on_submit is not None:
                     self.on_submit(job.tag, worker)
             if len(jobs) == 1:
-                self.pool.submit(jobs[0], jobs[0].payload, jobs[0].seed)
+                self.pool.submit(jobs[0], jobs[0].payload, jobs[0].seed, *jobs[0].args)
             else:
                 self.pool.submit_many(jobs, [job.payload for job in jobs], jobs[0].seed)
             if self.first_submit is None:
@@ -106,6 +120,7 @@ class Scheduler:
     def _take(self) -> list[Job]:
         """The oldest job and, when batching, the next queued ones of its seed (up to ``batch``)."""
         first = self.queue.popleft()
+        self.ahead = max(0, self.ahead - 1)
         if self.batch == 1 or first.alone:
             return [first]
         jobs, rest = [first], deque()
@@ -113,6 +128,7 @@ class Scheduler:
             job = self.queue.popleft()
             (jobs if job.seed == first.seed and not job.alone else rest).append(job)
         self.queue.extendleft(reversed(rest))  # the skipped ones keep their places
+        self.ahead = min(self.ahead, len(self.queue))
         return jobs
 
     def collect(self, timeout: float = WAIT_WARNING_S) -> list[Outcome]:
@@ -134,4 +150,5 @@ class Scheduler:
                     continue
             out.append(Outcome(job.tag, done.result, done.crashed, done.worker, job.tries))
         self.queue.extendleft(reversed(retries))  # ahead of every other job, in their own order
+        self.ahead += len(retries)
         return out

@@ -25,11 +25,12 @@ died is not counted; the rules of one batch each count their share of its time, 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from search.config import SearchSection
 from search.progress import SearchProgress
-from search.scheduling import Scheduler
+from search.scheduling import Outcome, Scheduler
 from search.store import Evaluation, RunStore
 from search.workers import WorkerPool
 
@@ -37,17 +38,27 @@ from search.workers import WorkerPool
 class Trainings:
     """The queue of trainings and the rewards of finished rows; see the module docstring."""
 
-    def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress) -> None:
+    def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress,
+                 on_trained: Callable[[Evaluation, float], None] | None = None) -> None:
         self.store, self.search, self.bar = store, search, bar
+        self.on_trained = on_trained  # called with each rule trained ok and its reward (the funnel's offer)
+        # The scheduler's other jobs (the funnel's): their outcomes (True: taken) and their submissions.
+        self.others: Callable[[Outcome], bool] = lambda done: False
+        self.others_submitted: Callable[[Any, str], None] = lambda tag, worker: None
         # Each attempt is counted in the store as it starts, so a resume knows the tries of a row.
         self.scheduler = Scheduler(pool, search.max_retries, batch=search.models_per_worker,
-                                   describe=lambda row: f"evaluation {row.id}",
-                                   on_submit=lambda row, worker: store.add_attempt(row.id, worker))
+                                   describe=lambda row: f"evaluation {row.id}", on_submit=self._submitted)
         self.leaders: dict[str, Evaluation] = {}  # canonical key -> the row queued or training for it
         self.followers: dict[int, list[Evaluation]] = defaultdict(list)  # leader's id -> rows waiting on it
         self.finished: dict[int, float] = {}  # row id -> reward, for rows of batches not yet learned from
         self.evaluations = 0  # trainings that returned a result in this session
         self.busy_s = 0.0
+
+    def _submitted(self, tag: Any, worker: str) -> None:
+        if isinstance(tag, Evaluation):
+            self.store.add_attempt(tag.id, worker)
+        else:
+            self.others_submitted(tag, worker)
 
     @property
     def under_way(self) -> int:
@@ -88,6 +99,8 @@ class Trainings:
     def collect(self) -> None:
         """Wait for at least one result (or a worker starting) and store what arrived."""
         for done in self.scheduler.collect():
+            if self.others(done):
+                continue
             row = done.tag
             if done.crashed is not None:
                 out = {"status": "failed", "worker": done.worker, "error": f"the worker process died on each "
@@ -116,6 +129,8 @@ class Trainings:
         self.finished[row.id] = reward
         del self.leaders[row.canonical_key]  # later rows find it in the store, or train it again if it failed
         self.bar.trained(reward=reward if status == "ok" else None, rule=row.rule)
+        if status == "ok" and self.on_trained is not None:
+            self.on_trained(row, reward)
         for other in self.followers.pop(row.id, []):
             if status in ("ok", "diverged"):
                 self.store.record(other.id, "duplicate", reward, error=f"same rule as evaluation {row.id}")

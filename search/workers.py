@@ -7,6 +7,10 @@ fetches it at start and keeps it in memory (on its GPU, when it has one), so an 
 training only. Its torch threads are pinned to the CPUs it holds (one, by default): two threads fighting
 over one core make small networks many times slower.
 
+A worker of a search with a funnel (`search.funnel`) also holds each stage's suite and data:
+``evaluate(rule_text, seed, stage)`` trains on stage ``stage``'s tasks (rule text, or a baseline's
+``torch:NAME``), with each task's own time limit.
+
 ``evaluate(rule_text, seed)`` returns a plain dict: status (ok, diverged, failed), reward (the mean of
 the tasks' scores, `child_tasks.reward`), lr and curves (the first task's first seed), the evaluation
 (every task's score and every training's result), reason/traceback, duration and the worker's id
@@ -42,7 +46,8 @@ class EvaluationWorker:
     """Trains rules on one task; built once per actor (see the module docstring)."""
 
     def __init__(self, suite: dict[str, Any], data: list[Any], threads: int = 1,
-                 time_limit_s: float | None = None) -> None:
+                 time_limit_s: float | None = None, stages: list[tuple[dict[str, Any], list[Any]]] = ()
+                 ) -> None:
         self.tasks = load_suite(suite).tasks
         self.threads = threads
         self.time_limit_s = time_limit_s
@@ -50,17 +55,22 @@ class EvaluationWorker:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for libraries that read it later (numpy's BLAS)
         self.device = torch.device("cuda" if _has_gpu() else "cpu")
         self.data = [_to_device(d, self.device) for d in data]
+        # The funnel's stages 1, 2, ...: each one's tasks and their data.
+        self.stages = [(load_suite(s).tasks, [_to_device(d, self.device) for d in stage_data])
+                       for s, stage_data in stages]
         self.id = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict[str, Any]:
         """Who this worker is: id (host:pid), pid, device, threads."""
         return {"worker": self.id, "pid": os.getpid(), "device": str(self.device), "threads": self.threads}
 
-    def evaluate(self, rule_text: str, seed: int) -> dict[str, Any]:
-        """Train ``rule_text`` on the task with ``seed``; a dict that never raises (module docstring)."""
+    def evaluate(self, rule_text: str, seed: int, stage: int = 0) -> dict[str, Any]:
+        """Train ``rule_text`` on the task (stage ``stage``'s tasks) with ``seed``; a dict that never
+        raises (module docstring)."""
         start = time.perf_counter()
         try:
-            result = self.train(parse(rule_text), seed)
+            result = self.train(parse(rule_text), seed) if stage == 0 else self.train_stage(rule_text, seed,
+                                                                                             stage)
         except Exception:  # (a failed evaluation is a result to record, never the end of the worker)
             return self._failed(traceback.format_exc(), time.perf_counter() - start)
         return self._outcome(result, time.perf_counter() - start)
@@ -95,6 +105,12 @@ class EvaluationWorker:
         a subclass may replace."""
         return evaluate(rule, self.tasks, seed, data=self.data, threads=self.threads, device=self.device,
                         time_limit_s=self.time_limit_s)
+
+    def train_stage(self, text: str, seed: int, stage: int) -> Evaluation:
+        """One evaluation on funnel stage ``stage``'s tasks: rule text, or ``torch:NAME`` for a baseline."""
+        tasks, data = self.stages[stage - 1]
+        optimizer = text if text.startswith("torch:") else parse(text)
+        return evaluate(optimizer, tasks, seed, data=data, threads=self.threads, device=self.device)
 
     def train_many(self, rules: list[Rule], seed: int) -> list[Evaluation]:
         """`train` for several rules at once, their models side by side (`child_tasks.evaluate_batch`)."""
@@ -150,11 +166,13 @@ class WorkerPool:
     """A fixed number of evaluation actors, replaced when they die; see the module docstring."""
 
     def __init__(self, size: int, ray_options: dict[str, float], task: dict[str, Any], data_ref: Any,
-                 threads: int, time_limit_s: float | None, worker_class: type = EvaluationWorker) -> None:
+                 threads: int, time_limit_s: float | None, worker_class: type = EvaluationWorker,
+                 stages_ref: Any = None) -> None:
         import ray
 
         self._actor_class = ray.remote(worker_class).options(max_restarts=0, **ray_options)
-        self._args = (task, data_ref, threads, time_limit_s)
+        stages = (stages_ref,) if stages_ref is not None else ()
+        self._args = (task, data_ref, threads, time_limit_s, *stages)
         self.ray_options = ray_options
         self.size = size
         self._starting: dict[Any, Any] = {}  # info ref -> actor, until the actor has started
@@ -181,10 +199,11 @@ class WorkerPool:
         """The id of a started, idle worker (the next `submit` goes to it), or None."""
         return self._idle[-1][1] if self._idle else None
 
-    def submit(self, tag: Any, rule_text: Any, seed: int) -> str:
-        """Start an evaluation on the idle worker `idle_worker` named; returns that worker's id."""
+    def submit(self, tag: Any, rule_text: Any, seed: int, *args: Any) -> str:
+        """Start an evaluation (``evaluate(rule_text, seed, *args)``) on the idle worker `idle_worker`
+        named; returns that worker's id."""
         actor, worker = self._idle.pop()
-        self._running[actor.evaluate.remote(rule_text, seed)] = (actor, worker, tag)
+        self._running[actor.evaluate.remote(rule_text, seed, *args)] = (actor, worker, tag)
         return worker
 
     def submit_many(self, tags: list[Any], rule_texts: list[Any], seed: int) -> str:
