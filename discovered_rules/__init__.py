@@ -40,6 +40,7 @@ from discovered_rules.records import (
     read_record,
     write_record,
 )
+from discovered_rules.verdicts import MIN_SEEDS, PairedTest, paired_test, verdict
 from dsl import KNOWN_RULE_TEXT, known_rules
 
 if TYPE_CHECKING:
@@ -51,9 +52,9 @@ if TYPE_CHECKING:
 RULES_ENV = "NOS_RULES_DIR"
 
 __all__ = [
-    "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule", "Verdict",
-    "available", "best_baseline", "class_name", "default_folder", "export", "folder", "load", "make_record",
-    "names", "read_record", "record", "records", "write_record",
+    "MIN_SEEDS", "PairedTest", "RULES_ENV", "RecordError", "RecordWarning", "RuleRecord", "UnknownRule",
+    "Verdict", "available", "best_baseline", "class_name", "default_folder", "export", "folder", "load",
+    "make_record", "names", "paired_test", "read_record", "record", "records", "verdict", "write_record",
 ]
 
 
@@ -184,7 +185,5 @@ def _provenance(rec: RuleRecord) -> str:
     baselines = [f"{name} {sum(v) / len(v):.4g}" for name, v in rec.baselines.items() if v]
     text += f"; baselines: {', '.join(baselines)}." if baselines else "."
     if (v := rec.verdict) is not None:
-        z = "n/a" if v.z is None else f"{v.z:.2g}"
-        text += (f" It {'beat' if v.beats else 'did not beat'} the best baseline, {v.best_baseline}, on "
-                 f"these seeds (paired gain {v.gain:+.4g}, z {z}).")
+        text += f" Against the best baseline on these seeds (one-sided paired t-test): it {v.describe()}."
     return text

@@ -2,8 +2,9 @@
 
 A `RuleRecord` holds the rule's text (read only through `dsl.parse`), its formula, LaTeX and canonical
 key, the hyper-constant defaults it is used with (lr among them), the task and the reward per seed, the
-baselines' rewards on the same seeds, the verdict against the best of them (a rule that lost is recorded
-as such), and optionally the run, its config, learning curves and transfer results (filled in later).
+baselines' rewards on the same seeds, the verdict against the best of them (`discovered_rules.verdicts`;
+a rule that lost is recorded as such), and optionally the run, its config, learning curves and transfer
+results (filled in later).
 Records are data: reading one parses JSON and validates it with pydantic in strict mode (a reward written
 as "0.9" is an error, not a guess); nothing in a file is evaluated.
 
@@ -22,14 +23,15 @@ from __future__ import annotations
 import datetime
 import keyword
 import re
-import statistics
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from configuration import ConfigError, did_you_mean, validation_error
 from configuration.files import read_bounded, write_atomic
+from discovered_rules.verdicts import (  # noqa: F401 (best_baseline re-exported)
+    MIN_SEEDS, OldVerdict, Reward, Verdict, best_baseline, verdict)
 import dsl
 from dsl import Rule, RuleError, parse
 from dsl.source import unprintable
@@ -39,8 +41,6 @@ MAX_RECORD_BYTES = 4 * 2**20  # a record holds curves per seed and transfer tabl
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 HYPER_KEYS = ("lr", *HYPERS)
 FILLED_FROM_RULE = ("formula", "latex", "canonical_key")
-
-Reward = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class RecordError(ConfigError):
@@ -57,15 +57,6 @@ def class_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def best_baseline(baselines: dict[str, list[float]]) -> tuple[str, float] | None:
-    """The baseline with the highest mean reward (a record's ``baselines``: name -> rewards per seed), and
-    that mean; None when no baseline has a reward."""
-    means = {name: statistics.fmean(values) for name, values in baselines.items() if values}
-    if not means:
-        return None
-    name = max(means, key=means.__getitem__)
-    return name, means[name]
-
 
 def rule_forms(rule: Rule) -> dict[str, str]:
     """What a record holds that follows from its rule: formula, LaTeX and canonical key."""
@@ -79,17 +70,6 @@ def _printable(text: str) -> str:
     if (problem := unprintable(text)) is not None:
         raise ValueError(f"holds {problem} (it would go into the generated .py), got {text!r}")
     return text
-
-
-class Verdict(BaseModel):
-    """A confirmed rule against the best baseline (the highest mean reward) on the confirmation seeds."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants")
-
-    best_baseline: str
-    gain: Reward = Field(description="mean paired difference, rule minus baseline, over the seeds")
-    z: float | None = Field(description="the gain over its standard error; None with fewer than 2 seeds")
-    beats: bool = Field(description="gain > 0 at z >= 2: the rule beat the best baseline on these seeds")
 
 
 class RuleRecord(BaseModel):
@@ -113,8 +93,9 @@ class RuleRecord(BaseModel):
     curves: dict[int, list[float]] | None = Field(None, description="seed -> learning curve")
     transfer: dict[str, list[dict[str, Any]]] | None = Field(
         None, description="task -> comparison table rows (child_tasks.compare's to_rows())")
-    verdict: Verdict | None = Field(None, description="a search's rule against the best baseline on the "
-                                    "confirmation seeds; None for a reference rule or an older record")
+    verdict: Verdict | OldVerdict | None = Field(
+        None, description="a search's rule against the best baseline on the confirmation seeds; None for a "
+        "reference rule or an older record (an OldVerdict is measured again on reading)")
     panel: dict[str, Any] | None = Field(
         None, description="the held-out transfer panel (search.results.panel's to_json()): per task the "
         "rule's and the baselines' validation metrics, gain, z and win/tie/loss, and the summary")
@@ -165,6 +146,21 @@ class RuleRecord(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return hyper
+
+    @model_validator(mode="after")
+    def _verdict_of_old_records(self) -> RuleRecord:
+        # Records written before the t-test kept gain, z and beats ("beats" at z >= 2, on 2 seeds too):
+        # their verdict is measured again on the per-seed rewards they hold (`verdicts.verdict`), and one
+        # that cannot be is never "beats".
+        old = self.verdict
+        if isinstance(old, OldVerdict):
+            fresh = verdict(list(self.rewards.values()), self.baselines)
+            if fresh is None or len(self.baselines.get(fresh.best_baseline, ())) != len(self.rewards):
+                n = len(self.rewards)
+                fresh = Verdict(best_baseline=old.best_baseline, n=n, gain=old.gain, t=old.z, p=None,
+                                outcome="not enough seeds" if n < MIN_SEEDS else "does not beat")
+            object.__setattr__(self, "verdict", fresh)  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _search_has_results(self) -> RuleRecord:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import discovered_rules
-from discovered_rules import Verdict, make_record
+from discovered_rules import make_record, verdict
 from search.store import RunStore
 from tests.winners_helpers import ROWS, make_run
 
@@ -45,7 +45,8 @@ def export_record(records: Path, run_id: str, rule: str = "sign(m) * g") -> str:
     name = "nos_report_1"
     rec = make_record(name, rule, task="digits", rewards={1: 91.0, 2: 89.0},
                       baselines={"adam": [88.0, 87.5], "sgd": [70.0, 71.0]},
-                      verdict=Verdict(best_baseline="adam", gain=2.25, z=4.5, beats=True), run_id=run_id,
+                      verdict=verdict([91.0, 89.0], {"adam": [88.0, 87.5], "sgd": [70.0, 71.0]}),
+                      run_id=run_id,
                       curves={1: [60.0, 80.0, 91.0], 2: [58.0, 79.0, 89.0]}, hyper={"lr": 0.1},
                       transfer={"convnet": [{"name": name, "mean": 70.5, "std": 1.5},
                                             {"name": "adam", "mean": 69.0, "std": 1.0}]})

@@ -16,12 +16,14 @@ import pytest
 import torch
 
 import discovered_rules
-from discovered_rules import RecordError, RuleRecord, class_name, export, load, make_record, read_record
+from discovered_rules import (RecordError, RuleRecord, Verdict, class_name, export, load, make_record,
+                              read_record)
 from dsl.codegen import optimizer_source
 from discovered_rules.records import write_record
 from dsl import KNOWN_RULE_TEXT, canonical_key, known_rules, parse, to_latex, to_sympy
 from dsl.optimizer import RuleOptimizer
 from tests.reference_optimizers import CASES, batch, small_network, train
+from tests.verdict_cases import VERDICT_CASES
 
 torch.set_num_threads(1)
 
@@ -328,6 +330,29 @@ def test_write_then_read_is_the_same_record(tmp_path: Path):
     assert read_record(path) == rec
     assert json.loads(path.read_text())["rewards"] == {"0": 0.91, "1": 0.9}
     assert [p.name for p in tmp_path.iterdir()] == ["nos_winner.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("case", VERDICT_CASES)
+def test_an_old_record_s_verdict_is_measured_again(case: str, tmp_path: Path):
+    # Written before the t-test: gain, z and beats (true here, as z >= 2 said on any number of seeds).
+    rewards, baselines, (best, outcome) = VERDICT_CASES[case]
+    rec = a_record(rewards=dict(enumerate(rewards)), baselines=baselines)
+    data = json.loads(rec.model_dump_json())
+    data["verdict"] = {"best_baseline": best, "gain": 0.1, "z": 3.0, "beats": True}
+    path = tmp_path / "nos_winner.json"
+    path.write_text(json.dumps(data))
+    v = read_record(path).verdict
+    assert v == discovered_rules.verdict(rewards, baselines) and v.outcome == outcome
+
+
+def test_an_old_record_that_cannot_be_measured_again_never_beats(tmp_path: Path):
+    rec = a_record(rewards=dict(enumerate([0.9] * 5)), baselines={})
+    data = json.loads(rec.model_dump_json())
+    data["verdict"] = {"best_baseline": "adam", "gain": 0.1, "z": 3.0, "beats": True}
+    path = tmp_path / "nos_winner.json"
+    path.write_text(json.dumps(data))
+    assert read_record(path).verdict == Verdict(best_baseline="adam", outcome="does not beat", n=5, gain=0.1,
+                                                t=3.0, p=None)
 
 
 def test_non_finite_curves_round_trip(tmp_path: Path):

@@ -45,7 +45,8 @@ def test_report_holds_counts_progress_updates_and_best_rules(runs, tmp_path: Pat
         assert heading in page
     assert "<td class=n>5</td>" in page  # the first run's ok rows: 4 of winners_helpers, 1 markup row
     assert "sign(m) * g" in page and "90.000 ± 1.414" in page  # the confirmed record: mean ± std
-    assert "adam 87.750 ± 0.354" in page and "beats</span> adam" in page
+    assert "adam 87.750 ± 0.354" in page and "does not beat</span> adam" in page
+    assert "n=2, not enough seeds (5 needed), gain +2.25" in page
     assert "Baselines at the run's budget (seed 0): adam 88.000, sgd 70.000" in page
     assert page.count("<svg") >= 2 + 5 + 4  # progress, updates, formulas, curves
     assert "entropy" in page and "mean_reward" in page
@@ -121,7 +122,7 @@ def test_library_report(runs, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert "nos_report_1" in page and "transfer to convnet" in page and "70.500 ± 1.500" in page
-    assert "beats</span> adam" in page and "<svg" in page
+    assert "does not beat</span> adam" in page and "<svg" in page
 
 
 def test_evaluations_csv(runs, tmp_path: Path) -> None:
@@ -162,6 +163,7 @@ def test_rules_list_json_of_the_library(runs) -> None:
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["adam"]["source"] == "reference"
-    assert rows["nos_report_1"]["verdict"]["beats"] is True
+    assert rows["nos_report_1"]["verdict"]["outcome"] == "not enough seeds"
+    assert rows["nos_report_1"]["verdict"]["n"] == 2
     assert rows["nos_report_1"]["transfer"] == ["convnet"]
     assert rows["nos_report_1"]["confirmed_mean"] == 90.0

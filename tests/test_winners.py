@@ -12,17 +12,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from scipy.stats import ttest_rel
 
 import discovered_rules
 from child_tasks import train
-from discovered_rules import make_record
+from child_tasks.compare import paired
+from discovered_rules import MIN_SEEDS, Verdict, make_record, paired_test, verdict
 from dsl import canonical_key, parse
 from dsl.optimizer import RuleOptimizer
 from search.config import SearchConfig
 from search.results.winners import (ConfirmSection, _free_name, confirm_and_export, confirmation_seeds,
-                                    confirmed_task, record_name, run_records, verdict)
+                                    confirmed_task, record_name, run_records)
 from search.store import RunStore, StoreError
 from tests.search_helpers import tiny_config
+from tests.verdict_cases import VERDICT_CASES
 from tests.winners_helpers import make_run
 
 torch.set_num_threads(1)
@@ -73,12 +76,11 @@ def test_records_hold_the_confirmation_and_load(confirmed) -> None:
         assert rec.baselines == {"adam": table.row("adam").rewards, "sgd": table.row("sgd").rewards}
         assert rec.curves == {r.seed: r.val_curve for r in table.row(rec.name).results}
         best_baseline = max(("adam", "sgd"), key=lambda b: table.row(b).mean)
-        gain, z = table.paired(rec.name, best_baseline)
-        assert (rec.verdict.best_baseline, rec.verdict.gain, rec.verdict.z) == (best_baseline, gain, z)
-        assert rec.verdict.beats == (gain > 0 and z >= 2)
-        verb = "beat" if rec.verdict.beats else "did not beat"
+        test = paired_test(table.row(rec.name).rewards, table.row(best_baseline).rewards)
+        assert rec.verdict == Verdict(best_baseline=best_baseline, outcome="not enough seeds", n=2,
+                                      gain=test.gain, t=test.t, p=test.p)  # 2 seeds: never "beats"
         docstring = " ".join(exported.py_path.read_text().split())
-        assert f"It {verb} the best baseline, {best_baseline}" in docstring
+        assert f"it does not beat {best_baseline}: n=2, not enough seeds (5 needed)" in docstring
         assert rec.hyper["lr"] in (0.01, 0.1) and set(rec.hyper) == {"lr"}
         confirmation_entry = rec.config.pop("confirmation")
         assert rec.config == run_config  # the run's config, with the confirmation beside it
@@ -175,18 +177,31 @@ def test_a_taken_name_is_never_replaced_but_by_the_same_rule_of_the_same_run_wit
     assert _free_name(folder, "nos_ab12cd_1", "another-run", key, True, set()) == ("nos_ab12cd_1_2", other)
 
 
-@pytest.mark.parametrize("rewards, baselines, expected", [
-    ([0.9, 0.8, 0.85], {"adam": [0.5, 0.4, 0.45], "sgd": [0.1, 0.1, 0.1]}, ("adam", 0.4, True)),
-    ([0.5, 0.41, 0.45], {"adam": [0.5, 0.4, 0.45], "sgd": [0.1, 0.1, 0.1]}, ("adam", 0.01 / 3, False)),
-    ([0.4, 0.3, 0.35], {"adam": [0.5, 0.4, 0.45]}, ("adam", -0.1, False)),
-    ([0.9], {"adam": [0.5]}, ("adam", 0.4, False)),  # one seed: no z, no claim
-])
-def test_the_verdict_is_against_the_best_baseline_paired_by_seed(rewards, baselines, expected) -> None:
+@pytest.mark.parametrize("case", VERDICT_CASES)
+def test_the_verdict_is_a_one_sided_paired_t_test_on_enough_seeds(case: str) -> None:
+    rewards, baselines, (best, outcome) = VERDICT_CASES[case]
     v = verdict(rewards, baselines)
-    assert (v.best_baseline, v.beats) == (expected[0], expected[2])
-    assert v.gain == pytest.approx(expected[1])
-    assert (v.z is None) == (len(rewards) == 1)
+    assert (v.best_baseline, v.outcome, v.beats, v.n) == (best, outcome, outcome == "beats", len(rewards))
+    diffs = [r - b for r, b in zip(rewards, baselines[best], strict=True)]
+    assert v.gain == pytest.approx(sum(diffs) / len(diffs))
+    if len(rewards) == 1:
+        assert v.t is None and v.p is None
+    elif len(set(diffs)) > 1:  # scipy's test itself, and its t is the z of child_tasks.compare.paired
+        expected = ttest_rel(rewards, baselines[best], alternative="greater")
+        assert (v.t, v.p) == pytest.approx((expected.statistic, expected.pvalue))
+        assert v.t == pytest.approx(paired(rewards, baselines[best])[1])
+    if outcome == "beats":
+        assert v.n >= MIN_SEEDS and v.p <= 0.05
+    if v.n < MIN_SEEDS:  # whatever the gain: "not enough seeds", and the text says how many are needed
+        assert v.outcome == "not enough seeds"
+        assert v.describe().startswith(f"does not beat {best}: n={v.n}, not enough seeds (5 needed), gain ")
     assert verdict(rewards, {}) is None
+
+
+def test_a_paired_test_needs_pairs() -> None:
+    with pytest.raises(ValueError, match="as many values on each side, got 2 and 3"):
+        paired_test([1.0, 2.0], [1.0, 2.0, 3.0])
+    assert paired_test([1.0] * 5, [1.0] * 5) == (5, 0.0, 0.0, 0.5)  # no difference at all: no claim
 
 
 def test_exporting_again_takes_a_new_name_and_force_keeps_transfer_results(confirmed, tmp_path) -> None:

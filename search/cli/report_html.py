@@ -14,10 +14,9 @@ import datetime
 import html
 from collections.abc import Iterable, Sequence
 
-from discovered_rules import RuleRecord
+from discovered_rules import MIN_SEEDS, RuleRecord, verdict
 from search.cli.report_data import RunData, TopRule, mean_std, rule_forms
 from search.cli.report_figures import curves_svg, formula_svg, progress_svg, updates_svg
-from search.results.winners import verdict
 from search.store import STATUSES
 
 STYLE = """
@@ -95,10 +94,8 @@ def verdict_cell(rec: RuleRecord | None) -> str:
         v, note = verdict(list(rec.rewards.values()), rec.baselines), " (computed here: the record has none)"
     if v is None:
         return "<span class=muted>no verdict</span>"
-    z = "n/a" if v.z is None else f"{v.z:.2f}"
     word = "<span class=yes>beats</span>" if v.beats else "<span class=no>does not beat</span>"
-    return (f"{word} {_e(v.best_baseline)}<br><span class=muted>paired gain {v.gain:+.3f}, z {_e(z)}"
-            f"{_e(note)}</span>")
+    return f"{word} {_e(v.best_baseline)}<br><span class=muted>{_e(v.details())}{_e(note)}</span>"
 
 
 def confirmation_cell(rec: RuleRecord | None) -> str:
@@ -128,7 +125,8 @@ def _best_rules(run: RunData) -> str:
              *((_task_cell(r, t), True) for t in run.tasks),
              (confirmation_cell(r.record), False), (verdict_cell(r.record), False)] for r in run.top]
     note = ("confirmed: trained again with more seeds at a longer budget next to the baselines "
-            "(nos rules export); beats: a paired gain above 0 at z >= 2 on those seeds")
+            f"(nos rules export); beats: at least {MIN_SEEDS} paired seeds and a one-sided paired t-test at "
+            "p <= 0.05 on those seeds (n, gain, t, p); with fewer, not enough seeds")
     return _table(header, rows, note)
 
 

@@ -206,20 +206,21 @@ def export(
 
 def print_confirmation(console: Console, confirmed) -> None:
     """The confirmation table, each exported record with its verdict, and plainly whether any rule beat
-    the best baseline (`search.results.winners.verdict`)."""
+    the best baseline (`discovered_rules.verdict`)."""
+    from discovered_rules import MIN_SEEDS
+
     wide(console).print(confirmed.table.to_rich())
     for item in confirmed.exported:
         v = item.record.verdict
-        said = "" if v is None else (
-            f"  ({'beats' if v.beats else 'does not beat'} {v.best_baseline}: paired gain {v.gain:+.4g}, "
-            f"z {'n/a' if v.z is None else f'{v.z:.2g}'})")
+        said = "" if v is None else f"  ({v.describe()})"
         console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}{said}",
                       highlight=False, soft_wrap=True)
     verdicts = [e.record.verdict for e in confirmed.exported if e.record.verdict is not None]
     if verdicts and not any(v.beats for v in verdicts):
         console.print(f"No discovered rule beat the best baseline ({verdicts[0].best_baseline}) on the "
-                      f"confirmation seeds {confirmed.table.seeds} (a gain above 0 at z >= 2); the records "
-                      "say so.", highlight=False, soft_wrap=True)
+                      f"confirmation seeds {confirmed.table.seeds} (that takes at least {MIN_SEEDS} paired "
+                      "seeds and a one-sided paired t-test at p <= 0.05); the records say so.",
+                      highlight=False, soft_wrap=True)
 
 
 def transfer(

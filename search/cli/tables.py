@@ -90,7 +90,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
         if key == "scores" and isinstance(value, dict):
             out.update({f"score:{task}": score for task, score in value.items()})
         elif key == "verdict":
-            for part in ("best_baseline", "gain", "z", "beats"):
+            for part in ("best_baseline", "outcome", "n", "gain", "t", "p"):
                 out[f"verdict_{part}"] = None if value is None else value.get(part)
         elif isinstance(value, dict | list):
             out[key] = json.dumps(_plain(value), sort_keys=True)

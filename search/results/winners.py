@@ -16,10 +16,12 @@ the val-metric curve per seed, the most often chosen lr as the optimizer's defau
 ``config`` the run's config with a ``confirmation`` entry (the confirmed task, seeds, scale, the rule's
 search rank, reward and evaluation id).
 
-Each record carries its verdict (`discovered_rules.Verdict`): the paired gain over the best baseline (the
-highest mean on the confirmation seeds) and its z; it beats that baseline when the gain is above 0 at
-z >= 2 (``BEATS_Z``). A rule that did not is exported all the same, and recorded, shown and described in
-its generated module as one that did not.
+Each record carries its verdict (`discovered_rules.Verdict`, by `discovered_rules.verdict`) against the
+best baseline (the highest mean on the confirmation seeds): n paired seeds, the gain (mean paired
+difference), t and p of a one-sided paired t-test; it beats that baseline with at least
+`discovered_rules.MIN_SEEDS` (5) seeds and p <= 0.05, and with fewer its outcome is "not enough seeds". A
+rule that did not beat it is exported all the same, and recorded, shown and described in its generated
+module as one that did not.
 
 Names are ``nos_<run short id>_<rank>`` with the rank in the search: stable for a run, lower-case, never a
 reference rule's name. Exporting never silently replaces a record: where the name is taken, the record
@@ -46,11 +48,11 @@ from typing import Any
 from rich.console import Console
 
 import discovered_rules
-from child_tasks.compare import ComparisonTable, paired
+from child_tasks.compare import ComparisonTable
 from child_tasks.config import TaskConfig, override
 from child_tasks.reward import Evaluation as TaskEvaluation
 from child_tasks.suite import Suite
-from discovered_rules import RecordError, RuleRecord, Verdict, best_baseline, make_record
+from discovered_rules import RecordError, RuleRecord, make_record, verdict
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
 from search.results.comparison import compare_on_ray, contenders
 from search.store import Evaluation, RunStore, StoreError
@@ -104,7 +106,6 @@ def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
     return override(task, changes)
 
 
-BEATS_Z = 2.0  # a confirmed gain over the best baseline counts when its z is at least this
 
 
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
@@ -201,18 +202,6 @@ def records_folder(store: RunStore, given: str | Path | None) -> Path:
     if store.records_dir is None or given is not None:
         store.remember_records_dir(folder)
     return Path(store.records_dir)
-
-
-def verdict(rewards: Sequence[float], baselines: dict[str, list[float]]) -> Verdict | None:
-    """The rule against the baseline of highest mean reward, paired by seed (module docstring)."""
-    found = best_baseline(baselines)
-    if found is None:
-        return None
-    name = found[0]
-    gain, z = paired(rewards, baselines[name])
-    z_value = None if math.isnan(z) else z
-    return Verdict(best_baseline=name, gain=gain, z=z_value,
-                   beats=gain > 0 and z_value is not None and z_value >= BEATS_Z)
 
 
 def _record(name: str, row: Evaluation, rank: int, results: list[TaskEvaluation],
