@@ -101,8 +101,9 @@ def train_batch(optimizers: Sequence[Optimizer], task: TaskConfig | str | Path, 
 
 
 def batchable(config: TaskConfig) -> bool:
-    """Whether `train_batch` batches ``config``'s trainings (else it trains them one at a time)."""
-    return config.task != "nmt" and not getattr(config.model, "dropout", 0.0)
+    """Whether `train_batch` batches ``config``'s trainings (else it trains them one at a time): image
+    classification only (the held-out panel's tabular, regression, adding and lm tasks are trained alone)."""
+    return config.task in ("digits", "mnist1d", "cifar10") and not getattr(config.model, "dropout", 0.0)
 
 
 def _train_group(specs: list[OptimizerSpec], config: TaskConfig, seed: int, args: dict[str, Any],
@@ -421,7 +422,7 @@ class _Batch:
                     metric, loss = m.last_eval[1], m.last_eval[2]
                     self.log(f"{ev.spec.label} lr={m.lr:g}: short-run {self.config.metric} {metric:.2f}, "
                              f"val loss {loss:.4f}")
-                    key = _choice_key(m, self.config.reward, metric, loss)
+                    key = _choice_key(m, self.config, metric, loss)
                     if best is None or key > best[0]:
                         best = (key, m)
                 else:

@@ -31,7 +31,13 @@ from configuration.files import path_from_env
 # source checkout's configs/ beside the packages (an editable install, or the repository itself).
 _SHIPPED = Path(__file__).resolve().parent / "configs"
 CONFIG_DIR = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parents[1] / "configs"
-TASKS = ("digits", "mnist1d", "cifar10", "nmt")
+TASKS = ("digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "lm")
+# Validation metrics, and the tasks that report each: every metric is either higher- or lower-is-better
+# (`higher_is_better`); accuracy and BLEU are on a 0-100 scale, mse on the task's (standardised) target.
+HIGHER_IS_BETTER = {"accuracy": True, "bleu": True, "mse": False, "perplexity": False}
+TASK_METRICS = {"digits": ("accuracy",), "mnist1d": ("accuracy",), "cifar10": ("accuracy",),
+                "nmt": ("accuracy", "bleu"), "tabular": ("accuracy",), "regression": ("mse",),
+                "adding": ("mse",), "lm": ("perplexity", "accuracy")}
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 CACHE_ENV = "NOS_CACHE_DIR"
 
@@ -83,6 +89,30 @@ class ConvNet1DConfig(Strict):
     width: int = Field(25, ge=1)
 
 
+class RNNConfig(Strict):
+    """A recurrent network (LSTM or GRU): ``layers`` layers of ``hidden`` units, read out at the last step."""
+    name: Literal["rnn"]
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(1, ge=1, le=8)
+
+
+class CausalLMConfig(Strict):
+    """A small pre-norm decoder-only Transformer language model."""
+    name: Literal["causal_transformer"]
+    layers: int = Field(2, ge=1)
+    d_model: int = Field(32, ge=8)
+    heads: int = Field(2, ge=1)
+    ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> CausalLMConfig:
+        if self.d_model % self.heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        return self
+
+
 class MLPConfig(Strict):
     """A ReLU MLP: ``layers`` hidden layers of ``hidden`` units (the MNIST-1D paper's: 2 of 100)."""
     name: Literal["mlp"]
@@ -90,11 +120,12 @@ class MLPConfig(Strict):
     layers: int = Field(2, ge=0, le=16)
 
 
-ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | ConvNet1DConfig | MLPConfig,
-                        Field(discriminator="name")]
+ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | ConvNet1DConfig | MLPConfig
+                        | RNNConfig | CausalLMConfig, Field(discriminator="name")]
 # Which models each task's data fits: images take 2D convs, MNIST-1D's signals 1D convs or an MLP.
 TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn", "mlp"),
-               "mnist1d": ("cnn1d", "mlp"), "nmt": ("transformer",)}
+               "mnist1d": ("cnn1d", "mlp"), "nmt": ("transformer",), "tabular": ("mlp",),
+               "regression": ("mlp",), "adding": ("rnn",), "lm": ("causal_transformer",)}
 
 
 # --- data (the kind is the task's name, filled in from `task`) ---------------------------------------
@@ -145,7 +176,67 @@ class NMTData(Strict):
     lowercase: bool = False
 
 
-DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData, Field(discriminator="kind")]
+class TabularData(Strict):
+    """Tabular classification (child_tasks.generated.load_tabular): scikit-learn's make_classification
+    generated from ``data_seed`` (the ``n_*``, ``class_sep`` and ``flip_y`` keys shape it), or the bundled
+    wine or breast_cancer sets; split once by ``split_seed``."""
+    kind: Literal["tabular"] = "tabular"
+    source: Literal["make_classification", "wine", "breast_cancer"] = "make_classification"
+    n_samples: int = Field(6000, ge=100, le=1_000_000)
+    n_features: int = Field(20, ge=2, le=1000)
+    n_informative: int = Field(8, ge=1)
+    n_classes: int = Field(4, ge=2, le=100)
+    class_sep: float = Field(1.0, gt=0.0)
+    flip_y: float = Field(0.02, ge=0.0, lt=1.0, description="fraction of labels assigned at random")
+    data_seed: int = Field(0, ge=0, lt=2**32)
+    split_seed: int = 0
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _informative_fit(self) -> TabularData:
+        if self.n_informative > self.n_features:
+            raise ValueError(f"n_informative ({self.n_informative}) is more than n_features "
+                             f"({self.n_features})")
+        return self
+
+
+class RegressionData(Strict):
+    """Regression (child_tasks.generated.load_regression): make_friedman1 generated from ``data_seed``,
+    or the bundled diabetes set; features and target standardised with the training split's statistics."""
+    kind: Literal["regression"] = "regression"
+    source: Literal["friedman1", "diabetes"] = "friedman1"
+    n_samples: int = Field(6000, ge=100, le=1_000_000)
+    n_features: int = Field(10, ge=5, le=1000, description="friedman1: 5 informative, the rest noise")
+    noise: float = Field(1.0, ge=0.0)
+    data_seed: int = Field(0, ge=0, lt=2**32)
+    split_seed: int = 0
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+
+
+class AddingData(Strict):
+    """The adding problem (child_tasks.generated.load_adding), generated from ``data_seed``."""
+    kind: Literal["adding"] = "adding"
+    seq_len: int = Field(30, ge=2, le=10_000)
+    n_train: int = Field(6400, ge=1)
+    n_val: int = Field(1000, ge=1)
+    n_test: int = Field(1000, ge=1)
+    data_seed: int = Field(0, ge=0, lt=2**32)
+
+
+class LMData(Strict):
+    """Sentences of one side of the embedded synthetic language pair, for a language model."""
+    kind: Literal["lm"] = "lm"
+    side: Literal["source", "target"] = "target"
+    n_train: int = Field(6400, ge=1)
+    n_val: int = Field(500, ge=1)
+    n_test: int = Field(500, ge=1)
+    split_seed: int = Field(0, description="the sentence generator's seed")
+
+
+DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData | TabularData | RegressionData
+                       | AddingData | LMData, Field(discriminator="kind")]
 
 
 # --- the task ---------------------------------------------------------------------------------------
@@ -169,12 +260,14 @@ class Reference(Strict):
 class TaskConfig(Strict):
     """What a rule is trained on, for how long, and how it is scored."""
     name: str = Field("", description="the config's name (its file stem)")
-    task: Literal["digits", "mnist1d", "cifar10", "nmt"]
+    task: Literal["digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "lm"]
     model: ModelConfig
     data: DataConfig
-    metric: Literal["accuracy", "bleu"] = Field("accuracy", description="what tables show, on validation")
+    metric: Literal["accuracy", "bleu", "mse", "perplexity"] = Field(
+        "accuracy", description="the validation metric: what tables show and panels compare")
     reward: Literal["accuracy", "val_loss", "train_loss"] = Field(
-        "accuracy", description="accuracy: the validation metric, 0-100 (NOS's); val_loss: the final "
+        "accuracy", description="accuracy: the validation metric, 0-100 (NOS's), for metrics where higher "
+        "is better; val_loss: the final "
         "validation loss; train_loss: the mean training loss of the run (the area under its curve); the "
         "two losses are normalised against `reference` (1: tuned Adam, 0: no progress)")
     seeds_per_evaluation: int = Field(1, ge=1, le=64, description="training seeds averaged in one "
@@ -212,12 +305,27 @@ class TaskConfig(Strict):
         if self.model.name not in TASK_MODELS[self.task]:
             wanted = " or ".join(TASK_MODELS[self.task])
             raise ValueError(f"task {self.task!r} needs model {wanted}, got {self.model.name!r}")
-        if self.metric == "bleu" and self.task != "nmt":
-            raise ValueError(f"metric 'bleu' is for the nmt task, not {self.task!r} (use 'accuracy')")
+        if self.metric not in TASK_METRICS[self.task]:
+            owners = " or ".join(t for t, metrics in TASK_METRICS.items() if self.metric in metrics)
+            wanted = " or ".join(repr(m) for m in TASK_METRICS[self.task])
+            raise ValueError(f"metric {self.metric!r} is for the {owners} task, not {self.task!r} "
+                             f"(use {wanted})")
+        if self.reward == "accuracy" and not higher_is_better(self.metric):
+            raise ValueError(f"reward 'accuracy' scores the metric as higher-is-better, but "
+                             f"{self.metric!r} is lower-is-better: use reward 'val_loss' (or 'train_loss')")
         if self.short_run_epochs > self.epochs:
             raise ValueError(f"short_run_epochs ({self.short_run_epochs}) is longer than epochs "
                              f"({self.epochs})")
         return self
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of validation ``metric`` is the better one (accuracy, BLEU) or a smaller
+    (mse, perplexity): the one place a metric's direction is known."""
+    try:
+        return HIGHER_IS_BETTER[metric]
+    except KeyError:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(HIGHER_IS_BETTER)}") from None
 
 
 # --- loading and error messages ---------------------------------------------------------------------

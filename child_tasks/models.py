@@ -8,6 +8,8 @@
 * `TranslationTransformer`: a small pre-norm encoder-decoder for NMT with greedy decoding.
 * `ConvNet1D` and `MLP`: the MNIST-1D paper's small 1D ConvNet (three strided convs of 25 channels) and
   its MLP (two hidden layers of 100), with sizes from the task config.
+* `RecurrentRegressor` and `CausalTransformerLM`: the held-out panel's recurrent network (an LSTM or GRU
+  read out from its last state) and its small decoder-only language model.
 
 Token ids follow child_tasks/translation.py: PAD=0, BOS=1, EOS=2. They are repeated here rather than
 imported so that the models stand alone (the data module may change without touching the networks).
@@ -207,6 +209,67 @@ class TranslationTransformer(nn.Module):
             if bool(done.all()):
                 break
         return ys[:, 1:]
+
+
+class RecurrentRegressor(nn.Module):
+    """An LSTM or GRU over (N, L, features) sequences; a linear read-out of the last step's hidden state
+    gives one value per sequence (N,)."""
+
+    def __init__(self, features: int, hidden: int = 32, layers: int = 1, cell: str = "lstm") -> None:
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(features, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1]).squeeze(-1)
+
+
+class _CausalBlock(nn.Module):
+    """Pre-norm self-attention (causal) and a GELU feed-forward, each added back to its input."""
+
+    def __init__(self, d_model: int, heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff), nn.GELU(), nn.Linear(ff, d_model))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n, length, width = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        p = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        h = h + F.dropout(self.proj(attended.transpose(1, 2).reshape(n, length, width)), p, self.training)
+        return h + F.dropout(self.ff(self.norm2(h)), p, self.training)
+
+
+class CausalTransformerLM(nn.Module):
+    """A small pre-norm decoder-only Transformer: logits (N, L, vocab) for the next token at each position
+    of (N, L) ids. Sentences are padded at the end only, so under the causal mask a real token never
+    attends to PAD: no padding mask is needed (what PAD positions predict is left out of the loss)."""
+
+    def __init__(self, vocab: int, d_model: int = 32, heads: int = 2, layers: int = 2, ff: int | None = None,
+                 dropout: float = 0.0, max_len: int = 64) -> None:
+        super().__init__()
+        if d_model % heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        ff = 4 * d_model if ff is None else ff
+        self.d_model, self.max_len = d_model, max_len
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=PAD)
+        self.register_buffer("positions", _sinusoids(max_len, d_model), persistent=False)
+        self.blocks = nn.Sequential(*(_CausalBlock(d_model, heads, ff, dropout) for _ in range(layers)))
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.shape[1] > self.max_len:
+            raise ValueError(f"sequence of length {ids.shape[1]} is longer than max_len={self.max_len}")
+        h = self.embed(ids) * math.sqrt(self.d_model) + self.positions[:ids.shape[1]]
+        return self.out(self.norm(self.blocks(h)))
 
 
 def _sinusoids(length: int, dim: int) -> torch.Tensor:

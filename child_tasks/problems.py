@@ -3,21 +3,26 @@
 `make_problem(config, device)` loads the config's data once (the loaders cache it per process), moves
 it to the device, and returns a `Problem`: ``build_model()``, ``loss(model, index, generator)`` for a
 batch given by indices into the training split, and ``evaluate(model, split, metric)`` giving
-(metric, mean loss) on a split. Metrics are on a 0-100 scale: accuracy in percent, BLEU from sacrebleu;
-for translation, "accuracy" is next-token accuracy under teacher forcing.
+(metric, mean loss) on a split. Accuracy is in percent and BLEU from sacrebleu (0-100, higher is better);
+for translation and language models "accuracy" is next-token accuracy under teacher forcing. The
+held-out panel's metrics are lower-is-better (`child_tasks.config.higher_is_better`): "mse" of a
+regression (equal to its loss) and "perplexity" of a language model (exp of the mean loss per token).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from child_tasks.config import Cifar10Data, DigitsData, Mnist1DData, NMTData, TaskConfig
+from child_tasks.config import (AddingData, Cifar10Data, DigitsData, LMData, Mnist1DData, NMTData,
+                                RegressionData, TabularData, TaskConfig)
 from configuration.files import path_from_env
-from child_tasks.models import MLP, PAD, ConvNet, ConvNet1D, TranslationTransformer, WideResNet
+from child_tasks.models import (MLP, PAD, CausalTransformerLM, ConvNet, ConvNet1D, RecurrentRegressor,
+                                TranslationTransformer, WideResNet)
 
 
 class Problem(Protocol):
@@ -73,6 +78,92 @@ class ImageProblem:
         model.train()
         n = max(1, len(y))
         return 100.0 * correct / n, loss / n
+
+
+class RegressionProblem:
+    """Regression of one value per example: mean-squared error, which is both the loss and the metric."""
+
+    def __init__(self, data: Any, config: TaskConfig, device: torch.device) -> None:
+        self.data, self.config = data, config
+        self.splits = {s: (getattr(data, f"x_{s}").to(device), getattr(data, f"y_{s}").to(device))
+                       for s in ("train", "val", "test")}
+        self.n_train = len(self.splits["train"][1])
+
+    def build_model(self) -> nn.Module:
+        m, shape = self.config.model, self.data.input_shape
+        if m.name == "rnn":
+            return RecurrentRegressor(shape[-1], hidden=m.hidden, layers=m.layers, cell=m.cell)
+        return _Squeezed(MLP(shape, 1, hidden=m.hidden, layers=m.layers))
+
+    def loss(self, model: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x, y = self.splits["train"]
+        index = index.to(x.device)
+        return F.mse_loss(model(x[index]), y[index])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, metric: str) -> tuple[float, float]:
+        x, y = self.splits[split]
+        model.eval()
+        total, step = 0.0, self.config.eval_batch_size
+        for start in range(0, len(y), step):
+            total += float(F.mse_loss(model(x[start:start + step]), y[start:start + step], reduction="sum"))
+        model.train()
+        mse = total / max(1, len(y))
+        return mse, mse
+
+
+class _Squeezed(nn.Module):
+    """A network with one output unit, giving (N,) instead of (N, 1)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class LanguageModelProblem:
+    """A causal language model over sentences: next-token cross-entropy (PAD ignored); perplexity is the
+    exp of the mean loss per predicted token, "accuracy" the next-token accuracy."""
+
+    def __init__(self, data: Any, config: TaskConfig, device: torch.device) -> None:
+        self.data, self.config = data, config
+        self.splits = {s: getattr(data, s).to(device) for s in ("train", "val", "test")}
+        self.n_train = len(self.splits["train"])
+
+    def build_model(self) -> nn.Module:
+        m = self.config.model
+        return CausalTransformerLM(len(self.data.vocab), d_model=m.d_model, heads=m.heads, layers=m.layers,
+                                   ff=m.ff, dropout=m.dropout, max_len=self.data.max_len)
+
+    @staticmethod
+    def _logits(model: nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets of the real (non-PAD) next tokens only: the softmax over the vocabulary is
+        most of a step's cost, and padding is a third of a batch."""
+        ids = TranslationProblem._trim(ids)
+        target = ids[:, 1:]
+        real = target != PAD
+        return model(ids[:, :-1])[real], target[real]
+
+    def loss(self, model: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        ids = self.splits["train"]
+        return F.cross_entropy(*self._logits(model, ids[index.to(ids.device)]))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, metric: str) -> tuple[float, float]:
+        ids = self.splits[split]
+        model.eval()
+        total, correct, tokens, step = 0.0, 0, 0, self.config.eval_batch_size
+        for start in range(0, len(ids), step):
+            logits, target = self._logits(model, ids[start:start + step])
+            total += float(F.cross_entropy(logits, target, reduction="sum"))
+            correct, tokens = correct + int((logits.argmax(-1) == target).sum()), tokens + len(target)
+        model.train()
+        tokens = max(1, tokens)
+        loss = total / tokens
+        value = 100.0 * correct / tokens if metric == "accuracy" else math.exp(min(loss, 700.0))
+        return value, loss
 
 
 class TranslationProblem:
@@ -143,8 +234,11 @@ class TranslationProblem:
 
 
 def load_data(config: TaskConfig) -> Any:
-    """The config's data: an ImageData (digits, mnist1d, cifar10) or a TranslationData (nmt)."""
+    """The config's data: an ImageData (digits, mnist1d, cifar10), a TranslationData (nmt), an ArrayData
+    (tabular, regression, adding) or a LanguageModelData (lm)."""
     d = config.data
+    if isinstance(d, TabularData | RegressionData | AddingData | LMData):
+        return _load_generated(d)
     if isinstance(d, DigitsData):
         from child_tasks.datasets import load_image_task
 
@@ -162,6 +256,20 @@ def load_data(config: TaskConfig) -> Any:
         return load_image_task("cifar10", path=d.path, variable=d.path_env, val_size=d.val_size,
                                seed=d.split_seed, augment=d.augment)
     return _load_translation(d)
+
+
+def _load_generated(d: TabularData | RegressionData | AddingData | LMData) -> Any:
+    from child_tasks import generated  # the loaders cache their data per process
+
+    options = d.model_dump(exclude={"kind"})
+    if isinstance(d, TabularData):
+        return generated.load_tabular(**options)
+    if isinstance(d, RegressionData):
+        return generated.load_regression(**options)
+    if isinstance(d, AddingData):
+        return generated.load_adding(**options)
+    return generated.load_synthetic_lm(n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, side=d.side,
+                                       seed=d.split_seed)
 
 
 def _load_translation(d: NMTData) -> Any:
@@ -183,4 +291,8 @@ def make_problem(config: TaskConfig, device: torch.device, data: Any = None) -> 
     data = load_data(config) if data is None else data
     if config.task == "nmt":
         return TranslationProblem(data, config, device)
-    return ImageProblem(data, config, device)
+    if config.task in ("regression", "adding"):
+        return RegressionProblem(data, config, device)
+    if config.task == "lm":
+        return LanguageModelProblem(data, config, device)
+    return ImageProblem(data, config, device)  # digits, mnist1d, cifar10 and tabular: classification

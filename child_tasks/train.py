@@ -4,15 +4,17 @@
 
 1. every lr of the config's grid gets a short run, all from the same initial weights and batch order;
 2. the lr whose short run scores best by the task's reward kind is continued, not restarted, to the full
-   budget: the validation metric with ties broken by validation loss (``reward: accuracy``, NOS's), the
+   budget: the validation metric (in its direction, `child_tasks.config.higher_is_better`) with ties
+   broken by validation loss (``reward: accuracy``, NOS's), the
    validation loss (``val_loss``), or the mean training loss so far (``train_loss``);
 3. the result holds the validation metric (the reward), the test metric (for reporting only), the
    per-epoch curves, the chosen lr and the short-run score of every lr tried.
 
 A rule can never crash the caller: a non-finite loss or weight, a loss above ``blowup_factor`` times the
 run's first loss, an exception raised by the optimizer, or the evaluation's wall-time limit ends that run
-early with reward 0 and a reason. Metrics are on a 0-100 scale (accuracy in percent, BLEU as sacrebleu
-gives it), so rewards of different tasks read alike.
+early with reward 0 and a reason. Accuracy (percent) and BLEU (as sacrebleu gives it) are on a 0-100
+scale, so rewards of different tasks read alike; `TrainResult.val_metric` is always the task's metric,
+also where it is lower-is-better (mse, perplexity: held-out panel tasks, whose reward is a loss).
 
 Same rule, seed and config give the same result on CPU: the model's initialisation, the batch order
 (an index permutation from a seeded generator), augmentation and the rule's random operands all come
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from child_tasks.config import TaskConfig, load_task_config
+from child_tasks.config import TaskConfig, higher_is_better, load_task_config
 from child_tasks.optimizers import BASELINES, OptimizerSpec, resolve_optimizer
 from child_tasks.problems import Problem, make_problem
 from configuration.files import json_safe
@@ -57,8 +59,9 @@ class TrainResult:
     optimizer: str  # label: the baseline's or known rule's name, or the rule text
     task: str
     seed: int
-    metric: str  # "accuracy" (percent) or "bleu"
-    val_metric: float  # the reward; 0 when the run ended early
+    metric: str  # "accuracy" (percent), "bleu", "mse" or "perplexity" (child_tasks.config.HIGHER_IS_BETTER)
+    val_metric: float  # the task's validation metric (the reward of `reward: accuracy`); when the run ended,
+    # the metric's worst value: 0 (higher is better) or inf (lower is better: mse, perplexity)
     test_metric: float
     lr: float | None  # the chosen lr; None when every lr of the grid failed
     lr_trials: list[LrTrial]
@@ -177,7 +180,7 @@ def _evaluate(spec: OptimizerSpec, problem: Problem, plan: _Plan, grid: list[flo
                 metric, loss = _score(run, problem, plan)
                 trials.append(LrTrial(lr, metric, loss, "ok"))
                 log(f"{spec.label} lr={lr:g}: short-run {config.metric} {metric:.2f}, val loss {loss:.4f}")
-                key = _choice_key(run, config.reward, metric, loss)
+                key = _choice_key(run, config, metric, loss)
                 if best is None or key > best[0]:
                     best = (key, run)  # the run itself: the winner continues from here
             else:
@@ -211,8 +214,8 @@ def _evaluate(spec: OptimizerSpec, problem: Problem, plan: _Plan, grid: list[flo
             trials[0] = LrTrial(run.lr, val_metric, run.last_eval[2] if run.last_eval else None, "ok")
         else:
             trials[0] = LrTrial(run.lr, 0.0, None, ended.status, ended.reason)
-    if ended is not None:
-        val_metric = test_metric = 0.0
+    if ended is not None:  # the metric's worst value: 0 where higher is better, inf where lower is
+        val_metric = test_metric = 0.0 if higher_is_better(config.metric) else math.inf
     return TrainResult(
         optimizer=spec.label, task=config.name or config.task, seed=seed, metric=config.metric,
         val_metric=val_metric, test_metric=test_metric, lr=run.lr if run is not None else None,
@@ -223,14 +226,15 @@ def _evaluate(spec: OptimizerSpec, problem: Problem, plan: _Plan, grid: list[flo
         mean_train_loss=None if ended or not run.step else run.loss_sum / run.step)
 
 
-def _choice_key(run: _Run, reward: str, metric: float, loss: float) -> tuple[float, ...]:
-    """How an lr's short run ranks (higher is better): by the quantity the reward is made of, so that
-    the lr chosen is the one the reward favours."""
+def _choice_key(run: _Run, config: TaskConfig, metric: float, loss: float) -> tuple[float, ...]:
+    """How an lr's short run ranks (higher is better): by the quantity ``config``'s reward is made of, so
+    that the lr chosen is the one the reward favours."""
+    reward = config.reward
     if reward == "train_loss":
         return (-run.loss_sum / max(1, run.step),)
     if reward == "val_loss":
         return (-loss,)
-    return (metric, -loss)
+    return (metric if higher_is_better(config.metric) else -metric, -loss)
 
 
 def _new_run(spec: OptimizerSpec, problem: Problem, plan: _Plan, lr: float, seed: int,
