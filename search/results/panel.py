@@ -279,25 +279,26 @@ def cache_path(task: TaskConfig, baseline: str, seed: int) -> Path:
             / f"seed{seed}.json")
 
 
-def read_cached(task: TaskConfig, baseline: str, seed: int) -> tuple[bool, float | None]:
-    """(found, value) of a cached baseline value; a damaged entry is reported and counts as not found."""
+def read_cached(task: TaskConfig, baseline: str, seed: int) -> float | None:
+    """A cached baseline value, or None; a damaged entry is reported (one line) and counts as none."""
     path = cache_path(task, baseline, seed)
     if not path.is_file():
-        return False, None
+        return None
     try:
         entry = json.loads(read_bounded(path, MAX_CACHE_BYTES, "panel cache entry"))
         value = entry["val_metric"]
-        if entry.get("baseline") != baseline or entry.get("seed") != seed or not (
-                value is None or isinstance(value, int | float)):
-            raise ValueError("it holds another baseline, seed or no value")
+        if entry.get("baseline") != baseline or entry.get("seed") != seed:
+            raise ValueError("it holds another baseline or seed")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"its value is {value!r}, not a number")
     except (OSError, ValueError, KeyError, TypeError) as err:
         warnings.warn(f"panel cache {path} is damaged ({' '.join(str(err).split())}); training {baseline} "
                       f"seed {seed} on {task.name or task.task} again", PanelWarning, stacklevel=2)
-        return False, None
-    return True, None if value is None else float(value)
+        return None
+    return float(value)
 
 
-def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float | None) -> None:
+def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float) -> None:
     entry = {"task": task.name or task.task, "fingerprint": fingerprint(task), "baseline": baseline,
              "seed": seed, "seeds_per_evaluation": task.seeds_per_evaluation, "val_metric": value}
     try:  # a cache only: a read-only home must not end the panel
@@ -373,8 +374,8 @@ def run_panel(rule: str, *, text: str | None = None, seeds: int = PANEL_SEEDS,
     for seed in seed_list:  # seed-major, every task at once: each task's tail overlaps the others' work
         for i, task in enumerate(panel):
             for row in rows:
-                found, value = (False, None) if row is rows[0] else read_cached(task.config, row.label, seed)
-                if found:
+                value = None if row is rows[0] else read_cached(task.config, row.label, seed)
+                if value is not None:
                     values.setdefault((i, row.label), [None] * seeds)[seed] = value
                     hits[i, row.label] = hits.get((i, row.label), 0) + 1
                 else:
@@ -445,7 +446,9 @@ def _finish(done: Any, panel: list[_Task], values: dict[tuple[int, str], list[fl
     value = done.result["val_metric"]
     values.setdefault((job.task, job.row.label), [None] * seeds)[job.seed] = value
     seconds[job.task] = seconds.get(job.task, 0.0) + (done.result["duration"] or 0.0)
-    if job.row.optimizer.startswith("torch:"):  # a baseline: the same on every rule's panel
+    # A baseline is the same on every rule's panel; one that ended early (a time limit on a busy machine,
+    # say) is not cached, so that the next panel tries it again.
+    if job.row.optimizer.startswith("torch:") and value is not None:
         _write_cached(panel[job.task].config, job.row.label, job.seed, value)
 
 
