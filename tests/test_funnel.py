@@ -201,3 +201,18 @@ def test_listing_and_report_show_the_stages(ray_session, tmp_path) -> None:
     run = read_run(tmp_path, top=3)
     page = run_page([run])
     assert "stage 1 score" in page and "Baselines at stage 2" in page and run.funnel == listing.funnel
+
+
+def test_the_command_line_refuses_a_bad_stage_and_a_changed_funnel_on_resume(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", "--run-dir", str(tmp_path / "r"), "--set",
+                                 "funnel=[{promote: 2}]"], terminal_width=200)
+    assert result.exit_code == 2 and "funnel[0].promote: expected less than or equal to 1" in result.output
+    assert not (tmp_path / "r").exists(), "refused before anything is written"
+    result = runner.invoke(app, ["search", "--resume", str(tmp_path), "--set", "funnel=[]"],
+                           terminal_width=200)
+    assert result.exit_code == 2 and "--resume continues a run with its own config" in result.output

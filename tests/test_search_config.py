@@ -21,7 +21,8 @@ def test_quickstart_is_the_default_and_searches_the_embedded_suite_with_ppo() ->
     assert all(t.reward == "train_loss" for t in config.suite.tasks), "a continuous, normalised reward"
     assert config.wandb.mode == "disabled" and config.search.workers is None
     assert config.search.max_batches_ahead >= 1, "the workers train the next batch while PPO waits"
-    assert (config.confirm.top_k, config.confirm.seeds) == (3, 2), "a small confirmation at the end"
+    assert (config.confirm.top_k, config.confirm.seeds) == (3, 5), "a verdict takes 5 paired seeds"
+    assert "lion" in config.confirm.baselines, "lion among the baselines"
 
 
 def test_search_and_confirm_defaults() -> None:

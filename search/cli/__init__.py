@@ -299,8 +299,14 @@ def _print_summary(summary) -> None:
             ("worker busy fraction", "-" if busy is None else
              f"{busy:.0%}  (training seconds / ({summary.workers} workers x {summary.span_s:.1f} s from the "
              "first submission to the last result))"),
-            ("best reward", "-" if summary.best_reward is None else f"{summary.best_reward:.2f}"),
+            ("best reward", "-" if summary.best_reward is None else f"{summary.best_reward:.2f}" +
+             (f" (its score at funnel stage {summary.best_stage}, the highest it reached)"
+              if summary.best_stage else "")),
             ("best rule", summary.best_rule or "-")]
+    if summary.stages:
+        rows.insert(5, ("funnel", "rules that completed each stage: " + ", ".join(
+            f"stage {s}: {n}" for s, n in enumerate(summary.stages)) + f" ({summary.funnel_evaluations} "
+            "stage evaluations in this session, one per rule and seed)"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,6 +133,7 @@ class RunRow:
     text: str  # the rule language's, as short as the formula (`readable`): what the table shows
     gain: float | None  # search reward minus the best baseline at the run's budget
     record: RuleRecord | None  # the confirmed export of this rule, if any
+    stages: dict[int, float] = field(default_factory=dict)  # its score at each funnel stage it completed
 
     @property
     def confirmed_gain(self) -> float | None:
@@ -149,13 +150,20 @@ class RunListing:
     rows: list[RunRow]
     baselines: BaselineCache | None
     records_dir: Path
+    funnel: list[int] = field(default_factory=list)  # rules that completed each stage (with a funnel)
+
+    @property
+    def stages(self) -> int:
+        """The funnel's stages after stage 0."""
+        return max(0, len(self.funnel) - 1)
 
     def table(self) -> Table:
         table = Table(title=f"run {self.run_id} ({self.run_dir}), task {self.task}: best rules",
                       caption_justify="left")
         tasks = task_columns([row.evaluation for row in self.rows])
-        numeric = ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain")
-        for column in ("rank", "reward", *tasks, "gain", "confirmed", "conf. gain", "rule", "key"):
+        stages = [f"stage {s}" for s in range(1, self.stages + 1)]
+        numeric = ("rank", "reward", *tasks, *stages, "gain", "confirmed", "conf. gain")
+        for column in ("rank", "reward", *tasks, *stages, "gain", "confirmed", "conf. gain", "rule", "key"):
             table.add_column(column, justify="right" if column in numeric else "left",
                              overflow="fold", no_wrap=column == "key")
         for row in self.rows:
@@ -164,8 +172,9 @@ class RunListing:
             if rec is not None and rec.rewards:
                 mean, std = mean_std(list(rec.rewards.values()))
                 confirmed = f"{mean:.3f} ± {std:.3f} ({rec.name})"
+            scores = [f"{row.stages[s]:.3f}" if s in row.stages else "-" for s in range(1, self.stages + 1)]
             table.add_row(str(row.rank), f"{row.evaluation.reward:.3f}", *task_cells(row.evaluation, tasks),
-                          signed(row.gain), confirmed, signed(row.confirmed_gain), row.text,
+                          *scores, signed(row.gain), confirmed, signed(row.confirmed_gain), row.text,
                           row.evaluation.canonical_key or "-")
         table.caption = self.caption()
         return table
@@ -176,6 +185,11 @@ class RunListing:
 
         counts = ", ".join(f"{status} {self.counts.get(status, 0)}" for status in STATUSES)
         lines = [f"samples: {sum(self.counts.values())} ({counts})"]
+        if self.funnel:
+            reached = ", ".join(f"stage {s}: {n}" for s, n in enumerate(self.funnel))
+            lines.append(f"funnel: rules that completed each stage ({reached}); rules are ranked by the "
+                         "highest stage they completed, then their score there (stage k: mean reward over "
+                         "its seeds)")
         if self.baselines is None:
             lines.append("gain: the run has no baselines at its budget (nos rules list RUN_DIR "
                          "--compute-baselines trains them once)")
@@ -198,13 +212,17 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
                 directory: str | Path | None = None, address: str | None = None, progress: bool = True,
                 console: Console | None = None) -> RunListing:
     """The run's ``top`` best rules with their gains (module docstring); StoreError without a store."""
+    from search.funnel import funnel_counts, ranked, stages_of
     from search.results.baselines import run_baselines
     from search.results.winners import run_records
     from search.store import RunStore
 
     run_dir = Path(run_dir)
     with RunStore(run_dir, config=None, create=False) as store:
-        run_id, counts, best = store.run_id, store.counts(), store.best(top)
+        funnel = stages_of(store.config)
+        top_rules = ranked(store, top, funnel)
+        reached = funnel_counts(store, funnel)
+        run_id, counts, best = store.run_id, store.counts(), [r.row for r in top_rules]
         task = store.config.get("task", {})
         directory = directory if directory is not None else store.records_dir  # the run's own folder
     cache = run_baselines(run_dir, baselines, compute=compute, address=address, progress=progress,
@@ -214,8 +232,9 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
     best_reward = max(cache.rewards.values()) if cache is not None else None
     records = run_records(run_id, directory)
     rows = [RunRow(rank, row, formula(row.rule), readable(row.rule),
-                   None if best_reward is None else row.reward - best_reward, records.get(row.canonical_key))
-            for rank, row in enumerate(best, 1)]
+                   None if best_reward is None else row.reward - best_reward, records.get(row.canonical_key),
+                   at.scores)
+            for rank, (row, at) in enumerate(zip(best, top_rules, strict=True), 1)]
     name = (task.get("name") or task.get("task", "?")) if isinstance(task, dict) else str(task)
     return RunListing(run_dir, run_id, name, counts, rows, cache,
-                      discovered_rules.folder(directory))
+                      discovered_rules.folder(directory), reached)

@@ -20,6 +20,7 @@ import discovered_rules
 from discovered_rules import RuleRecord
 from dsl import RuleError, parse, to_latex, to_sympy
 from search.cli.browse import task_columns
+from search.funnel import baseline_scores, funnel_counts, ranked, stages_of
 from search.results.baselines import BaselineCache, read_cache
 from search.results.winners import run_records
 from search.store import FILENAME, STATUSES, Evaluation, RunStore, StoreError
@@ -51,6 +52,7 @@ class TopRule:
     formula: str | None
     latex: str | None
     record: RuleRecord | None
+    stages: dict[int, float] = field(default_factory=dict)  # its score at each funnel stage it completed
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class RunData:
     top: list[TopRule]
     tasks: list[str]  # the suite's task names, where the evaluations stored per-task scores
     baselines: BaselineCache | None  # the baselines at the run's own budget, when the run has them
+    funnel: list[int] = field(default_factory=list)  # rules that completed each funnel stage (stage 0 first)
+    stage_baselines: dict[int, dict[str, float]] = field(default_factory=dict)  # stage -> baseline -> score
 
     @property
     def label(self) -> str:
@@ -125,7 +129,9 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
     try:
         with RunStore(run_dir, config=None, create=False) as store:
             run_id, config, counts = store.run_id, store.config, store.counts()
-            rows, updates, best = store.evaluations(), store.updates(), store.best(top)
+            funnel = stages_of(config)
+            rows, updates, ranks = store.evaluations(), store.updates(), ranked(store, top, funnel)
+            reached, stage_baselines = funnel_counts(store, funnel), baseline_scores(store, funnel)
             directory = directory if directory is not None else store.records_dir  # the run's own folder
         baselines = read_cache(run_dir)
     except (StoreError, OSError, ValueError) as err:  # ConfigError (a bad baselines.json) is a ValueError
@@ -138,12 +144,13 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
         records = run_records(run_id, directory)
     except (discovered_rules.RecordError, OSError) as err:
         raise ReportError(" ".join(str(err).split())) from None
-    top_rules = [TopRule(rank, row, *rule_forms(row.rule), records.get(row.canonical_key))
-                 for rank, row in enumerate(best, 1)]
+    best = [r.row for r in ranks]
+    top_rules = [TopRule(rank, r.row, *rule_forms(r.row.rule), records.get(r.row.canonical_key), r.scores)
+                 for rank, r in enumerate(ranks, 1)]
     controller = config.get("controller", {})
     return RunData(run_dir, run_id, controller.get("kind", "?") if isinstance(controller, dict) else "?",
                    _task_name(config), counts, progress(rows), updates, top_rules, task_columns(best),
-                   baselines)
+                   baselines, reached, stage_baselines)
 
 
 def read_library(directory: str | Path | None = None) -> list[RuleRecord]:

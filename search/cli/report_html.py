@@ -118,11 +118,14 @@ def _task_cell(row: TopRule, task: str) -> str:
 
 
 def _best_rules(run: RunData) -> str:
+    stages = range(1, len(run.funnel))
     header = ["rank", "rule", "formula", "search reward", *(f"{t} score" for t in run.tasks),
+              *(f"stage {s} score" for s in stages),
               "confirmed (mean ± std) and baselines", "against the best baseline"]
     rows = [[(str(r.rank), True), (f"<code class=rule>{_e(r.evaluation.rule)}</code>", False),
              (formula_cell(r.formula, r.latex), False), (_num(r.evaluation.reward), True),
              *((_task_cell(r, t), True) for t in run.tasks),
+             *((_num(r.stages.get(s)), True) for s in stages),
              (confirmation_cell(r.record), False), (verdict_cell(r.record), False)] for r in run.top]
     note = ("confirmed: trained again with more seeds at a longer budget next to the baselines "
             f"(nos rules export); beats: at least {MIN_SEEDS} paired seeds and a one-sided paired t-test at "
@@ -157,6 +160,13 @@ def _run_section(run: RunData) -> str:
     if run.baselines is not None:
         said = ", ".join(f"{n} {v:.3f}" for n, v in run.baselines.rewards.items())
         parts.append(f"<p>Baselines at the run's budget (seed {run.baselines.seed}): {_e(said)}</p>")
+    if run.funnel:
+        reached = ", ".join(f"stage {s}: {n}" for s, n in enumerate(run.funnel))
+        parts.append(f"<p>Funnel: rules that completed each stage ({_e(reached)}); the best rules are ranked "
+                     "by the highest stage they completed, then their score there.</p>")
+        for stage, scores in sorted(run.stage_baselines.items()):
+            said = ", ".join(f"{n} {v:.3f}" for n, v in scores.items())
+            parts.append(f"<p>Baselines at stage {stage}: {_e(said)}</p>")
     parts.append(_best_rules(run) if run.top else "<p>No rule trained ok yet.</p>")
     for row in run.top:
         figure = _rule_curves(run, row)

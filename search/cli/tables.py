@@ -53,6 +53,7 @@ def listing_rows(listing: RunListing) -> list[dict[str, Any]]:
         tasks = ((e.result or {}).get("tasks") or {})
         rows.append({"run_id": listing.run_id, "rank": row.rank, "reward": e.reward,
                      "scores": {t: part.get("score") for t, part in tasks.items() if isinstance(part, dict)},
+                     "stages": {str(k): v for k, v in row.stages.items()},
                      "gain": row.gain, **_confirmed(row.record), "rule": e.rule, "formula": row.formula,
                      "canonical_key": e.canonical_key, "lr": e.lr, "evaluation_id": e.id})
     return rows

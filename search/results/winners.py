@@ -5,7 +5,8 @@
     confirmed.table.print()              # every winner and baseline, mean ± std over the seeds
     [e.record.name for e in confirmed.exported]     # ["nos_3f9a1c_1", ...]
 
-The top-K rules of the run's store (status ok, best reward first, one per canonical key) are trained again
+The top-K rules of the run's store (status ok, one per canonical key, in the funnel's order,
+`search.funnel.ranked`: the highest stage reached, then the score there) are trained again
 on the run's task or suite with each task's ``epochs`` (and time limit) scaled by ``budget_scale`` (so
 with reference values of its own, measured for the longer budget), on seeds other than the
 search's ``eval_seed`` (the seed that picked them, whose luck would flatter them), together with the
@@ -14,7 +15,7 @@ Each rule is then written by `discovered_rules.export` as ``<name>.json`` and ``
 formula, LaTeX and key (from `make_record`), the reward per seed, the baselines' rewards on the same seeds,
 the val-metric curve per seed, the most often chosen lr as the optimizer's default lr, the run id, and as
 ``config`` the run's config with a ``confirmation`` entry (the confirmed task, seeds, scale, the rule's
-search rank, reward and evaluation id).
+search rank, reward and evaluation id, and its score at each funnel stage it completed).
 
 Each record carries its verdict (`discovered_rules.Verdict`, by `discovered_rules.verdict`) against the
 best baseline (the highest mean on the confirmation seeds): n paired seeds, the gain (mean paired
@@ -37,7 +38,6 @@ calls it too.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -49,11 +49,11 @@ from rich.console import Console
 
 import discovered_rules
 from child_tasks.compare import ComparisonTable
-from child_tasks.config import TaskConfig, override
 from child_tasks.reward import Evaluation as TaskEvaluation
-from child_tasks.suite import Suite
+from child_tasks.suite import Suite, scaled_task
 from discovered_rules import RecordError, RuleRecord, make_record, verdict
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
+from search.funnel import ranked
 from search.results.comparison import compare_on_ray, contenders
 from search.store import Evaluation, RunStore, StoreError
 
@@ -89,23 +89,15 @@ def confirmation_seeds(count: int, eval_seed: int) -> list[int]:
 
 
 def confirmed_suite(suite: Suite, budget_scale: float) -> Suite:
-    """The suite with every task's budget scaled (`confirmed_task`) and its reference values current."""
+    """The suite with every task's budget scaled (`child_tasks.suite.scaled_task`) and its reference values
+    current."""
     def note(message: str) -> None:  # the longer budget is a new task: say so, not merely "stale"
         log.warning("confirmation at %g x the search's epochs: %s", budget_scale, message)
 
-    confirmed = Suite(suite.name, tuple(confirmed_task(t, budget_scale) for t in suite.tasks))
-    return confirmed.with_references(note)
+    return suite.scaled(budget_scale).with_references(note)
 
 
-def confirmed_task(task: TaskConfig, budget_scale: float) -> TaskConfig:
-    """The task with its epochs (at least the short run's) and time limit scaled by ``budget_scale``."""
-    epochs = max(round(task.epochs * budget_scale), math.ceil(task.short_run_epochs), 1)
-    changes: dict[str, Any] = {"epochs": epochs}
-    if task.time_limit_s is not None:
-        changes["time_limit_s"] = task.time_limit_s * max(budget_scale, 1.0)
-    return override(task, changes)
-
-
+confirmed_task = scaled_task  # (the confirmation's name for it, kept for callers)
 
 
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
@@ -136,8 +128,9 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     """
     baselines = check_baselines(baselines)
     with RunStore(run_dir, config=None, create=False) as store:
-        run_id, best = store.run_id, store.best(top_k)
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
+        run_id, top = store.run_id, ranked(store, top_k, config.funnel)
+        best = [r.row for r in top]
         run_config = store.config
         folder = records_folder(store, directory)  # before hours of training, not after
     if not best:
@@ -158,10 +151,11 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
                            description=f"confirm {len(best)} rules", console=console)
     baseline_rewards = {b: table.row(b).rewards for b in baselines}
     exported = []
-    for rank, row in enumerate(best, 1):
+    for rank, (row, at) in enumerate(zip(best, top, strict=True), 1):
         name = names[row.id]
         results = table.row(name).results  # never a baseline's label: names start with nos_
-        rec = _record(name, row, rank, results, baseline_rewards, run_id, run_config, task, budget_scale)
+        rec = _record(name, row, rank, results, baseline_rewards, run_id, run_config, task, budget_scale,
+                      at.scores)
         if previous[row.id] is not None and previous[row.id].transfer:
             rec = rec.model_copy(update={"transfer": previous[row.id].transfer})
         json_path, py_path = discovered_rules.export(rec, folder, overwrite=previous[row.id] is not None)
@@ -206,14 +200,15 @@ def records_folder(store: RunStore, given: str | Path | None) -> Path:
 
 def _record(name: str, row: Evaluation, rank: int, results: list[TaskEvaluation],
             baselines: dict[str, list[float]], run_id: str, run_config: dict[str, Any], task: Suite,
-            budget_scale: float) -> RuleRecord:
+            budget_scale: float, stages: dict[int, float]) -> RuleRecord:
     lrs = Counter(r.lr for r in results if r.lr is not None)
     # The lr the grid chose most often (ties: the one of the best seed) becomes the optimizer's default.
     best_lr = max(lrs, key=lambda lr: (lrs[lr], max(r.reward for r in results if r.lr == lr)), default=None)
     confirmation = {"task": task.to_mapping(), "seeds": [r.seed for r in results],
                     "tasks": {t: [r.tasks[t].summary() for r in results] for t in task.names},
                     "budget_scale": budget_scale, "search_rank": rank, "search_reward": row.reward,
-                    "search_lr": row.lr, "evaluation_id": row.id}
+                    "search_lr": row.lr, "evaluation_id": row.id,
+                    "funnel": {str(stage): score for stage, score in stages.items()}}
     return make_record(name, row.rule, task=task.name,
                        rewards={r.seed: r.reward for r in results}, baselines=baselines,
                        verdict=verdict([r.reward for r in results], baselines),
