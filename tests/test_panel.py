@@ -158,6 +158,29 @@ def test_baselines_are_cached_and_a_damaged_entry_is_trained_again(ray_session, 
     assert json.loads(damaged.read_text())["val_metric"] == first.cells[0].values["sgd"][1]
 
 
+def test_the_costliest_tasks_train_first(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    """Without Ray: the baselines come from the cache (with what each training took there), and the
+    rule's trainings are queued costliest task first."""
+    tasks = tiny_tasks(tmp_path)
+    for path, seconds in zip(tasks, (1.0, 5.0), strict=True):
+        for seed in (0, 1):
+            panel_module._write_cached(load_task_config(path), "sgd", seed, 80.0 + seed, seconds)
+    queued = []
+
+    def fake(panel, jobs, values, seeds, *rest):
+        for job in jobs:
+            queued.append((panel[job.task].key, job.row.label, job.seed))
+            values.setdefault((job.task, job.row.label), [None] * seeds)[job.seed] = 90.0
+        return {}, {}
+
+    monkeypatch.setattr(panel_module, "_train", fake)
+    result = run_panel("powersign", seeds=2, baselines=("sgd",), tasks=tasks, progress=False, save=False)
+    assert queued == [("tiny_6", "powersign", 0), ("tiny_6", "powersign", 1), ("tiny_4", "powersign", 0),
+                      ("tiny_4", "powersign", 1)]
+    assert [c.cached for c in result.cells] == [["sgd"], ["sgd"]]
+    assert [c.gain for c in result.cells] == [9.5, 9.5] and result.summary["wins"] == 2  # +10, +9: z 19
+
+
 def test_a_task_whose_data_is_missing_is_skipped_with_one_warning(tmp_path: Path) -> None:
     missing = override(load_task_config("cifar10_convnet"), {"data.path": str(tmp_path / "no-cifar")})
     tasks = [missing, *tiny_tasks(tmp_path)]

@@ -279,8 +279,9 @@ def cache_path(task: TaskConfig, baseline: str, seed: int) -> Path:
             / f"seed{seed}.json")
 
 
-def read_cached(task: TaskConfig, baseline: str, seed: int) -> float | None:
-    """A cached baseline value, or None; a damaged entry is reported (one line) and counts as none."""
+def read_cached(task: TaskConfig, baseline: str, seed: int) -> tuple[float, float] | None:
+    """A cached baseline value and the seconds its training took, or None; a damaged entry is reported
+    (one line) and counts as none."""
     path = cache_path(task, baseline, seed)
     if not path.is_file():
         return None
@@ -295,12 +296,14 @@ def read_cached(task: TaskConfig, baseline: str, seed: int) -> float | None:
         warnings.warn(f"panel cache {path} is damaged ({' '.join(str(err).split())}); training {baseline} "
                       f"seed {seed} on {task.name or task.task} again", PanelWarning, stacklevel=2)
         return None
-    return float(value)
+    took = entry.get("seconds")
+    return float(value), float(took) if isinstance(took, int | float) and not isinstance(took, bool) else 0.0
 
 
-def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float) -> None:
+def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float, seconds: float) -> None:
     entry = {"task": task.name or task.task, "fingerprint": fingerprint(task), "baseline": baseline,
-             "seed": seed, "seeds_per_evaluation": task.seeds_per_evaluation, "val_metric": value}
+             "seed": seed, "seeds_per_evaluation": task.seeds_per_evaluation, "val_metric": value,
+             "seconds": seconds}
     try:  # a cache only: a read-only home must not end the panel
         write_atomic(json.dumps(json_safe(entry)) + "\n", cache_path(task, baseline, seed))
     except OSError as err:
@@ -370,16 +373,21 @@ def run_panel(rule: str, *, text: str | None = None, seeds: int = PANEL_SEEDS,
         raise ValueError("no panel task is left to run (every one was skipped: see the warnings)")
     values: dict[tuple[int, str], list[float | None]] = {}
     hits: dict[tuple[int, str], int] = {}
+    took: dict[int, list[float]] = {}  # the cached trainings' seconds per task: what a training there costs
     jobs = []
     for seed in seed_list:  # seed-major, every task at once: each task's tail overlaps the others' work
         for i, task in enumerate(panel):
             for row in rows:
-                value = None if row is rows[0] else read_cached(task.config, row.label, seed)
-                if value is not None:
-                    values.setdefault((i, row.label), [None] * seeds)[seed] = value
+                found = None if row is rows[0] else read_cached(task.config, row.label, seed)
+                if found is not None:
+                    values.setdefault((i, row.label), [None] * seeds)[seed] = found[0]
                     hits[i, row.label] = hits.get((i, row.label), 0) + 1
+                    took.setdefault(i, []).append(found[1])
                 else:
                     jobs.append(_Job(i, row, seed))
+    # The costliest tasks first (as far as the cache knows; unknown ones count as costliest), so that the
+    # last trainings to finish are short ones and no worker waits long for the others.
+    jobs.sort(key=lambda job: -statistics.fmean(took[job.task]) if job.task in took else -math.inf)
     start = time.perf_counter()
     seconds, spans = _train(panel, jobs, values, seeds, address, workers, max_retries, progress, console,
                             f"panel of {label}")
@@ -449,7 +457,7 @@ def _finish(done: Any, panel: list[_Task], values: dict[tuple[int, str], list[fl
     # A baseline is the same on every rule's panel; one that ended early (a time limit on a busy machine,
     # say) is not cached, so that the next panel tries it again.
     if job.row.optimizer.startswith("torch:") and value is not None:
-        _write_cached(panel[job.task].config, job.row.label, job.seed, value)
+        _write_cached(panel[job.task].config, job.row.label, job.seed, value, done.result["duration"] or 0.0)
 
 
 def save_panel(result: PanelResult, rec: RuleRecord | None, directory: str | Path | None,
