@@ -198,6 +198,9 @@ class TabularData(Strict):
         if self.n_informative > self.n_features:
             raise ValueError(f"n_informative ({self.n_informative}) is more than n_features "
                              f"({self.n_features})")
+        if self.n_classes * 2 > 2 ** self.n_informative:  # make_classification: 2 clusters per class
+            raise ValueError(f"{self.n_classes} classes of 2 clusters need n_informative of at least "
+                             f"{math.ceil(math.log2(2 * self.n_classes))}, got {self.n_informative}")
         return self
 
 

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from child_tasks.translation import Vocab
 
 __all__ = ["ArrayData", "LanguageModelData", "TABULAR_SOURCES", "REGRESSION_SOURCES", "load_tabular",
            "load_regression", "load_adding", "load_synthetic_lm"]
@@ -83,7 +87,7 @@ class LanguageModelData:
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
-    vocab: object
+    vocab: Vocab
 
     @property
     def max_len(self) -> int:

@@ -108,6 +108,20 @@ def test_a_metric_that_does_not_fit_the_task_or_reward_is_refused(changes, messa
         override(load_task_config("panel_friedman_mlp"), changes)
 
 
+@pytest.mark.parametrize("name, changes, message", [
+    ("panel_tabular_mlp", {"data.n_informative": 2}, "data: 4 classes of 2 clusters need n_informative of at "
+                                                     "least 3, got 2"),
+    ("panel_tabular_mlp", {"data.n_informative": 30}, "n_informative (30) is more than n_features (20)"),
+    ("panel_friedman_mlp", {"data.source": "iris"}, "data.source: expected 'friedman1' or 'diabetes'"),
+    ("panel_lm_transformer", {"model.heads": 3}, "d_model (32) must be divisible by heads (3)"),
+    ("panel_adding_lstm", {"model.cell": "rnn"}, "model.cell: expected 'lstm' or 'gru'"),
+])
+def test_bad_panel_task_options_name_the_key(name, changes, message):
+    with pytest.raises(ConfigError) as info:
+        override(load_task_config(name), changes)
+    assert message in str(info.value)
+
+
 # --- data ------------------------------------------------------------------------------------------------
 
 def _same(a, b) -> bool:
