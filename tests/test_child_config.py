@@ -22,6 +22,7 @@ SHIPPED = {
     "cifar10_convnet": ("cifar10", "convnet", 5, 100, "accuracy"),
     "wrn_cifar10": ("cifar10", "wrn", None, None, "accuracy"),
     "nmt_synthetic": ("nmt", "transformer", None, None, "bleu"),
+    "nmt_tiny": ("nmt", "transformer", None, None, "accuracy"),
     "mnist1d_cnn": ("mnist1d", "cnn1d", None, 100, "accuracy"),
     "mnist1d_mlp": ("mnist1d", "mlp", None, 100, "accuracy"),
 }
