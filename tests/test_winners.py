@@ -17,12 +17,13 @@ from scipy.stats import ttest_rel
 import discovered_rules
 from child_tasks import train
 from child_tasks.compare import paired
+from child_tasks.suite import scaled_task
 from discovered_rules import MIN_SEEDS, Verdict, make_record, paired_test, verdict
 from dsl import canonical_key, parse
 from dsl.optimizer import RuleOptimizer
 from search.config import SearchConfig
 from search.results.winners import (ConfirmSection, _free_name, confirm_and_export, confirmation_seeds,
-                                    confirmed_task, record_name, run_records)
+                                    record_name, run_records)
 from search.store import RunStore, StoreError
 from tests.search_helpers import tiny_config
 from tests.verdict_cases import VERDICT_CASES
@@ -127,8 +128,8 @@ def test_names_seeds_and_budget() -> None:
     assert record_name("Run-X", 1) == "nos_runx_1"
     assert confirmation_seeds(3, eval_seed=0) == [1, 2, 3] and confirmation_seeds(2, eval_seed=1) == [0, 2]
     task = SearchConfig.from_mapping(tiny_config()).task_config
-    assert confirmed_task(task, 2.0).epochs == 4 and confirmed_task(task, 0.1).epochs == 1  # >= short run
-    limited = confirmed_task(task.model_copy(update={"time_limit_s": 10.0}), 3.0)
+    assert scaled_task(task, 2.0).epochs == 4 and scaled_task(task, 0.1).epochs == 1  # >= short run
+    limited = scaled_task(task.model_copy(update={"time_limit_s": 10.0}), 3.0)
     assert limited.time_limit_s == 30.0
 
 
@@ -210,7 +211,8 @@ def test_exporting_again_takes_a_new_name_and_force_keeps_transfer_results(confi
     shutil.copytree(records, folder)
     first = confirmation.exported[0].record
     transfer = {"mnist1d_mlp": [{"name": first.name, "mean": 0.5}]}
-    with_transfer = first.model_copy(update={"transfer": transfer})
+    panel = {"rule": first.name, "summary": {"wins": 1, "ties": 5, "losses": 0}}
+    with_transfer = first.model_copy(update={"transfer": transfer, "panel": panel})
     discovered_rules.export(with_transfer, folder, overwrite=True)
     again = confirm_and_export(run_dir, 1, seeds=1, baselines=("sgd",), directory=folder, progress=False)
     assert [e.record.name for e in again.exported] == [f"{first.name}_2"]
@@ -218,9 +220,10 @@ def test_exporting_again_takes_a_new_name_and_force_keeps_transfer_results(confi
     forced = confirm_and_export(run_dir, 1, seeds=1, baselines=("sgd",), directory=folder, progress=False,
                                 force=True)
     (item,) = forced.exported
-    assert item.record.name == first.name and item.record.transfer == transfer
+    assert item.record.name == first.name and item.record.transfer == transfer and item.record.panel == panel
     assert item.record.rewards != first.rewards, "the confirmation itself is new"
     assert discovered_rules.record(first.name, folder).transfer == transfer
+    assert discovered_rules.record(first.name, folder).panel == panel, "the held-out panel is kept too"
 
 
 def test_errors_before_training(tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ module as one that did not.
 Names are ``nos_<run short id>_<rank>`` with the rank in the search: stable for a run, lower-case, never a
 reference rule's name. Exporting never silently replaces a record: where the name is taken, the record
 takes the next free ``nos_<id>_<rank>_<n>``. With ``force`` a record of the same run and the same rule
-(canonical key) is replaced in place, and what the confirmation does not recompute (its transfer results)
-is carried over; a record of another rule, another run or a hand-made one is never replaced.
+(canonical key) is replaced in place, and what the confirmation does not recompute (its transfer results
+and held-out panel) is carried over; a record of another rule, another run or a hand-made one is never
+replaced.
 
 The search driver calls `confirm_and_export` at the end of every search (a resumed one too) with the
 run config's ``confirm`` section (`search.config.ConfirmSection`, re-exported here); ``nos rules export``
@@ -50,7 +51,7 @@ from rich.console import Console
 import discovered_rules
 from child_tasks.compare import ComparisonTable
 from child_tasks.reward import Evaluation as TaskEvaluation
-from child_tasks.suite import Suite, scaled_task
+from child_tasks.suite import Suite
 from discovered_rules import RecordError, RuleRecord, make_record, verdict
 from search.config import DEFAULT_BASELINES, ConfirmSection, SearchConfig, check_baselines  # noqa: F401 (ConfirmSection re-exported)
 from search.funnel import ranked
@@ -97,9 +98,6 @@ def confirmed_suite(suite: Suite, budget_scale: float) -> Suite:
     return suite.scaled(budget_scale).with_references(note)
 
 
-confirmed_task = scaled_task  # (the confirmation's name for it, kept for callers)
-
-
 def run_records(run_id: str, directory: str | Path | None = None) -> dict[str, RuleRecord]:
     """Canonical key -> record of the records of run ``run_id`` in ``directory`` (default: the default
     folder)."""
@@ -120,7 +118,8 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
     ``directory``: where the records go (default: the folder the run remembers, else
     `discovered_rules.default_folder`).
     ``address``: the Ray cluster (None: a local Ray, or the one this process has already).
-    ``force``: replace this run's records of the same rules in place, keeping their transfer results
+    ``force``: replace this run's records of the same rules in place, keeping their transfer results and
+    panel
     (otherwise a taken name is never replaced: the record takes the next free one).
     Raises StoreError (no store in run_dir, a records folder that is a file), ValueError (no ok
     evaluation, unknown baseline),
@@ -156,8 +155,9 @@ def confirm_and_export(run_dir: str | Path, top_k: int, *, seeds: int | Sequence
         results = table.row(name).results  # never a baseline's label: names start with nos_
         rec = _record(name, row, rank, results, baseline_rewards, run_id, run_config, task, budget_scale,
                       at.scores)
-        if previous[row.id] is not None and previous[row.id].transfer:
-            rec = rec.model_copy(update={"transfer": previous[row.id].transfer})
+        if previous[row.id] is not None:  # what a confirmation does not recompute is kept
+            kept = {"transfer": previous[row.id].transfer, "panel": previous[row.id].panel}
+            rec = rec.model_copy(update={k: v for k, v in kept.items() if v})
         json_path, py_path = discovered_rules.export(rec, folder, overwrite=previous[row.id] is not None)
         exported.append(Exported(rec, json_path, py_path))
     return Confirmation(run_id, task, table, exported)
