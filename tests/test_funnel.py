@@ -3,6 +3,7 @@ in the store, the ranking by the highest stage, a real search with a funnel, its
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import numpy as np
@@ -20,9 +21,10 @@ STAGES = [{"promote": 0.5, "budget_scale": 2, "seeds": 2},
           {"promote": 0.5, "task": "digits", "task_overrides": {**TINY_TASK, "model.width": 6}, "seeds": 1}]
 
 
-def funnel_config(budget: int = 12, stages: list | None = None, **confirm) -> dict:
+def funnel_config(budget: int = 12, stages: list | None = None) -> dict:
+    """The tiny search with a funnel; no confirmation, and sgd the one baseline trained at every stage."""
     return {**tiny_config(budget=budget, batch_size=6, kind="random"), "funnel": stages or STAGES,
-            **({"confirm": confirm} if confirm else {})}
+            "confirm": {"top_k": 0, "baselines": ["sgd"]}}
 
 
 # --- the config -----------------------------------------------------------------------------------------
@@ -148,9 +150,16 @@ def _stage_rows(run_dir):
         return StageTable(store).rows()
 
 
-def test_a_search_with_a_funnel_promotes_records_and_ranks_by_stage(ray_session, tmp_path) -> None:
-    summary = run_search(funnel_config(), tmp_path, progress=False)
-    rows = _stage_rows(tmp_path)
+@pytest.fixture(scope="module")
+def funnel_run(ray_session, tmp_path_factory):
+    """One tiny search with a two-stage funnel (about 20 s), shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("funnel") / "run"
+    return run_dir, run_search(funnel_config(), run_dir, progress=False)
+
+
+def test_a_search_with_a_funnel_promotes_records_and_ranks_by_stage(funnel_run) -> None:
+    run_dir, summary = funnel_run
+    rows = _stage_rows(run_dir)
     assert rows and all(r.status == "ok" and r.attempts == 1 for r in rows)
     rules = {(r.stage, r.canonical_key) for r in rows if not r.canonical_key.startswith(BASELINE)}
     stage1 = {k for s, k in rules if s == 1}
@@ -160,26 +169,29 @@ def test_a_search_with_a_funnel_promotes_records_and_ranks_by_stage(ray_session,
         for key in {k for s, k in rules if s == stage}:
             assert sorted(r.seed for r in rows if (r.stage, r.canonical_key) == (stage, key)) == \
                 stage_seeds(stage, seeds)
-    with RunStore(tmp_path, create=False) as store:
+    with RunStore(run_dir, create=False) as store:
         ok = {r.canonical_key for r in store.evaluations("ok")}
         top = ranked(store, 3, SearchConfig.from_mapping(store.config).funnel)
     assert stage1 <= ok and len(stage1) >= len(ok) // 2, "η = 0.5: at least the final top half"
     assert summary.stages == [len(ok), len(stage1), len(stage2)]
     assert top[0].stage == 2 and summary.best_stage == 2 and summary.best_reward == top[0].score
     assert summary.busy_fraction is not None and summary.funnel_evaluations == len(rows)
+    baselines = {(r.stage, r.canonical_key) for r in rows if r.canonical_key.startswith(BASELINE)}
+    assert baselines == {(1, BASELINE + "sgd"), (2, BASELINE + "sgd")}, "the baselines at every stage"
 
 
-def test_a_resume_trains_the_pending_stage_rows_and_nothing_else(ray_session, tmp_path) -> None:
-    run_search(funnel_config(budget=8), tmp_path, progress=False)
-    before = {r.id: r for r in _stage_rows(tmp_path)}
+def test_a_resume_trains_the_pending_stage_rows_and_nothing_else(funnel_run, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(funnel_run[0], run_dir)
+    before = {r.id: r for r in _stage_rows(run_dir)}
     # As if the driver had been killed mid-funnel: the last stage-2 rows and one of stage 1 not finished.
     undone = [r for r in before.values() if r.stage == 2][-2:] + [next(r for r in before.values()
                                                                        if r.stage == 1)]
-    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
         db.executemany("UPDATE stage_evaluations SET status = 'pending', reward = NULL, finished_at = NULL "
                        "WHERE id = ?", [(r.id,) for r in undone])
-    summary = run_search(None, tmp_path, resume=True, progress=False)
-    after = {r.id: r for r in _stage_rows(tmp_path)}
+    summary = run_search(None, run_dir, resume=True, progress=False)
+    after = {r.id: r for r in _stage_rows(run_dir)}
     assert set(after) == set(before), "no row added"
     redone = {i for i in after if after[i].attempts != before[i].attempts}
     assert redone == {r.id for r in undone}, "exactly the unfinished rows, once each"
@@ -187,18 +199,18 @@ def test_a_resume_trains_the_pending_stage_rows_and_nothing_else(ray_session, tm
     assert summary.funnel_evaluations == len(undone) and summary.evaluations == 0
 
 
-def test_listing_and_report_show_the_stages(ray_session, tmp_path) -> None:
+def test_listing_and_report_show_the_stages(funnel_run) -> None:
     from search.cli.browse import run_listing
     from search.cli.report_data import read_run
     from search.cli.report_html import run_page
     from search.cli.tables import listing_rows
 
-    run_search(funnel_config(budget=8), tmp_path, progress=False)
-    listing = run_listing(tmp_path, top=5)
+    run_dir = funnel_run[0]
+    listing = run_listing(run_dir, top=5)
     assert len(listing.funnel) == 3 and listing.rows[0].stages.keys() >= {0, 1}
     assert "funnel: rules that completed each stage (stage 0:" in listing.caption()
     assert listing_rows(listing)[0]["stages"]["1"] == listing.rows[0].stages[1]
-    run = read_run(tmp_path, top=3)
+    run = read_run(run_dir, top=3)
     page = run_page([run])
     assert "stage 1 score" in page and "Baselines at stage 2" in page and run.funnel == listing.funnel
 
