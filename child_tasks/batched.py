@@ -102,7 +102,8 @@ def train_batch(optimizers: Sequence[Optimizer], task: TaskConfig | str | Path, 
 
 def batchable(config: TaskConfig) -> bool:
     """Whether `train_batch` batches ``config``'s trainings (else it trains them one at a time): image
-    classification only (the held-out panel's tabular, regression, adding and lm tasks are trained alone)."""
+    classification only (the held-out panel's tabular, regression, adding, order and lm tasks are trained
+    alone)."""
     return config.task in ("digits", "mnist1d", "cifar10") and not getattr(config.model, "dropout", 0.0)
 
 

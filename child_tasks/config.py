@@ -31,13 +31,13 @@ from configuration.files import path_from_env
 # source checkout's configs/ beside the packages (an editable install, or the repository itself).
 _SHIPPED = Path(__file__).resolve().parent / "configs"
 CONFIG_DIR = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parents[1] / "configs"
-TASKS = ("digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "lm")
+TASKS = ("digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "order", "lm")
 # Validation metrics, and the tasks that report each: every metric is either higher- or lower-is-better
 # (`higher_is_better`); accuracy and BLEU are on a 0-100 scale, mse on the task's (standardised) target.
 HIGHER_IS_BETTER = {"accuracy": True, "bleu": True, "mse": False, "perplexity": False}
 TASK_METRICS = {"digits": ("accuracy",), "mnist1d": ("accuracy",), "cifar10": ("accuracy",),
                 "nmt": ("accuracy", "bleu"), "tabular": ("accuracy",), "regression": ("mse",),
-                "adding": ("mse",), "lm": ("perplexity", "accuracy")}
+                "adding": ("mse",), "order": ("accuracy",), "lm": ("perplexity", "accuracy")}
 NORMALISED = ("val_loss", "train_loss")  # reward kinds scored against a Reference (child_tasks.reward)
 CACHE_ENV = "NOS_CACHE_DIR"
 
@@ -125,7 +125,7 @@ ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | C
 # Which models each task's data fits: images take 2D convs, MNIST-1D's signals 1D convs or an MLP.
 TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn", "mlp"),
                "mnist1d": ("cnn1d", "mlp"), "nmt": ("transformer",), "tabular": ("mlp",),
-               "regression": ("mlp",), "adding": ("rnn",), "lm": ("causal_transformer",)}
+               "regression": ("mlp",), "adding": ("rnn",), "order": ("rnn",), "lm": ("causal_transformer",)}
 
 
 # --- data (the kind is the task's name, filled in from `task`) ---------------------------------------
@@ -228,6 +228,24 @@ class AddingData(Strict):
     data_seed: int = Field(0, ge=0, lt=2**32)
 
 
+class OrderData(Strict):
+    """The temporal-order problem (child_tasks.generated.load_order), generated from ``data_seed``."""
+    kind: Literal["order"] = "order"
+    n_symbols: int = Field(8, ge=3, le=1000, description="one-hot width: the last two are X and Y")
+    min_len: int = Field(20, ge=2, le=10_000)
+    max_len: int = Field(30, ge=2, le=10_000)
+    n_train: int = Field(6400, ge=1)
+    n_val: int = Field(1000, ge=1)
+    n_test: int = Field(1000, ge=1)
+    data_seed: int = Field(0, ge=0, lt=2**32)
+
+    @model_validator(mode="after")
+    def _lengths_ordered(self) -> OrderData:
+        if self.min_len > self.max_len:
+            raise ValueError(f"min_len ({self.min_len}) is more than max_len ({self.max_len})")
+        return self
+
+
 class LMData(Strict):
     """Sentences of one side of the embedded synthetic language pair, for a language model."""
     kind: Literal["lm"] = "lm"
@@ -239,7 +257,7 @@ class LMData(Strict):
 
 
 DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData | TabularData | RegressionData
-                       | AddingData | LMData, Field(discriminator="kind")]
+                       | AddingData | OrderData | LMData, Field(discriminator="kind")]
 
 
 # --- the task ---------------------------------------------------------------------------------------
@@ -263,7 +281,7 @@ class Reference(Strict):
 class TaskConfig(Strict):
     """What a rule is trained on, for how long, and how it is scored."""
     name: str = Field("", description="the config's name (its file stem)")
-    task: Literal["digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "lm"]
+    task: Literal["digits", "mnist1d", "cifar10", "nmt", "tabular", "regression", "adding", "order", "lm"]
     model: ModelConfig
     data: DataConfig
     metric: Literal["accuracy", "bleu", "mse", "perplexity"] = Field(

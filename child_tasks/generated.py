@@ -1,6 +1,6 @@
-"""Data of the held-out panel tasks: tabular classification, regression, the adding problem and a language
-model over the synthetic language, each generated from a fixed seed or read from scikit-learn's bundled
-data sets (nothing is downloaded).
+"""Data of the held-out panel tasks: tabular classification, regression, the adding and temporal-order
+problems and a language model over the synthetic language, each generated from a fixed seed or read from
+scikit-learn's bundled data sets (nothing is downloaded).
 
 * `load_tabular`: ``make_classification`` (generated), or the bundled ``wine`` / ``breast_cancer``; features
   standardised with the training split's statistics. An `ArrayData` with integer labels.
@@ -10,6 +10,10 @@ data sets (nothing is downloaded).
 * `load_adding`: the adding problem (Hochreiter & Schmidhuber 1997): sequences of (value, marker) pairs,
   values uniform in [0, 1], exactly two markers (one in each half), the target the sum of the two marked
   values. Predicting the constant 1 has a mean-squared error of 1/6.
+* `load_order`: the temporal-order problem (Hochreiter & Schmidhuber 1997, task 6a): one-hot sequences
+  of random distractor symbols, of random lengths, with two marked symbols (each X or Y), one in each
+  half; the class is their order (XX, XY, YX, YY: 0-3). Shorter sequences are padded at the start with
+  all-zero steps, so that a network read out at the last step reads every sequence's true end.
 * `load_synthetic_lm`: sentences of one side of the synthetic language pair
   (`child_tasks.synthetic_language`) as rows BOS, words, EOS, padded with PAD (the ids of
   `child_tasks.translation`); validation and test sentences are unseen in training.
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from child_tasks.translation import Vocab
 
 __all__ = ["ArrayData", "LanguageModelData", "TABULAR_SOURCES", "REGRESSION_SOURCES", "load_tabular",
-           "load_regression", "load_adding", "load_synthetic_lm"]
+           "load_regression", "load_adding", "load_order", "load_synthetic_lm"]
 
 TABULAR_SOURCES = ("make_classification", "wine", "breast_cancer")
 REGRESSION_SOURCES = ("friedman1", "diabetes")
@@ -217,6 +221,45 @@ def _load_adding(seq_len: int, n_train: int, n_val: int, n_test: int, data_seed:
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
     return _array_data("adding", {s: x[a:b] for s, (a, b) in bounds.items()},
                        {s: y[a:b] for s, (a, b) in bounds.items()}, 0)
+
+
+def load_order(n_symbols: int = 8, min_len: int = 20, max_len: int = 30, n_train: int = 6400,
+               n_val: int = 1000, n_test: int = 1000, data_seed: int = 0) -> ArrayData:
+    """The temporal-order problem (module docstring): x float32 (N, max_len, n_symbols) one-hot (the last
+    two symbols are X and Y, the others distractors), y int64 (N,) in 0-3. One stream drawn from
+    ``data_seed`` gives train, then validation, then test. Cached per arguments."""
+    if n_symbols < 3:
+        raise ValueError(f"n_symbols must be at least 3 (a distractor, X and Y), got {n_symbols}")
+    if not 2 <= min_len <= max_len:
+        raise ValueError(f"min_len and max_len must satisfy 2 <= min_len <= max_len, got {min_len}, "
+                         f"{max_len}")
+    if min(n_train, n_val, n_test) < 1:
+        raise ValueError(f"n_train, n_val and n_test must be >= 1, got {n_train}, {n_val}, {n_test}")
+    return _load_order(int(n_symbols), int(min_len), int(max_len), int(n_train), int(n_val), int(n_test),
+                       int(data_seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_order(n_symbols: int, min_len: int, max_len: int, n_train: int, n_val: int, n_test: int,
+                data_seed: int) -> ArrayData:
+    rng = np.random.default_rng(data_seed)
+    n = n_train + n_val + n_test
+    lengths = rng.integers(min_len, max_len + 1, size=n)
+    start = max_len - lengths  # padded at the start: every sequence ends at the last step
+    half = lengths // 2
+    first = start + (rng.random(n) * half).astype(np.int64)
+    second = start + half + (rng.random(n) * (lengths - half)).astype(np.int64)
+    marks = rng.integers(0, 2, size=(n, 2))  # 0: X, 1: Y
+    symbols = rng.integers(0, n_symbols - 2, size=(n, max_len))
+    rows = np.arange(n)
+    symbols[rows, first] = n_symbols - 2 + marks[:, 0]
+    symbols[rows, second] = n_symbols - 2 + marks[:, 1]
+    x = np.eye(n_symbols, dtype=np.float32)[symbols]
+    x[np.arange(max_len)[None, :] < start[:, None]] = 0.0
+    y = 2 * marks[:, 0] + marks[:, 1]
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    return _array_data("order", {s: x[a:b] for s, (a, b) in bounds.items()},
+                       {s: y[a:b] for s, (a, b) in bounds.items()}, 4)
 
 
 def load_synthetic_lm(n_train: int = 6400, n_val: int = 500, n_test: int = 500, side: str = "target",

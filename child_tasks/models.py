@@ -8,8 +8,8 @@
 * `TranslationTransformer`: a small pre-norm encoder-decoder for NMT with greedy decoding.
 * `ConvNet1D` and `MLP`: the MNIST-1D paper's small 1D ConvNet (three strided convs of 25 channels) and
   its MLP (two hidden layers of 100), with sizes from the task config.
-* `RecurrentRegressor` and `CausalTransformerLM`: the held-out panel's recurrent network (an LSTM or GRU
-  read out from its last state) and its small decoder-only language model.
+* `RecurrentNet` and `CausalTransformerLM`: the held-out panel's recurrent network (an LSTM or GRU read
+  out from its last state, a regressor or a classifier) and its small decoder-only language model.
 
 Token ids follow child_tasks/translation.py: PAD=0, BOS=1, EOS=2. They are repeated here rather than
 imported so that the models stand alone (the data module may change without touching the networks).
@@ -211,21 +211,26 @@ class TranslationTransformer(nn.Module):
         return ys[:, 1:]
 
 
-class RecurrentRegressor(nn.Module):
-    """An LSTM or GRU over (N, L, features) sequences; a linear read-out of the last step's hidden state
-    gives one value per sequence (N,)."""
+class RecurrentNet(nn.Module):
+    """An LSTM or GRU over (N, L, features) sequences with a linear read-out of the last step's hidden
+    state: one value per sequence (N,) when ``classes`` is 0 (regression), else logits (N, classes)."""
 
-    def __init__(self, features: int, hidden: int = 32, layers: int = 1, cell: str = "lstm") -> None:
+    def __init__(self, features: int, hidden: int = 32, layers: int = 1, cell: str = "lstm",
+                 classes: int = 0) -> None:
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if classes < 0 or classes == 1:
+            raise ValueError(f"classes must be 0 (regression) or at least 2, got {classes}")
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(features, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, classes or 1)
+        self.classes = classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
-        return self.head(out[:, -1]).squeeze(-1)
+        out = self.head(out[:, -1])
+        return out if self.classes else out.squeeze(-1)
 
 
 class _CausalBlock(nn.Module):

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from child_tasks.config import (AddingData, Cifar10Data, DigitsData, LMData, Mnist1DData, NMTData,
-                                RegressionData, TabularData, TaskConfig)
+                                OrderData, RegressionData, TabularData, TaskConfig)
 from configuration.files import path_from_env
-from child_tasks.models import (MLP, PAD, CausalTransformerLM, ConvNet, ConvNet1D, RecurrentRegressor,
+from child_tasks.models import (MLP, PAD, CausalTransformerLM, ConvNet, ConvNet1D, RecurrentNet,
                                 TranslationTransformer, WideResNet)
 
 
@@ -36,7 +36,8 @@ class Problem(Protocol):
 
 
 class ImageProblem:
-    """Image classification: cross-entropy, accuracy; crop+flip when the data asks for augmentation."""
+    """Classification (images, signals, tables, the order problem's sequences): cross-entropy, accuracy;
+    crop+flip when the data asks for augmentation."""
 
     def __init__(self, data: Any, config: TaskConfig, device: torch.device) -> None:
         self.data, self.config = data, config
@@ -53,6 +54,8 @@ class ImageProblem:
             return ConvNet1D(shape, classes, width=m.width)
         if m.name == "mlp":
             return MLP(shape, classes, hidden=m.hidden, layers=m.layers)
+        if m.name == "rnn":
+            return RecurrentNet(shape[-1], hidden=m.hidden, layers=m.layers, cell=m.cell, classes=classes)
         return WideResNet(m.depth, m.widen, self.data.num_classes, self.data.input_shape[0], m.dropout)
 
     def loss(self, model: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -92,7 +95,7 @@ class RegressionProblem:
     def build_model(self) -> nn.Module:
         m, shape = self.config.model, self.data.input_shape
         if m.name == "rnn":
-            return RecurrentRegressor(shape[-1], hidden=m.hidden, layers=m.layers, cell=m.cell)
+            return RecurrentNet(shape[-1], hidden=m.hidden, layers=m.layers, cell=m.cell)
         return _Squeezed(MLP(shape, 1, hidden=m.hidden, layers=m.layers))
 
     def loss(self, model: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -235,9 +238,9 @@ class TranslationProblem:
 
 def load_data(config: TaskConfig) -> Any:
     """The config's data: an ImageData (digits, mnist1d, cifar10), a TranslationData (nmt), an ArrayData
-    (tabular, regression, adding) or a LanguageModelData (lm)."""
+    (tabular, regression, adding, order) or a LanguageModelData (lm)."""
     d = config.data
-    if isinstance(d, TabularData | RegressionData | AddingData | LMData):
+    if isinstance(d, TabularData | RegressionData | AddingData | OrderData | LMData):
         return _load_generated(d)
     if isinstance(d, DigitsData):
         from child_tasks.datasets import load_image_task
@@ -258,7 +261,7 @@ def load_data(config: TaskConfig) -> Any:
     return _load_translation(d)
 
 
-def _load_generated(d: TabularData | RegressionData | AddingData | LMData) -> Any:
+def _load_generated(d: TabularData | RegressionData | AddingData | OrderData | LMData) -> Any:
     from child_tasks import generated  # the loaders cache their data per process
 
     options = d.model_dump(exclude={"kind"})
@@ -268,6 +271,8 @@ def _load_generated(d: TabularData | RegressionData | AddingData | LMData) -> An
         return generated.load_regression(**options)
     if isinstance(d, AddingData):
         return generated.load_adding(**options)
+    if isinstance(d, OrderData):
+        return generated.load_order(**options)
     return generated.load_synthetic_lm(n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, side=d.side,
                                        seed=d.split_seed)
 
@@ -295,4 +300,4 @@ def make_problem(config: TaskConfig, device: torch.device, data: Any = None) -> 
         return RegressionProblem(data, config, device)
     if config.task == "lm":
         return LanguageModelProblem(data, config, device)
-    return ImageProblem(data, config, device)  # digits, mnist1d, cifar10 and tabular: classification
+    return ImageProblem(data, config, device)  # digits, mnist1d, cifar10, tabular and order: classification

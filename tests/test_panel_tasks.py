@@ -13,11 +13,12 @@ from child_tasks import generated
 from child_tasks.batched import batchable, train_batch
 from child_tasks.config import (CONFIG_DIR, HIGHER_IS_BETTER, ConfigError, available_configs,
                                 higher_is_better, load_task_config, override)
-from child_tasks.models import CausalTransformerLM, RecurrentRegressor
+from child_tasks.models import CausalTransformerLM, RecurrentNet
 from child_tasks.problems import load_data, make_problem
 from child_tasks.train import train
 from child_tasks.translation import BOS, EOS, PAD
 from configuration import load_yaml
+from search.results.panel import PANEL_TASKS
 
 PANEL = {
     # name: (task, model, metric, kind of problem)
@@ -25,9 +26,12 @@ PANEL = {
     "panel_tabular_mlp": ("tabular", "mlp", "accuracy", "classification"),
     "panel_friedman_mlp": ("regression", "mlp", "mse", "regression"),
     "panel_adding_lstm": ("adding", "rnn", "mse", "regression"),
+    "panel_order_gru": ("order", "rnn", "accuracy", "classification"),
     "panel_lm_transformer": ("lm", "causal_transformer", "perplexity", "language model"),
-    "panel_nmt_small": ("nmt", "transformer", "bleu", "translation"),
 }
+# The kinds of network issue 21 asks the panel to cover, by the config's model name.
+ARCHITECTURE = {"convnet": "convolutional", "mlp": "MLP", "rnn": "recurrent",
+                "causal_transformer": "attention"}
 SEARCH_STEPS = 240  # the longest search budget per lr (configs/mnist1d_cnn.yaml): panels train 5 x that
 TINY = {"epochs": 2, "short_run_epochs": 1, "lr_grid": [1.0e-3, 1.0e-2]}
 TINY_DATA = {  # data and model cuts that make one training take well under a second
@@ -35,13 +39,25 @@ TINY_DATA = {  # data and model cuts that make one training take well under a se
     "panel_friedman_mlp": {"data.n_samples": 400, "model.hidden": 16},
     "panel_adding_lstm": {"data.seq_len": 6, "data.n_train": 256, "data.n_val": 64, "data.n_test": 64,
                           "model.hidden": 8},
+    "panel_order_gru": {"data.min_len": 6, "data.max_len": 8, "data.n_train": 256, "data.n_val": 64,
+                        "data.n_test": 64, "model.hidden": 8},
     "panel_lm_transformer": {"data.n_train": 256, "data.n_val": 32, "data.n_test": 32, "model.layers": 1,
                              "model.d_model": 16},
 }
 
 
 def test_every_panel_config_is_listed():
-    assert {n for n in available_configs() if n.startswith("panel_")} == set(PANEL)
+    assert {n for n in available_configs() if n.startswith("panel_")} == set(PANEL) == set(PANEL_TASKS)
+
+
+def test_the_panel_covers_the_kinds_of_network_and_problem_the_issue_asks_for():
+    configs = [load_task_config(name) for name in PANEL_TASKS]
+    assert len(configs) == 6
+    assert {ARCHITECTURE[cfg.model.name] for cfg in configs} == {"convolutional", "MLP", "recurrent",
+                                                                 "attention"}
+    problems = {"lm" if cfg.task == "lm" else "classification" if cfg.metric == "accuracy" else "regression"
+                for cfg in configs}
+    assert problems == {"classification", "regression", "lm"}
 
 
 @pytest.mark.parametrize("name", sorted(PANEL))
@@ -115,6 +131,8 @@ def test_a_metric_that_does_not_fit_the_task_or_reward_is_refused(changes, messa
     ("panel_friedman_mlp", {"data.source": "iris"}, "data.source: expected 'friedman1' or 'diabetes'"),
     ("panel_lm_transformer", {"model.heads": 3}, "d_model (32) must be divisible by heads (3)"),
     ("panel_adding_lstm", {"model.cell": "rnn"}, "model.cell: expected 'lstm' or 'gru'"),
+    ("panel_order_gru", {"data.min_len": 40}, "min_len (40) is more than max_len (30)"),
+    ("panel_order_gru", {"model": {"name": "mlp"}}, "task 'order' needs model rnn, got 'mlp'"),
 ])
 def test_bad_panel_task_options_name_the_key(name, changes, message):
     with pytest.raises(ConfigError) as info:
@@ -134,6 +152,7 @@ def _same(a, b) -> bool:
     (generated.load_regression, {"n_samples": 300}, True),
     (generated.load_regression, {"source": "diabetes"}, False),
     (generated.load_adding, {"seq_len": 8, "n_train": 50, "n_val": 10, "n_test": 10}, True),
+    (generated.load_order, {"min_len": 6, "max_len": 9, "n_train": 50, "n_val": 10, "n_test": 10}, True),
 ])
 def test_generated_arrays_are_deterministic_and_split(load, options, generated_data):
     data = load(**options)
@@ -179,6 +198,23 @@ def test_adding_problem_target_is_the_sum_of_the_two_marked_values():
     assert torch.allclose((x[..., 0] * markers).sum(1), y)
 
 
+def test_order_problem_class_is_the_order_of_the_two_marked_symbols():
+    data = generated.load_order(n_symbols=8, min_len=6, max_len=11, n_train=400, n_val=20, n_test=20)
+    x, y = data.x_train, data.y_train
+    assert data.num_classes == 4 and x.shape == (400, 11, 8) and y.dtype == torch.int64
+    assert (torch.bincount(y, minlength=4) > 50).all()  # every order occurs
+    steps = x.sum(-1)
+    assert ((steps == 0) | (steps == 1)).all()  # one-hot, or an all-zero pad
+    lengths = steps.sum(1).long()
+    assert lengths.min() >= 6 and lengths.max() <= 11 and len(set(lengths.tolist())) > 1
+    assert (steps[:, -1] == 1).all() and (steps.cummax(1).values == steps).all()  # padded at the start only
+    for row, label, length in zip(x, y.tolist(), lengths.tolist(), strict=True):
+        seq = row[-length:].argmax(-1)
+        marked = (seq >= 6).nonzero().flatten().tolist()  # symbols 6 and 7 are X and Y
+        assert len(marked) == 2 and marked[0] < length // 2 <= marked[1]  # one in each half
+        assert label == 2 * int(seq[marked[0]] == 7) + int(seq[marked[1]] == 7)
+
+
 def test_language_model_sentences_are_framed_and_unseen_in_validation():
     data = generated.load_synthetic_lm(n_train=300, n_val=40, n_test=40)
     again = generated._load_synthetic_lm.__wrapped__(300, 40, 40, "target", 0)
@@ -197,6 +233,10 @@ def test_bad_generator_options_are_refused_with_the_option_named():
         generated.load_tabular(source="iris")
     with pytest.raises(ValueError, match="seq_len must be at least 2"):
         generated.load_adding(seq_len=1)
+    with pytest.raises(ValueError, match="n_symbols must be at least 3"):
+        generated.load_order(n_symbols=2)
+    with pytest.raises(ValueError, match="min_len <= max_len, got 9, 8"):
+        generated.load_order(min_len=9, max_len=8)
     with pytest.raises(ValueError, match="side must be"):
         generated.load_synthetic_lm(side="both")
 
@@ -216,15 +256,29 @@ def _fit(model, batch, loss_fn, steps=60, lr=1e-2) -> tuple[float, float]:
     return first, last
 
 
+RECURRENT = {  # problem: (data, classes, loss, output shape of 5 rows)
+    "adding": (lambda: generated.load_adding(seq_len=6, n_train=128, n_val=8, n_test=8), 0,
+               torch.nn.functional.mse_loss, (5,)),
+    "order": (lambda: generated.load_order(min_len=6, max_len=8, n_train=128, n_val=8, n_test=8), 4,
+              torch.nn.functional.cross_entropy, (5, 4)),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(RECURRENT))
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrent_regressor_learns_the_adding_problem_a_little(cell):
+def test_recurrent_net_learns_each_recurrent_problem_a_little(problem, cell):
     torch.manual_seed(0)
-    data = generated.load_adding(seq_len=6, n_train=128, n_val=8, n_test=8)
-    model = RecurrentRegressor(2, hidden=16, cell=cell)
-    assert model(data.x_train[:5]).shape == (5,)
-    first, last = _fit(model, (data.x_train, data.y_train),
-                       lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]))
+    load, classes, loss_fn, shape = RECURRENT[problem]
+    data = load()
+    model = RecurrentNet(data.input_shape[-1], hidden=16, cell=cell, classes=classes)
+    assert model(data.x_train[:5]).shape == shape
+    first, last = _fit(model, (data.x_train, data.y_train), lambda m, b: loss_fn(m(b[0]), b[1]))
     assert last < 0.5 * first
+
+
+def test_recurrent_net_refuses_one_class():
+    with pytest.raises(ValueError, match="classes must be 0 .regression. or at least 2, got 1"):
+        RecurrentNet(2, classes=1)
 
 
 def test_causal_language_model_learns_and_never_looks_ahead():
@@ -278,7 +332,8 @@ def test_panel_tasks_are_trained_one_at_a_time_by_train_batch():
     assert batched.val_metric == train("adam", cfg, seed=0).val_metric
 
 
-def test_panel_data_loads_through_the_config():
-    cfg = tiny("panel_adding_lstm")
+@pytest.mark.parametrize("name, shape", [("panel_adding_lstm", (6, 2)), ("panel_order_gru", (8, 8))])
+def test_panel_data_loads_through_the_config(name, shape):
+    cfg = tiny(name)
     data = load_data(cfg)
-    assert data.input_shape == (6, 2) and data is load_data(cfg)  # cached per process
+    assert data.input_shape == shape and data is load_data(cfg)  # cached per process
