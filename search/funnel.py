@@ -6,9 +6,10 @@ stage's rules promoted into it. This is successive halving run asynchronously, a
 and Ray Tune's ``AsyncHyperBandScheduler`` do:
 
 - **On arrival.** When a rule's score at stage k is complete (stage 0: its training; stage k >= 1: every
-  seed of the stage), it is promoted to stage k + 1 if it is at or above the (1 - η) quantile of the
-  stage-k scores recorded so far, its own included (Ray Tune's cutoff: ``np.nanpercentile(recorded,
-  (1 - 1 / rf) * 100)`` with η = 1 / rf). Nobody waits for a whole rung.
+  seed of the stage), it is promoted to stage k + 1 unless it is below the (1 - η) quantile of the
+  stage-k scores recorded before it, as Ray Tune's ``_Bracket.on_result`` decides (its cutoff is
+  ``np.nanpercentile(recorded, (1 - 1 / rf) * 100)`` with η = 1 / rf, taken before the new result is
+  recorded; the first result goes on). Nobody waits for a whole rung.
 - **At a stage's end.** Early arrivals are judged against few others, so a rule that ends in the stage's
   top fraction may have arrived after better ones and been passed over. When no result of stage k can
   arrive any more (the search has stopped drawing and stage k has nothing queued or running, nor has any
@@ -231,14 +232,17 @@ class Funnel:
         """A rule's complete score at ``stage`` (module docstring: promoted on arrival if good enough)."""
         if not self.stages:
             return
+        before = [value for other, value in self.recorded[stage].items() if other != key]
         self.recorded[stage][key] = score
         self.rules.setdefault(key, (rule, evaluation))
         if stage >= len(self.stages) or key in self.promoted[stage + 1]:
             return
-        fraction = self.stages[stage].promote
-        line = cutoff(list(self.recorded[stage].values()), fraction)
+        if not before:  # the first result of a stage has nothing to be measured against: it goes on
+            self._promote(stage + 1, key, f"the first result of stage {stage}")
+            return
+        line = cutoff(before, self.stages[stage].promote)
         if score >= line:
-            self._promote(stage + 1, key, f"{score:.4g} >= cutoff {line:.4g} of {len(self.recorded[stage])}")
+            self._promote(stage + 1, key, f"{score:.4g} >= cutoff {line:.4g} of the {len(before)} before it")
 
     def _promote(self, stage: int, key: str, why: str) -> None:
         rule, evaluation = self.rules[key]
