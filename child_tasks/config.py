@@ -238,11 +238,14 @@ class OrderData(Strict):
     n_val: int = Field(1000, ge=1)
     n_test: int = Field(1000, ge=1)
     data_seed: int = Field(0, ge=0, lt=2**32)
+    marks: int = Field(2, ge=2, le=4, description="marked symbols, one per segment: 2**marks classes")
 
     @model_validator(mode="after")
     def _lengths_ordered(self) -> OrderData:
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) is more than max_len ({self.max_len})")
+        if self.min_len < self.marks:
+            raise ValueError(f"min_len ({self.min_len}) is less than marks ({self.marks}): one per segment")
         return self
 
 
@@ -254,6 +257,8 @@ class LMData(Strict):
     n_val: int = Field(500, ge=1)
     n_test: int = Field(500, ge=1)
     split_seed: int = Field(0, description="the sentence generator's seed")
+    offset: int = Field(0, ge=0, le=1_000_000, description="sentences of the generator's stream skipped "
+                        "first: those a translation task of the same seed uses")
 
 
 DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData | TabularData | RegressionData

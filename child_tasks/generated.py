@@ -10,13 +10,15 @@ scikit-learn's bundled data sets (nothing is downloaded).
 * `load_adding`: the adding problem (Hochreiter & Schmidhuber 1997): sequences of (value, marker) pairs,
   values uniform in [0, 1], exactly two markers (one in each half), the target the sum of the two marked
   values. Predicting the constant 1 has a mean-squared error of 1/6.
-* `load_order`: the temporal-order problem (Hochreiter & Schmidhuber 1997, task 6a): one-hot sequences
-  of random distractor symbols, of random lengths, with two marked symbols (each X or Y), one in each
-  half; the class is their order (XX, XY, YX, YY: 0-3). Shorter sequences are padded at the start with
-  all-zero steps, so that a network read out at the last step reads every sequence's true end.
+* `load_order`: the temporal-order problem (Hochreiter & Schmidhuber 1997, tasks 6a and 6b): one-hot
+  sequences of random distractor symbols, of random lengths, with ``marks`` marked symbols (each X or Y,
+  2 by default), one in each of that many equal segments; the class is their order read as a binary
+  number (two marks: XX, XY, YX, YY: 0-3; three: XXX to YYY: 0-7). Shorter sequences are padded at the
+  start with all-zero steps, so that a network read out at the last step reads every sequence's true end.
 * `load_synthetic_lm`: sentences of one side of the synthetic language pair
   (`child_tasks.synthetic_language`) as rows BOS, words, EOS, padded with PAD (the ids of
-  `child_tasks.translation`); validation and test sentences are unseen in training.
+  `child_tasks.translation`); validation and test sentences are unseen in training, and an ``offset``
+  skips the sentences that the translation task of the same seed uses.
 
 Every loader is deterministic in its arguments and cached per process, so the tensors it returns are
 shared: treat them as read-only. Splits are shuffled once by ``split_seed`` (stratified for classes), so
@@ -224,10 +226,14 @@ def _load_adding(seq_len: int, n_train: int, n_val: int, n_test: int, data_seed:
 
 
 def load_order(n_symbols: int = 8, min_len: int = 20, max_len: int = 30, n_train: int = 6400,
-               n_val: int = 1000, n_test: int = 1000, data_seed: int = 0) -> ArrayData:
+               n_val: int = 1000, n_test: int = 1000, data_seed: int = 0, marks: int = 2) -> ArrayData:
     """The temporal-order problem (module docstring): x float32 (N, max_len, n_symbols) one-hot (the last
-    two symbols are X and Y, the others distractors), y int64 (N,) in 0-3. One stream drawn from
-    ``data_seed`` gives train, then validation, then test. Cached per arguments."""
+    two symbols are X and Y, the others distractors), y int64 (N,) in 0 to 2**marks - 1. One stream drawn
+    from ``data_seed`` gives train, then validation, then test. Cached per arguments."""
+    if not 2 <= marks <= 4:
+        raise ValueError(f"marks must be 2, 3 or 4, got {marks}")
+    if min_len < marks:
+        raise ValueError(f"min_len must be at least marks (one marked symbol per segment), got {min_len}")
     if n_symbols < 3:
         raise ValueError(f"n_symbols must be at least 3 (a distractor, X and Y), got {n_symbols}")
     if not 2 <= min_len <= max_len:
@@ -236,51 +242,58 @@ def load_order(n_symbols: int = 8, min_len: int = 20, max_len: int = 30, n_train
     if min(n_train, n_val, n_test) < 1:
         raise ValueError(f"n_train, n_val and n_test must be >= 1, got {n_train}, {n_val}, {n_test}")
     return _load_order(int(n_symbols), int(min_len), int(max_len), int(n_train), int(n_val), int(n_test),
-                       int(data_seed))
+                       int(data_seed), int(marks))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_order(n_symbols: int, min_len: int, max_len: int, n_train: int, n_val: int, n_test: int,
-                data_seed: int) -> ArrayData:
+                data_seed: int, marks: int = 2) -> ArrayData:
     rng = np.random.default_rng(data_seed)
     n = n_train + n_val + n_test
     lengths = rng.integers(min_len, max_len + 1, size=n)
     start = max_len - lengths  # padded at the start: every sequence ends at the last step
-    half = lengths // 2
-    first = start + (rng.random(n) * half).astype(np.int64)
-    second = start + half + (rng.random(n) * (lengths - half)).astype(np.int64)
-    marks = rng.integers(0, 2, size=(n, 2))  # 0: X, 1: Y
+    # Segment k of each sequence is [length * k // marks, length * (k + 1) // marks): one mark in each.
+    edges = [lengths * k // marks for k in range(marks + 1)]
+    where = [start + edges[k] + (rng.random(n) * (edges[k + 1] - edges[k])).astype(np.int64)
+             for k in range(marks)]
+    which = rng.integers(0, 2, size=(n, marks))  # 0: X, 1: Y
     symbols = rng.integers(0, n_symbols - 2, size=(n, max_len))
     rows = np.arange(n)
-    symbols[rows, first] = n_symbols - 2 + marks[:, 0]
-    symbols[rows, second] = n_symbols - 2 + marks[:, 1]
+    for k in range(marks):
+        symbols[rows, where[k]] = n_symbols - 2 + which[:, k]
     x = np.eye(n_symbols, dtype=np.float32)[symbols]
     x[np.arange(max_len)[None, :] < start[:, None]] = 0.0
-    y = 2 * marks[:, 0] + marks[:, 1]
+    y = which @ (2 ** np.arange(marks - 1, -1, -1))  # the marks in order, read as a binary number
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
     return _array_data("order", {s: x[a:b] for s, (a, b) in bounds.items()},
-                       {s: y[a:b] for s, (a, b) in bounds.items()}, 4)
+                       {s: y[a:b] for s, (a, b) in bounds.items()}, 2 ** marks)
 
 
 def load_synthetic_lm(n_train: int = 6400, n_val: int = 500, n_test: int = 500, side: str = "target",
-                      seed: int = 0) -> LanguageModelData:
+                      seed: int = 0, offset: int = 0) -> LanguageModelData:
     """Sentences of the synthetic language's ``side`` ("source": English-like, or "target": the invented
-    language with agreement), distinct across all splits, drawn with ``seed``. Cached per arguments."""
+    language with agreement), distinct across all splits, drawn with ``seed`` after skipping the stream's
+    first ``offset`` sentences: `child_tasks.translation.synthetic_translation` with the same seed takes
+    its sentences from the start of the same stream, and the stream never repeats a source sentence, so an
+    offset at least its n_train + n_val + n_test keeps the two disjoint. Cached per arguments."""
     if side not in ("source", "target"):
         raise ValueError(f"side must be 'source' or 'target', got {side!r}")
     if min(n_train, n_val, n_test) < 1:
         raise ValueError(f"n_train, n_val and n_test must be >= 1, got {n_train}, {n_val}, {n_test}")
-    return _load_synthetic_lm(int(n_train), int(n_val), int(n_test), side, int(seed))
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    return _load_synthetic_lm(int(n_train), int(n_val), int(n_test), side, int(seed), int(offset))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_synthetic_lm(n_train: int, n_val: int, n_test: int, side: str, seed: int) -> LanguageModelData:
+def _load_synthetic_lm(n_train: int, n_val: int, n_test: int, side: str, seed: int,
+                       offset: int = 0) -> LanguageModelData:
     from child_tasks import synthetic_language
     from child_tasks.translation import BOS, EOS, SPECIALS, Vocab, _tensor
 
     words = synthetic_language.target_words() if side == "target" else synthetic_language.source_words()
     vocab = Vocab([*SPECIALS, *words])
-    pairs = synthetic_language.generate_pairs(n_train + n_val + n_test, seed)
+    pairs = synthetic_language.generate_pairs(offset + n_train + n_val + n_test, seed)[offset:]
     rows = [[BOS, *vocab.encode(pair[1 if side == "target" else 0]), EOS] for pair in pairs]
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(rows))}
     return LanguageModelData(name=f"synthetic-{side}", vocab=vocab,

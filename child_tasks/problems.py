@@ -274,7 +274,7 @@ def _load_generated(d: TabularData | RegressionData | AddingData | OrderData | L
     if isinstance(d, OrderData):
         return generated.load_order(**options)
     return generated.load_synthetic_lm(n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, side=d.side,
-                                       seed=d.split_seed)
+                                       seed=d.split_seed, offset=d.offset)
 
 
 def _load_translation(d: NMTData) -> Any:

@@ -26,7 +26,7 @@ PANEL = {
     "panel_tabular_mlp": ("tabular", "mlp", "accuracy", "classification"),
     "panel_friedman_mlp": ("regression", "mlp", "mse", "regression"),
     "panel_adding_lstm": ("adding", "rnn", "mse", "regression"),
-    "panel_order_gru": ("order", "rnn", "accuracy", "classification"),
+    "panel_order_lstm": ("order", "rnn", "accuracy", "classification"),
     "panel_lm_transformer": ("lm", "causal_transformer", "perplexity", "language model"),
 }
 # The kinds of network issue 21 asks the panel to cover, by the config's model name.
@@ -39,8 +39,8 @@ TINY_DATA = {  # data and model cuts that make one training take well under a se
     "panel_friedman_mlp": {"data.n_samples": 400, "model.hidden": 16},
     "panel_adding_lstm": {"data.seq_len": 6, "data.n_train": 256, "data.n_val": 64, "data.n_test": 64,
                           "model.hidden": 8},
-    "panel_order_gru": {"data.min_len": 6, "data.max_len": 8, "data.n_train": 256, "data.n_val": 64,
-                        "data.n_test": 64, "model.hidden": 8},
+    "panel_order_lstm": {"data.min_len": 6, "data.max_len": 8, "data.n_train": 256, "data.n_val": 64,
+                         "data.n_test": 64, "model.hidden": 8},
     "panel_lm_transformer": {"data.n_train": 256, "data.n_val": 32, "data.n_test": 32, "model.layers": 1,
                              "model.d_model": 16},
 }
@@ -131,8 +131,9 @@ def test_a_metric_that_does_not_fit_the_task_or_reward_is_refused(changes, messa
     ("panel_friedman_mlp", {"data.source": "iris"}, "data.source: expected 'friedman1' or 'diabetes'"),
     ("panel_lm_transformer", {"model.heads": 3}, "d_model (32) must be divisible by heads (3)"),
     ("panel_adding_lstm", {"model.cell": "rnn"}, "model.cell: expected 'lstm' or 'gru'"),
-    ("panel_order_gru", {"data.min_len": 40}, "min_len (40) is more than max_len (30)"),
-    ("panel_order_gru", {"model": {"name": "mlp"}}, "task 'order' needs model rnn, got 'mlp'"),
+    ("panel_order_lstm", {"data.min_len": 70}, "min_len (70) is more than max_len (60)"),
+    ("panel_order_lstm", {"data.min_len": 3, "data.max_len": 8}, "min_len (3) is less than marks (4)"),
+    ("panel_order_lstm", {"model": {"name": "mlp"}}, "task 'order' needs model rnn, got 'mlp'"),
 ])
 def test_bad_panel_task_options_name_the_key(name, changes, message):
     with pytest.raises(ConfigError) as info:
@@ -198,11 +199,14 @@ def test_adding_problem_target_is_the_sum_of_the_two_marked_values():
     assert torch.allclose((x[..., 0] * markers).sum(1), y)
 
 
-def test_order_problem_class_is_the_order_of_the_two_marked_symbols():
-    data = generated.load_order(n_symbols=8, min_len=6, max_len=11, n_train=400, n_val=20, n_test=20)
+@pytest.mark.parametrize("marks", [2, 3, 4])
+def test_order_problem_class_is_the_order_of_the_marked_symbols(marks):
+    data = generated.load_order(n_symbols=8, min_len=6, max_len=11, n_train=400, n_val=20, n_test=20,
+                                marks=marks)
     x, y = data.x_train, data.y_train
-    assert data.num_classes == 4 and x.shape == (400, 11, 8) and y.dtype == torch.int64
-    assert (torch.bincount(y, minlength=4) > 50).all()  # every order occurs
+    classes = 2 ** marks
+    assert data.num_classes == classes and x.shape == (400, 11, 8) and y.dtype == torch.int64
+    assert (torch.bincount(y, minlength=classes) > 200 / classes).all()  # every order occurs
     steps = x.sum(-1)
     assert ((steps == 0) | (steps == 1)).all()  # one-hot, or an all-zero pad
     lengths = steps.sum(1).long()
@@ -211,8 +215,10 @@ def test_order_problem_class_is_the_order_of_the_two_marked_symbols():
     for row, label, length in zip(x, y.tolist(), lengths.tolist(), strict=True):
         seq = row[-length:].argmax(-1)
         marked = (seq >= 6).nonzero().flatten().tolist()  # symbols 6 and 7 are X and Y
-        assert len(marked) == 2 and marked[0] < length // 2 <= marked[1]  # one in each half
-        assert label == 2 * int(seq[marked[0]] == 7) + int(seq[marked[1]] == 7)
+        edges = [length * k // marks for k in range(marks + 1)]
+        assert len(marked) == marks
+        assert all(a <= m < b for m, a, b in zip(marked, edges[:-1], edges[1:], strict=True))  # one per segment
+        assert label == sum(int(seq[m] == 7) << (marks - 1 - k) for k, m in enumerate(marked))
 
 
 def test_language_model_sentences_are_framed_and_unseen_in_validation():
@@ -228,6 +234,29 @@ def test_language_model_sentences_are_framed_and_unseen_in_validation():
     assert data.max_len == max(t.shape[1] for t in (data.train, data.val, data.test))
 
 
+TRANSLATION_CONFIGS = ("nmt_tiny", "nmt_synthetic")  # every shipped task translating the synthetic pair
+
+
+def _sentences(*tensors) -> set[tuple[int, ...]]:
+    """Rows of token ids without their framing and padding: sentences comparable across paddings."""
+    return {tuple(t for t in row.tolist() if t not in (BOS, EOS, PAD)) for rows in tensors for row in rows}
+
+
+def test_the_language_model_never_sees_a_translation_tasks_sentences():
+    lm_config = load_task_config("panel_lm_transformer")
+    lm = load_data(lm_config)
+    lm_sentences = _sentences(lm.train, lm.val, lm.test)
+    assert len(lm_sentences) == lm_config.data.n_train + lm_config.data.n_val + lm_config.data.n_test
+    for name in TRANSLATION_CONFIGS:
+        cfg = load_task_config(name)
+        assert (cfg.data.source, cfg.data.split_seed) == ("synthetic", lm_config.data.split_seed)
+        pairs = load_data(cfg)
+        assert not lm_sentences & _sentences(pairs.tgt_train, pairs.tgt_val, pairs.tgt_test), name
+    # Without the offset the same seed's stream starts with the translation tasks' sentences.
+    same_start = generated.load_synthetic_lm(n_train=64, n_val=8, n_test=8, seed=lm_config.data.split_seed)
+    assert _sentences(same_start.train) <= _sentences(load_data(load_task_config("nmt_tiny")).tgt_train)
+
+
 def test_bad_generator_options_are_refused_with_the_option_named():
     with pytest.raises(ValueError, match="unknown tabular source 'iris'"):
         generated.load_tabular(source="iris")
@@ -239,6 +268,12 @@ def test_bad_generator_options_are_refused_with_the_option_named():
         generated.load_order(min_len=9, max_len=8)
     with pytest.raises(ValueError, match="side must be"):
         generated.load_synthetic_lm(side="both")
+    with pytest.raises(ValueError, match="offset must be >= 0, got -1"):
+        generated.load_synthetic_lm(offset=-1)
+    with pytest.raises(ValueError, match="marks must be 2, 3 or 4, got 5"):
+        generated.load_order(marks=5)
+    with pytest.raises(ValueError, match="min_len must be at least marks"):
+        generated.load_order(min_len=3, max_len=8, marks=4)
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -332,7 +367,7 @@ def test_panel_tasks_are_trained_one_at_a_time_by_train_batch():
     assert batched.val_metric == train("adam", cfg, seed=0).val_metric
 
 
-@pytest.mark.parametrize("name, shape", [("panel_adding_lstm", (6, 2)), ("panel_order_gru", (8, 8))])
+@pytest.mark.parametrize("name, shape", [("panel_adding_lstm", (6, 2)), ("panel_order_lstm", (8, 8))])
 def test_panel_data_loads_through_the_config(name, shape):
     cfg = tiny(name)
     data = load_data(cfg)
