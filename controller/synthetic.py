@@ -7,7 +7,7 @@ Probes. Both rules are evaluated on fixed probes of one of two kinds (``probes=`
 
 * ``training`` (the default): dsl's training-like histories (`dsl.equivalence.probes`, the probes that
   also decide equivalence), where m mostly has g's sign;
-* ``independent``: per element, g, m, v, m3, vmax, w and noise drawn independently (v, vmax positive;
+* ``independent``: per element, g, m, v, m3, vmax, w, noise and mb2 drawn independently (v, vmax positive;
   scales over 5 orders of magnitude; the step count and hyper-constants of `dsl.equivalence`'s four
   probe settings), so every quadrant of (sign(g), sign(m)) counts alike.
 
@@ -65,6 +65,7 @@ def independent_probes(seed: int = SEED) -> Probes:
                "vmax": v * (1.0 + torch.rand(shape, generator=gen, dtype=torch.float64)),
                "w": normal(10.0 ** (-3.0 * torch.rand(shape, generator=gen, dtype=torch.float64))),
                "noise": normal()}
+    tensors["mb2"] = normal(scale)  # Lion's average of g with beta2, drawn last: the others stay as they were
     column = {k: torch.tensor([[float(row[k])] for row in PROBE_SETTINGS], dtype=torch.float64)
               for k in PROBE_SETTINGS[0]}
     hyper = {k: column[k] for k in HYPERS}

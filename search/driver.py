@@ -19,6 +19,11 @@
    to 1, which draws the batch this update let in.
 4. Wait for results and store each the moment it arrives (one fsynced transaction each).
 
+With a ``funnel`` (`search.funnel`), a rule trained ok is offered to stage 1 as its result arrives, and a
+promoted rule's stage evaluations are queued ahead of the stage-0 trainings on the same workers; once
+every batch is learned from, the funnel's last stages are trained (5), each promoting its final top
+fraction when no more of its results can arrive.
+
 So while the controller waits for a batch's last trainings, the workers already train the next k
 batches: they never wait for the controller's sampling, screening or update, only for rules to train.
 Each batch is drawn at a fixed point of the update sequence rather than when the queue runs low, which
@@ -72,7 +77,7 @@ from controller import Sample, TokenSpace, make_searcher
 from dsl import canonical_key, why_invalid
 from search.cluster import check_address, connect, disconnect, worker_options
 from search.config import SearchConfig, SearchSection, load_search_config
-from search.funnel import Funnel, baseline_scores, ranked
+from search.funnel import Funnel, ranked
 from search.lock import RunLock
 from search.progress import SearchProgress
 from search.results.baselines import run_baselines
@@ -273,18 +278,12 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
                             to_beat=to_beat) as bar:
             trainings = Trainings(store, pool, search, bar)
             funnel = Funnel(config.funnel, store, trainings.scheduler, config.confirm.baselines)
+
+            def show() -> None:  # the funnel's counts, best rule and line to beat in the progress
+                bar.staged(funnel.counts(), *funnel.leader())
+
             if config.funnel:
-                def offer(row: Evaluation, reward: float) -> None:
-                    funnel.offer(0, row.canonical_key, row.rule, row.id, reward)  # type: ignore[arg-type]
-
-                def other(done: Any) -> bool:
-                    handled = funnel.handle(done)
-                    if handled:
-                        _show_funnel(config, store, funnel, bar)
-                    return handled
-
-                trainings.on_trained, trainings.others = offer, other
-                trainings.others_submitted = lambda row, worker: funnel.table.add_attempt(row.id, worker)
+                funnel.attach(trainings, on_change=show)
                 funnel.start()
             drawn: dict[int, _Batch] = {}  # batches awaiting their update, by number
             while True:
@@ -331,7 +330,7 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
                 trainings.collect()
                 funnel.close_finished(stage_zero_done=True)
             if config.funnel:
-                _show_funnel(config, store, funnel, bar)
+                show()
     finally:
         if pool is not None:
             pool.shutdown()
@@ -349,20 +348,6 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         best_rule=best[0].rule if best else None, best_stage=top[0].stage if top else 0,
         stages=funnel.counts() if config.funnel else [], funnel_evaluations=funnel.evaluations, best=best,
         failure=_last_line(failed[-1].error) if failed else None)
-
-
-def _show_funnel(config: SearchConfig, store: RunStore, funnel: Funnel, bar: SearchProgress) -> None:
-    """The progress's funnel counts, and its best rule at the highest stage against that stage's best
-    baseline."""
-    top = ranked(store, 1, config.funnel)
-    best = (top[0].stage, top[0].score, top[0].row.rule or "") if top else None
-    to_beat = None
-    if best is not None and best[0] > 0:
-        at_stage = baseline_scores(store, config.funnel).get(best[0], {})
-        if at_stage:
-            name = max(at_stage, key=at_stage.__getitem__)
-            to_beat = (name, at_stage[name])
-    bar.staged(funnel.counts(), best, to_beat)
 
 
 def _last_line(error: str | None) -> str:

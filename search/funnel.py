@@ -44,13 +44,14 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from search.config import FunnelStage
 from search.scheduling import Outcome, Scheduler
 from search.stage_store import StageRow, StageTable
 from search.store import Evaluation, RunStore
+from search.trainings import Trainings
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,30 @@ class Funnel:
     @property
     def under_way(self) -> int:
         return sum(self.open.values()) + self.open_baselines
+
+    def attach(self, trainings: Trainings, on_change: Callable[[], None]) -> None:
+        """Take part in the search's trainings: their rules trained ok are offered to stage 1, the
+        scheduler's stage jobs are this funnel's (``on_change`` after each one's result)."""
+        def other(done: Outcome) -> bool:
+            handled = self.handle(done)
+            if handled:
+                on_change()
+            return handled
+
+        trainings.on_trained = lambda row, reward: self.offer(0, row.canonical_key, row.rule, row.id, reward)
+        trainings.others = other
+        trainings.others_submitted = lambda row, worker: self.table.add_attempt(row.id, worker)
+
+    def leader(self) -> tuple[tuple[int, float, str] | None, tuple[str, float] | None]:
+        """The best rule at the highest stage it completed (stage, score, rule), and the best baseline at
+        that stage (the line to beat), as far as the store holds them."""
+        top = ranked(self.store, 1, self.stages)
+        if not top:
+            return None, None
+        best = (top[0].stage, top[0].score, top[0].row.rule or "")
+        at_stage = baseline_scores(self.store, self.stages).get(best[0], {})
+        name = max(at_stage, key=at_stage.__getitem__) if at_stage else None
+        return best, (name, at_stage[name]) if name is not None else None
 
     def start(self) -> None:
         """Read what the store holds (a resume), queue its pending rows and the baselines' missing ones."""

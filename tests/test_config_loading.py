@@ -149,7 +149,8 @@ MISTAKES = [
                                             "as an integer, got 'many'"),
     ("record", {"date": 5}, "date: expected a valid date, got 5"),
     ("task", {"model": {"name": "convnett"}}, "model.name: expected one of convnet, wrn, transformer, cnn1d, "
-                                              "mlp, got 'convnett'; did you mean 'convnet'?"),
+                                              "mlp, rnn, causal_transformer, got 'convnett'; did you mean "
+                                              "'convnet'?"),
     ("controller", {"kind": "ppx"}, "kind: expected 'ppo', 'evolution' or 'random', got 'ppx'; did you mean "
                                     "'ppo'?"),
     ("run", {"wandb": {"mode": "ofline"}}, "wandb.mode: expected 'disabled', 'offline' or 'online', got "
