@@ -32,17 +32,17 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from child_tasks.config import NORMALISED, Reference, TaskConfig, cache_dir
-from configuration.files import write_atomic
+from child_tasks.config import CONFIG_DIR, NORMALISED, Reference, TaskConfig, cache_dir
 from child_tasks.optimizers import OptimizerSpec, resolve_optimizer
 from child_tasks.problems import load_data, make_problem
 from child_tasks.train import TrainResult, train
-from configuration.files import json_safe
+from configuration.files import json_safe, read_bounded, write_atomic
 from dsl import Rule
 
 log = logging.getLogger(__name__)
@@ -278,16 +278,38 @@ def _cache_file(task: TaskConfig) -> Path:
     return cache_dir() / "references" / f"{fingerprint(task)}.json"
 
 
+SHIPPED_REFERENCES = CONFIG_DIR / "references.json"  # fingerprint -> Reference, for the shipped configs
+
+
+@cache
+def shipped_references() -> dict[str, Reference]:
+    """Reference values measured for the tasks the shipped run configs derive (a funnel's stages, the
+    confirmation's longer budget), keyed by fingerprint, so that a first quickstart does not measure them
+    (minutes on one core); tests/test_funnel.py checks the quickstart's are all here, and
+    benchmarks/references.py writes the file. An unreadable file counts as empty: the values are measured."""
+    if not SHIPPED_REFERENCES.is_file():
+        return {}
+    try:
+        raw = json.loads(read_bounded(SHIPPED_REFERENCES, 1 << 20, "shipped references"))
+        return {key: Reference.model_validate(value) for key, value in raw.items()
+                if isinstance(value, dict) and value.get("fingerprint") == key}
+    except (OSError, ValueError, AttributeError) as err:
+        log.warning("shipped reference values %s unreadable (%s); they are measured when needed",
+                    SHIPPED_REFERENCES, err)
+        return {}
+
+
 def with_reference(task: TaskConfig, data: Any = None, log_fn: Callable[[str], None] = log.warning
                    ) -> TaskConfig:
-    """``task`` with current reference values: its own, else the cache's, else measured now (and cached).
+    """``task`` with current reference values: its own, else the shipped ones (`shipped_references`), else
+    the cache's, else measured now (and cached).
     A task whose reward is not normalised is returned as it is."""
     if reference_is_current(task):
         return task
     name = task.name or task.task
     path = _cache_file(task)
-    reference = None
-    if path.is_file():
+    reference = shipped_references().get(fingerprint(task))
+    if reference is None and path.is_file():
         try:
             reference = Reference.model_validate(json.loads(path.read_text()))
         except (OSError, ValueError) as err:

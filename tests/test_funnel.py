@@ -228,3 +228,19 @@ def test_the_command_line_refuses_a_bad_stage_and_a_changed_funnel_on_resume(tmp
     result = runner.invoke(app, ["search", "--resume", str(tmp_path), "--set", "funnel=[]"],
                            terminal_width=200)
     assert result.exit_code == 2 and "--resume continues a run with its own config" in result.output
+
+
+def test_the_quickstarts_derived_tasks_ship_their_reference_values() -> None:
+    """A first quickstart measures no reference (minutes on one core before anything trains): its funnel's
+    stages and its confirmation read theirs from configs/references.json (benchmarks/references.py)."""
+    from child_tasks.config import NORMALISED
+    from child_tasks.reward import fingerprint, shipped_references, with_reference
+    from search.config import load_search_config
+
+    config = load_search_config()
+    derived = [*config.stages, config.suite.scaled(config.confirm.budget_scale)]
+    tasks = [t for suite in derived for t in suite.tasks if t.reward in NORMALISED]
+    shipped = shipped_references()
+    missing = [t.name for t in tasks if fingerprint(t) not in shipped]
+    assert not missing, f"run python benchmarks/references.py: no shipped reference for {missing}"
+    assert all(with_reference(t, log_fn=pytest.fail).reference == shipped[fingerprint(t)] for t in tasks)
