@@ -226,3 +226,15 @@ def test_panel_and_task_together_are_refused_in_one_line(tmp_path: Path) -> None
     assert "--task or --panel, not both" in result.output
     neither = run("transfer", "adam", "--records-dir", tmp_path)
     assert neither.exit_code == 2 and "give --task T or --panel" in neither.output
+
+
+def test_a_diverged_baseline_is_cached_as_such_and_a_missing_value_is_damaged(cache: Path) -> None:
+    task = load_task_config("panel_friedman_mlp")
+    panel_module._write_cached(task, "momentum", 0, None, 3.0, "diverged")
+    assert panel_module.read_cached(task, "momentum", 0) == (None, 3.0), "diverges again: not trained again"
+    panel_module._write_cached(task, "sgd", 1, 0.25, 2.0)
+    assert panel_module.read_cached(task, "sgd", 1) == (0.25, 2.0)
+    entry = json.loads(cache_path(task, "sgd", 1).read_text())
+    cache_path(task, "sgd", 1).write_text(json.dumps({**entry, "val_metric": None}))
+    with pytest.warns(PanelWarning, match="damaged"):
+        assert panel_module.read_cached(task, "sgd", 1) is None, "no value and no divergence: trained again"

@@ -281,9 +281,9 @@ def cache_path(task: TaskConfig, baseline: str, seed: int) -> Path:
             / f"seed{seed}.json")
 
 
-def read_cached(task: TaskConfig, baseline: str, seed: int) -> tuple[float, float] | None:
-    """A cached baseline value and the seconds its training took, or None; a damaged entry is reported
-    (one line) and counts as none."""
+def read_cached(task: TaskConfig, baseline: str, seed: int) -> tuple[float | None, float] | None:
+    """A cached baseline value (None: its training diverged) and the seconds its training took, or None
+    when there is none; a damaged entry is reported (one line) and counts as none."""
     path = cache_path(task, baseline, seed)
     if not path.is_file():
         return None
@@ -292,20 +292,24 @@ def read_cached(task: TaskConfig, baseline: str, seed: int) -> tuple[float, floa
         value = entry["val_metric"]
         if entry.get("baseline") != baseline or entry.get("seed") != seed:
             raise ValueError("it holds another baseline or seed")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if value is None and entry.get("status") == "diverged":
+            pass  # the baseline's own outcome on this seed, as reproducible as a value
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"its value is {value!r}, not a number")
     except (OSError, ValueError, KeyError, TypeError) as err:
         warnings.warn(f"panel cache {path} is damaged ({' '.join(str(err).split())}); training {baseline} "
                       f"seed {seed} on {task.name or task.task} again", PanelWarning, stacklevel=2)
         return None
     took = entry.get("seconds")
-    return float(value), float(took) if isinstance(took, int | float) and not isinstance(took, bool) else 0.0
+    seconds = float(took) if isinstance(took, int | float) and not isinstance(took, bool) else 0.0
+    return (None if value is None else float(value)), seconds
 
 
-def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float, seconds: float) -> None:
+def _write_cached(task: TaskConfig, baseline: str, seed: int, value: float | None, seconds: float,
+                  status: str = "ok") -> None:
     entry = {"task": task.name or task.task, "fingerprint": fingerprint(task), "baseline": baseline,
              "seed": seed, "seeds_per_evaluation": task.seeds_per_evaluation, "val_metric": value,
-             "seconds": seconds}
+             "status": status, "seconds": seconds}
     try:  # a cache only: a read-only home must not end the panel
         write_atomic(json.dumps(json_safe(entry)) + "\n", cache_path(task, baseline, seed))
     except OSError as err:
@@ -456,10 +460,13 @@ def _finish(done: Any, panel: list[_Task], values: dict[tuple[int, str], list[fl
     value = done.result["val_metric"]
     values.setdefault((job.task, job.row.label), [None] * seeds)[job.seed] = value
     seconds[job.task] = seconds.get(job.task, 0.0) + (done.result["duration"] or 0.0)
-    # A baseline is the same on every rule's panel; one that ended early (a time limit on a busy machine,
-    # say) is not cached, so that the next panel tries it again.
-    if job.row.optimizer.startswith("torch:") and value is not None:
-        _write_cached(panel[job.task].config, job.row.label, job.seed, value, done.result["duration"] or 0.0)
+    # A baseline is the same on every rule's panel. One that diverged is cached as such (it diverges again
+    # on the same seed); one stopped by a time limit (a busy machine, say) or an error is not, so that the
+    # next panel tries it again.
+    status = done.result["status"]
+    if job.row.optimizer.startswith("torch:") and (value is not None or status == "diverged"):
+        _write_cached(panel[job.task].config, job.row.label, job.seed, value, done.result["duration"] or 0.0,
+                      "ok" if value is not None else status)
 
 
 def save_panel(result: PanelResult, rec: RuleRecord | None, directory: str | Path | None,
