@@ -74,15 +74,17 @@ class Scheduler:
         self.pool, self.max_retries, self.batch = pool, max_retries, batch
         self.describe = describe  # a job's name in the log
         self.on_submit = on_submit  # called with (tag, worker id) as each job is handed out
+        # Two queues, taken from in this order: the jobs queued with `first` and the retried ones, then
+        # the rest.
+        self.ahead: deque[Job] = deque()
         self.queue: deque[Job] = deque()
-        self.ahead = 0  # the first jobs of the queue that were queued with `first` (or retried)
         self.first_submit: float | None = None
         self.last_result: float | None = None
 
     @property
     def under_way(self) -> int:
         """Jobs queued or running."""
-        return len(self.queue) + self.pool.busy
+        return len(self.ahead) + len(self.queue) + self.pool.busy
 
     @property
     def span_s(self) -> float:
@@ -96,15 +98,11 @@ class Scheduler:
         """Queue a job at the back, or with ``first`` behind the other first jobs (module docstring);
         ``tries``: attempts it had before (a resumed search's row)."""
         job = Job(tag, payload, seed, tries, alone=bool(args), args=args)
-        if first:
-            self.queue.insert(self.ahead, job)
-            self.ahead += 1
-        else:
-            self.queue.append(job)
+        (self.ahead if first else self.queue).append(job)
 
     def feed(self) -> None:
         """Hand the oldest queued jobs to every idle worker."""
-        while self.queue and (worker := self.pool.idle_worker()) is not None:
+        while (self.ahead or self.queue) and (worker := self.pool.idle_worker()) is not None:
             jobs = self._take()
             for job in jobs:
                 job.tries += 1
@@ -119,16 +117,16 @@ class Scheduler:
 
     def _take(self) -> list[Job]:
         """The oldest job and, when batching, the next queued ones of its seed (up to ``batch``)."""
-        first = self.queue.popleft()
-        self.ahead = max(0, self.ahead - 1)
+        first = (self.ahead or self.queue).popleft()
         if self.batch == 1 or first.alone:
             return [first]
-        jobs, rest = [first], deque()
-        while self.queue and len(jobs) < self.batch:
-            job = self.queue.popleft()
-            (jobs if job.seed == first.seed and not job.alone else rest).append(job)
-        self.queue.extendleft(reversed(rest))  # the skipped ones keep their places
-        self.ahead = min(self.ahead, len(self.queue))
+        jobs = [first]
+        for queue in (self.ahead, self.queue):
+            rest: deque[Job] = deque()
+            while queue and len(jobs) < self.batch:
+                job = queue.popleft()
+                (jobs if job.seed == first.seed and not job.alone else rest).append(job)
+            queue.extendleft(reversed(rest))  # the skipped ones keep their places
         return jobs
 
     def collect(self, timeout: float = WAIT_WARNING_S) -> list[Outcome]:
@@ -149,6 +147,5 @@ class Scheduler:
                     retries.append(job)
                     continue
             out.append(Outcome(job.tag, done.result, done.crashed, done.worker, job.tries))
-        self.queue.extendleft(reversed(retries))  # ahead of every other job, in their own order
-        self.ahead += len(retries)
+        self.ahead.extendleft(reversed(retries))  # ahead of every other job, in their own order
         return out

@@ -75,6 +75,7 @@ class FakePool:
     def __init__(self, workers: int) -> None:
         self.idle = [f"w{i}" for i in range(workers)]
         self.calls: list[tuple[str, list, int]] = []  # (worker, payloads, seed)
+        self.args: dict[str, tuple] = {}  # payload -> the extra arguments of its call
         self.running: list[tuple[str, list, bool]] = []
         self.kill: set[str] = set()  # payloads whose call dies
 
@@ -84,7 +85,8 @@ class FakePool:
     def idle_worker(self):
         return self.idle[-1] if self.idle else None
 
-    def submit(self, tag, payload, seed):
+    def submit(self, tag, payload, seed, *args):
+        self.args[payload] = args
         return self._run([tag], [payload], seed, False)
 
     def submit_many(self, tags, payloads, seed):
@@ -122,3 +124,20 @@ def test_batches_take_one_seed_and_a_dead_workers_batch_is_retried_one_rule_at_a
     assert [payloads for _, payloads, _ in pool.calls] == [["a", "b", "d"], ["a"], ["b"], ["d"], ["c"], ["e"]]
     assert {o.tag: o.crashed for o in done} == {"a": None, "b": "died", "c": None, "d": None, "e": None}
     assert {o.tag: o.attempts for o in done}["b"] == 2
+
+
+def test_first_jobs_go_ahead_of_the_queue_in_their_own_order_and_retries_ahead_of_them() -> None:
+    pool = FakePool(workers=1)
+    scheduler = Scheduler(pool, max_retries=1, batch=3)
+    scheduler.add("a", "a", 0)
+    scheduler.add("b", "b", 0)
+    scheduler.add("x", "x", 5, args=(1,), first=True)  # a funnel's stage job: never batched
+    scheduler.add("y", "y", 6, args=(2,), first=True)
+    scheduler.add("c", "c", 0)
+    pool.kill = {"x"}
+    while scheduler.under_way:
+        scheduler.feed()
+        scheduler.collect(timeout=0)
+    # x first; it died, so it goes again ahead of y; then the batch of the rest, queued in their order.
+    assert [payloads for _, payloads, _ in pool.calls] == [["x"], ["x"], ["y"], ["a", "b", "c"]]
+    assert pool.args == {"x": (1,), "y": (2,)}
