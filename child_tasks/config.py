@@ -66,7 +66,18 @@ class WideResNetConfig(Strict):
         return self
 
 
-class TransformerConfig(Strict):
+class _Attention(Strict):
+    """What every Transformer section checks: its heads divide its width (its subclasses declare both)."""
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> _Attention:
+        d_model, heads = self.d_model, self.heads  # type: ignore[attr-defined]
+        if d_model % heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        return self
+
+
+class TransformerConfig(_Attention):
     """A small encoder-decoder Transformer for translation."""
     name: Literal["transformer"]
     layers: int = Field(2, ge=1)
@@ -75,12 +86,6 @@ class TransformerConfig(Strict):
     ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_decode_len: int | None = Field(None, ge=1, description="greedy decoding steps; the data's when unset")
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> TransformerConfig:
-        if self.d_model % self.heads != 0:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        return self
 
 
 class ConvNet1DConfig(Strict):
@@ -97,7 +102,7 @@ class RNNConfig(Strict):
     layers: int = Field(1, ge=1, le=8)
 
 
-class CausalLMConfig(Strict):
+class CausalLMConfig(_Attention):
     """A small pre-norm decoder-only Transformer language model."""
     name: Literal["causal_transformer"]
     layers: int = Field(2, ge=1)
@@ -105,12 +110,6 @@ class CausalLMConfig(Strict):
     heads: int = Field(2, ge=1)
     ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> CausalLMConfig:
-        if self.d_model % self.heads != 0:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        return self
 
 
 class MLPConfig(Strict):

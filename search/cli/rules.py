@@ -281,39 +281,25 @@ def transfer(
         raise _fail(err, 1) from None
     text = str(found.rule) if found.kind == "text" else None
     label = found.name if text is None else f"rule_{canonical_key(found.rule)[:8]}"
-    if panel:
-        return _panel(label, text, chosen, seeds, overrides, directory, out, address, progress)
     try:
-        result = run_transfer(label, task, baselines=chosen, seeds=seeds, overrides=overrides,
-                              directory=directory, out=out, address=address, progress=progress,
-                              console=console, text=text)
+        if panel:
+            from search.results.panel import PANEL_SEEDS, run_panel
+
+            result = run_panel(label, text=text, seeds=seeds or PANEL_SEEDS, baselines=chosen,
+                               overrides=overrides, directory=directory, out=out, address=address,
+                               progress=progress, console=console)
+            table = result.to_rich()
+        else:
+            result = run_transfer(label, task, baselines=chosen, seeds=seeds, overrides=overrides,
+                                  directory=directory, out=out, address=address, progress=progress,
+                                  console=console, text=text)
+            table = result.table.to_rich()
     except UnknownRule as err:
         raise _fail(err, 2) from None
     except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:
         # A missing data set (FileNotFoundError naming the variable to set) or task config lands here too.
         raise _fail(err, 1) from None
-    wide(console).print(result.table.to_rich())
-    for path in result.saved_to:
-        console.print(f"saved to {path}", highlight=False, soft_wrap=True)
-
-
-def _panel(label: str, text: str | None, baselines: list[str], seeds: int | None, overrides: list[str],
-           directory: Path | None, out: Path | None, address: str | None, progress: bool) -> None:
-    """`nos transfer NAME --panel`: run the panel, print its table and summary and where it went."""
-    from discovered_rules import RecordError, UnknownRule
-    from search.cluster import ClusterError
-    from search.results.comparison import ComparisonError
-    from search.results.panel import PANEL_SEEDS, run_panel
-
-    try:
-        result = run_panel(label, text=text, seeds=seeds or PANEL_SEEDS, baselines=baselines,
-                           overrides=overrides, directory=directory, out=out, address=address,
-                           progress=progress, console=console)
-    except UnknownRule as err:
-        raise _fail(err, 2) from None
-    except (ClusterError, ComparisonError, RecordError, OSError, ValueError) as err:
-        raise _fail(err, 1) from None
-    wide(console).print(result.to_rich())
+    wide(console).print(table)
     for path in result.saved_to:
         console.print(f"saved to {path}", highlight=False, soft_wrap=True)
 
