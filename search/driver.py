@@ -188,12 +188,13 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         search = config.search
         # A missing package or file fails here, before Ray starts.
         data = [load_data(task) for task in config.suite.tasks]
-        data += [[load_data(task) for task in stage.tasks] for stage in config.stages]
+        stage_data = [[load_data(task) for task in stage.tasks] for stage in config.stages]
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
         started = connect(address, num_cpus=num_cpus)
         try:
             to_beat = _baselines(config, run_dir, address, progress)
-            summary = _search(config, controller, store, run_dir, progress, worker_class, data, to_beat)
+            summary = _search(config, controller, store, run_dir, progress, worker_class, data, stage_data,
+                              to_beat)
             if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
                 summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
                                                                        records_dir)
@@ -251,7 +252,8 @@ def _baselines(config: SearchConfig, run_dir: Path, address: str | None,
 
 
 def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Path, progress: bool,
-            worker_class: type, data: list[Any], to_beat: tuple[str, float] | None = None) -> SearchSummary:
+            worker_class: type, data: list[Any], stage_data: list[list[Any]],
+            to_beat: tuple[str, float] | None = None) -> SearchSummary:
     import ray
 
     start = time.perf_counter()
@@ -267,10 +269,9 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     pool = None
     try:
         # Once: every worker reads each task's data from the object store (the funnel's stages' too).
-        count = len(config.suite.tasks)
-        data_ref = ray.put(data[:count])
-        stages_ref = ray.put([(stage.to_mapping(), stage_data) for stage, stage_data
-                              in zip(config.stages, data[count:], strict=True)]) if config.stages else None
+        data_ref = ray.put(data)
+        stages_ref = ray.put([(stage.to_mapping(), each) for stage, each
+                              in zip(config.stages, stage_data, strict=True)]) if config.stages else None
         pool = WorkerPool(options.workers, options.ray_options, config.suite.to_mapping(), data_ref,
                           options.threads, search.time_limit_s, worker_class, stages_ref)
         with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,

@@ -38,10 +38,10 @@ from search.workers import WorkerPool
 class Trainings:
     """The queue of trainings and the rewards of finished rows; see the module docstring."""
 
-    def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress,
-                 on_trained: Callable[[Evaluation, float], None] | None = None) -> None:
+    def __init__(self, store: RunStore, pool: WorkerPool, search: SearchSection, bar: SearchProgress) -> None:
         self.store, self.search, self.bar = store, search, bar
-        self.on_trained = on_trained  # called with each rule trained ok and its reward (the funnel's offer)
+        # Called with each rule trained ok and its reward (the funnel's offer, `search.funnel.Funnel.attach`).
+        self.on_trained: Callable[[Evaluation, float], None] | None = None
         # The scheduler's other jobs (the funnel's): their outcomes (True: taken) and their submissions.
         self.others: Callable[[Outcome], bool] = lambda done: False
         self.others_submitted: Callable[[Any, str], None] = lambda tag, worker: None
