@@ -186,7 +186,6 @@ class Funnel:
         self.rules: dict[str, tuple[str, int]] = {}  # key -> (rule text, stage-0 evaluation id)
         self.open: dict[int, int] = {}  # stage -> its rules' jobs queued or running
         self.open_baselines = 0  # the baselines' jobs queued or running (no rule waits for them)
-        self._queued: set[int] = set()  # ids of the stage rows queued or running
         self.closed = 0  # stages 0 .. closed - 1 can receive no more results
         self.evaluations = 0
         self.busy_s = 0.0
@@ -227,6 +226,10 @@ class Funnel:
             if row.canonical_key is not None and row.canonical_key not in self.recorded[0]:
                 self.recorded[0][row.canonical_key] = row.reward  # type: ignore[assignment]
                 self.rules[row.canonical_key] = (row.rule, row.id)  # type: ignore[assignment]
+        for stage in self.seeds:  # the baselines' rows (those a resume finds are kept as they are)
+            for name in self.baselines:
+                seeds = stage_seeds(stage, self.seeds[stage])
+                self.table.add(stage, BASELINE + name, f"torch:{name}", None, seeds)
         rows = self.table.rows()
         for row in rows:
             if not row.canonical_key.startswith(BASELINE):
@@ -237,16 +240,8 @@ class Funnel:
         for row in rows:
             if not row.finished:
                 self._queue(row, first=not row.canonical_key.startswith(BASELINE))
-        for stage in self.seeds:
-            for name in self.baselines:
-                new = [r for r in self.table.add(stage, BASELINE + name, f"torch:{name}", None,
-                                                 stage_seeds(stage, self.seeds[stage]))
-                       if not r.finished and r.id not in self._queued]
-                for row in new:
-                    self._queue(row, first=False)
 
     def _queue(self, row: StageRow, first: bool) -> None:
-        self._queued.add(row.id)
         if row.canonical_key.startswith(BASELINE):
             self.open_baselines += 1
         else:
@@ -287,7 +282,6 @@ class Funnel:
             self.open_baselines -= 1
         else:
             self.open[row.stage] -= 1
-        self._queued.discard(row.id)
         if done.crashed is not None:
             self.table.record(row.id, "failed", None, worker=done.worker,
                               error=f"the worker process died on each of {done.attempts} attempts; last: "
