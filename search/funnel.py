@@ -156,6 +156,11 @@ def funnel_counts(store: RunStore, funnel: Sequence[FunnelStage]) -> list[int]:
                            for k in seeds]
 
 
+def reached(counts: Sequence[int]) -> str:
+    """``stage 0: 128, stage 1: 24, ...``: how many rules completed each stage, as every view says it."""
+    return ", ".join(f"stage {s}: {n}" for s, n in enumerate(counts))
+
+
 def stages_of(config: dict) -> list[FunnelStage]:
     """The funnel of a run's stored config (a mapping), without validating the rest of it."""
     stages = config.get("funnel") if isinstance(config, dict) else None

@@ -304,9 +304,11 @@ def _print_summary(summary) -> None:
               if summary.best_stage else "")),
             ("best rule", summary.best_rule or "-")]
     if summary.stages:
-        rows.insert(5, ("funnel", "rules that completed each stage: " + ", ".join(
-            f"stage {s}: {n}" for s, n in enumerate(summary.stages)) + f" ({summary.funnel_evaluations} "
-            "stage evaluations in this session, one per rule and seed)"))
+        from search.funnel import reached
+
+        rows.insert(5, ("funnel", f"rules that completed each stage: {reached(summary.stages)} "
+                        f"({summary.funnel_evaluations} stage evaluations in this session, one per rule and "
+                        "seed)"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -186,10 +186,11 @@ class RunListing:
         counts = ", ".join(f"{status} {self.counts.get(status, 0)}" for status in STATUSES)
         lines = [f"samples: {sum(self.counts.values())} ({counts})"]
         if self.funnel:
-            reached = ", ".join(f"stage {s}: {n}" for s, n in enumerate(self.funnel))
-            lines.append(f"funnel: rules that completed each stage ({reached}); rules are ranked by the "
-                         "highest stage they completed, then their score there (stage k: mean reward over "
-                         "its seeds)")
+            from search.funnel import reached
+
+            lines.append(f"funnel: rules that completed each stage ({reached(self.funnel)}); rules are "
+                         "ranked by the highest stage they completed, then their score there (stage k: mean "
+                         "reward over its seeds)")
         if self.baselines is None:
             lines.append("gain: the run has no baselines at its budget (nos rules list RUN_DIR "
                          "--compute-baselines trains them once)")

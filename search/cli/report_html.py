@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from discovered_rules import MIN_SEEDS, RuleRecord, verdict
 from search.cli.report_data import RunData, TopRule, mean_std, rule_forms
 from search.cli.report_figures import curves_svg, formula_svg, progress_svg, updates_svg
+from search.funnel import reached
 from search.store import STATUSES
 
 STYLE = """
@@ -161,9 +162,8 @@ def _run_section(run: RunData) -> str:
         said = ", ".join(f"{n} {v:.3f}" for n, v in run.baselines.rewards.items())
         parts.append(f"<p>Baselines at the run's budget (seed {run.baselines.seed}): {_e(said)}</p>")
     if run.funnel:
-        reached = ", ".join(f"stage {s}: {n}" for s, n in enumerate(run.funnel))
-        parts.append(f"<p>Funnel: rules that completed each stage ({_e(reached)}); the best rules are ranked "
-                     "by the highest stage they completed, then their score there.</p>")
+        parts.append(f"<p>Funnel: rules that completed each stage ({_e(reached(run.funnel))}); the best "
+                     "rules are ranked by the highest stage they completed, then their score there.</p>")
         for stage, scores in sorted(run.stage_baselines.items()):
             said = ", ".join(f"{n} {v:.3f}" for n, v in scores.items())
             parts.append(f"<p>Baselines at stage {stage}: {_e(said)}</p>")
