@@ -124,7 +124,7 @@ def batched_parity(device: str) -> int:
             assert_same(alone, result)
             verdict = "ok"
         except AssertionError as err:
-            verdict, failures = f"MISMATCH {err}".splitlines()[0], failures + 1
+            verdict, failures = f"MISMATCH {err}", failures + 1
         print(f"batched on {device} {rule:<12} {result.status:<9} reward {result.reward:7.3f} "
               f"(alone {alone.reward:7.3f})  {verdict}", flush=True)
     return failures

@@ -28,19 +28,20 @@ def near(x, y) -> bool:
 
 
 def assert_same(alone, together) -> None:
-    """What train gives, within float tolerance: statuses, reasons, lrs and step counts exactly."""
-    assert (together.optimizer, together.status, together.reason, together.lr) == \
-        (alone.optimizer, alone.status, alone.reason, alone.lr)
-    assert (together.steps, together.total_steps, together.seed) == \
-        (alone.steps, alone.total_steps, alone.seed)
-    assert [(t.lr, t.status, t.reason) for t in together.lr_trials] == \
-        [(t.lr, t.status, t.reason) for t in alone.lr_trials]
+    """What train gives, within float tolerance: statuses, reasons, lrs and step counts exactly. Each
+    failure names the field and both values (the GPU check prints it outside pytest's rewriting)."""
+    for name in ("optimizer", "status", "reason", "lr", "steps", "total_steps", "seed"):
+        assert getattr(together, name) == getattr(alone, name), \
+            f"{name}: batched {getattr(together, name)!r}, alone {getattr(alone, name)!r}"
+    trials = [[(t.lr, t.status, t.reason) for t in r.lr_trials] for r in (together, alone)]
+    assert trials[0] == trials[1], f"lr trials: batched {trials[0]}, alone {trials[1]}"
     for name in ("score", "val_loss"):
-        assert near([getattr(t, name) for t in together.lr_trials],
-                    [getattr(t, name) for t in alone.lr_trials])
+        got, expected = ([getattr(t, name) for t in r.lr_trials] for r in (together, alone))
+        assert near(got, expected), f"lr trials' {name}: batched {got}, alone {expected}"
     for name in ("train_loss", "val_curve", "val_metric", "test_metric", "val_loss", "mean_train_loss",
                  "reward"):
-        assert near(getattr(together, name), getattr(alone, name)), (name, alone.optimizer)
+        got, expected = getattr(together, name), getattr(alone, name)
+        assert near(got, expected), f"{name}: batched {got!r:.300}, alone {expected!r:.300}"
 
 
 def test_batched_equals_alone_with_batch_norm_noise_and_divergence():
