@@ -30,15 +30,16 @@ class ClusterError(RuntimeError):
     """Ray cannot be reached or started; the message says which address and what to check."""
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> bool:
+def connect(address: str | None, num_cpus: int | None = None, worker_logs: bool = False) -> bool:
     """Start a local Ray (``address`` None) or join the cluster at ``address``; True if this call did
-    either (so the caller should `disconnect`), False when Ray was already initialised in this process."""
+    either (so the caller should `disconnect`), False when Ray was already initialised in this process.
+    ``worker_logs``: the workers' stdout and stderr come to this driver (`search.ray_output` files them)."""
     import ray
 
     check_address(address)
     if ray.is_initialized():  # e.g. a notebook or a test session that set Ray up itself: use it as it is
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": worker_logs}
     if address is None:
         # A new local instance turns on token authentication and warns that it did; nothing to act on here.
         auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")

@@ -80,6 +80,7 @@ from search.config import SearchConfig, SearchSection, load_search_config
 from search.funnel import Funnel, ranked
 from search.lock import RunLock
 from search.progress import SearchProgress
+from search.ray_output import RAY_LOG, ray_output
 from search.results.baselines import run_baselines
 from search.results.comparison import ComparisonError
 from search.results.winners import Confirmation, confirm_and_export, records_folder, run_records
@@ -160,7 +161,7 @@ class _Batch:
 def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run_dir: str | Path, *,
                address: str | None = None, resume: bool = False, controller_kind: str | None = None,
                progress: bool = True, worker_class: type = EvaluationWorker,
-               records_dir: str | Path | None = None) -> SearchSummary:
+               records_dir: str | Path | None = None, show_ray_output: bool = False) -> SearchSummary:
     """Run (or, with ``resume``, continue) a search in ``run_dir``, then confirm and export its winners;
     see the module docstring.
 
@@ -173,6 +174,8 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         worker_class: the evaluation actor's class (an `EvaluationWorker` subclass, e.g. another trainer).
         records_dir: where confirmed winners are exported (None: the run's own, for a resume, else
             `discovered_rules.default_folder`); the run remembers it.
+        show_ray_output: leave Ray's own lines on the terminal (else appended to ``run_dir/ray.log``:
+            `search.ray_output`).
     """
     run_dir = Path(run_dir)
     check_address(address)  # before anything is written: a wrong address should leave no trace
@@ -190,17 +193,19 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         data = [load_data(task) for task in config.suite.tasks]
         stage_data = [[load_data(task) for task in stage.tasks] for stage in config.stages]
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
-        started = connect(address, num_cpus=num_cpus)
-        try:
-            to_beat = _baselines(config, run_dir, address, progress)
-            summary = _search(config, controller, store, run_dir, progress, worker_class, data, stage_data,
-                              to_beat)
-            if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
-                summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
-                                                                       records_dir)
-            return summary
-        finally:
-            disconnect(started)
+        # Ray's own lines (lost nodes' state dumps, the workers' output) to run_dir/ray.log, not the terminal.
+        with ray_output(run_dir / RAY_LOG, show=show_ray_output):
+            started = connect(address, num_cpus=num_cpus, worker_logs=True)
+            try:
+                to_beat = _baselines(config, run_dir, address, progress)
+                summary = _search(config, controller, store, run_dir, progress, worker_class, data,
+                                  stage_data, to_beat)
+                if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
+                    summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address,
+                                                                           progress, records_dir)
+                return summary
+            finally:
+                disconnect(started)
     finally:
         store.close()
         lock.release()

@@ -11,10 +11,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray (2 CPUs, no dashboard) started once for the session; the search reuses it."""
+    """A local Ray (2 CPUs, no dashboard) started once for the session; the search reuses it. The workers'
+    output comes to this driver, as in a search (`search.ray_output` files it)."""
     from search.cluster import connect, disconnect
 
-    started = connect(None, num_cpus=2)
+    started = connect(None, num_cpus=2, worker_logs=True)
     yield
     disconnect(started)
 

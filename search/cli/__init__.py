@@ -227,6 +227,7 @@ def search_command(
     from search.cluster import ClusterError
     from search.config import load_search_config
     from search.driver import run_search
+    from search.ray_output import RAY_LOG
     from search.store import StoreError
 
     if ctx.args:  # the spelling before --set: say the new one rather than "unexpected argument"
@@ -248,10 +249,15 @@ def search_command(
                 run_config = run_config.with_overrides({"controller.kind": kind})
             stamp = time.strftime("%Y%m%d-%H%M%S")
             directory = run_dir or Path("runs") / f"{stamp}-{run_config.controller.kind}"
-        console.print(f"run directory: [bold]{directory}[/bold]  (resume with: nos search --resume "
-                      f"{directory})", highlight=False, soft_wrap=True)
+        debug = bool(ctx.parent and ctx.parent.params.get("debug"))
+        console.print(f"run directory: [bold]{escape(str(directory))}[/bold]  (resume with: nos search "
+                      f"--resume {escape(str(directory))})", highlight=False, soft_wrap=True)
+        if not debug:
+            console.print(f"Ray's own output: {escape(str(directory / RAY_LOG))} (nos --debug search ...: on "
+                          "the terminal)", highlight=False, soft_wrap=True)
         summary = run_search(run_config, directory, address=address, resume=resume is not None,
-                             controller_kind=kind, progress=progress, records_dir=records_dir)
+                             controller_kind=kind, progress=progress, records_dir=records_dir,
+                             show_ray_output=debug)
     except (ConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
         console.print(f"[red]error[/red]: {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
