@@ -123,6 +123,10 @@ class SearchSummary:
     confirmation: Confirmation | None = field(default=None, repr=False)
     confirm_error: str | None = None  # why the confirmation failed (the search's results are stored)
     failure: str | None = None  # the last line of one failed training's error, when every training failed
+    worker_s: float = 0.0  # started workers x seconds over span_s (follows workers lost or added)
+    retried: int = 0  # trainings tried again because their worker died (this session)
+    lost_nodes: dict[str, int] = field(default_factory=dict)  # node -> trainings running there when lost
+    resized: list[tuple[int, int]] = field(default_factory=list)  # (from, to) workers, following the cluster
 
     @property
     def all_failed(self) -> bool:
@@ -137,8 +141,9 @@ class SearchSummary:
 
     @property
     def busy_fraction(self) -> float | None:
-        """Share of the workers' time spent training, from the first submission to the last result."""
-        span = self.workers * self.span_s
+        """Share of the workers' time spent training, from the first submission to the last result (the
+        workers that existed over that time: `worker_s`)."""
+        span = self.worker_s or self.workers * self.span_s
         return self.busy_s / span if span > 0 else None
 
     def as_dict(self) -> dict[str, Any]:
@@ -277,8 +282,11 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         data_ref = ray.put(data)
         stages_ref = ray.put([(stage.to_mapping(), each) for stage, each
                               in zip(config.stages, stage_data, strict=True)]) if config.stages else None
+        # Without a worker count of its own, the pool follows the cluster as nodes leave or join.
+        follow = (None if search.workers else
+                  lambda: worker_options(None, search.cpus_per_worker, search.gpu_fraction).workers)
         pool = WorkerPool(options.workers, options.ray_options, config.suite.to_mapping(), data_ref,
-                          options.threads, search.time_limit_s, worker_class, stages_ref)
+                          options.threads, search.time_limit_s, worker_class, stages_ref, follow)
         with SearchProgress(search.budget, sum(trained_before.values()), store.counts(), progress,
                             best[0].reward if best else None, best[0].rule if best else None,
                             to_beat=to_beat) as bar:
@@ -341,6 +349,7 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         if pool is not None:
             pool.shutdown()
         tracker.finish(store.best(10))
+    trainings.scheduler.tell_faults()
     top = ranked(store, 10, config.funnel)
     best = [r.row for r in top]
     counts = store.counts()
@@ -353,7 +362,9 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
         busy_s=trainings.busy_s + funnel.busy_s, best_reward=top[0].score if top else None,
         best_rule=best[0].rule if best else None, best_stage=top[0].stage if top else 0,
         stages=funnel.counts() if config.funnel else [], funnel_evaluations=funnel.evaluations, best=best,
-        failure=_last_line(failed[-1].error) if failed else None)
+        failure=_last_line(failed[-1].error) if failed else None, worker_s=trainings.scheduler.worker_s,
+        retried=trainings.scheduler.retried, lost_nodes=dict(trainings.scheduler.lost_nodes),
+        resized=list(pool.resized) if pool is not None else [])
 
 
 def _last_line(error: str | None) -> str:

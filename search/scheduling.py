@@ -40,6 +40,7 @@ from search.workers import WorkerPool
 log = logging.getLogger(__name__)
 
 WAIT_WARNING_S = 60.0  # no worker started after this long: say so (an autoscaler may still be adding nodes)
+NODE_DEATH_WAIT_S = 30.0  # a worker's death not followed by its node's within this long: a worker's fault
 
 
 @dataclass
@@ -80,6 +81,12 @@ class Scheduler:
         self.queue: deque[Job] = deque()
         self.first_submit: float | None = None
         self.last_result: float | None = None
+        self.worker_s_at: list[float] = []  # the pool's worker-seconds: at the first submission, last result
+        self.retried = 0  # jobs tried again because their worker died
+        self.lost_nodes: dict[str, int] = {}  # node -> evaluations running there when it was lost
+        self._crashes: dict[str, list[float]] = {}  # node -> when each of its workers died, not yet told
+        self._checked = 0.0
+        self._no_worker_since: float | None = None
 
     @property
     def under_way(self) -> int:
@@ -92,6 +99,12 @@ class Scheduler:
         if self.first_submit is None or self.last_result is None:
             return 0.0
         return self.last_result - self.first_submit
+
+    @property
+    def worker_s(self) -> float:
+        """Worker-seconds from the first submission to the last result: started workers integrated over
+        that time, which follows the workers as nodes leave or join (0 before both)."""
+        return self.worker_s_at[-1] - self.worker_s_at[0] if len(self.worker_s_at) == 2 else 0.0
 
     def add(self, tag: Any, payload: Any, seed: int, tries: int = 0, *, args: tuple = (),
             first: bool = False) -> None:
@@ -114,6 +127,44 @@ class Scheduler:
                 self.pool.submit_many(jobs, [job.payload for job in jobs], jobs[0].seed)
             if self.first_submit is None:
                 self.first_submit = time.perf_counter()
+                self.worker_s_at = [self.pool.worker_seconds()]
+
+    def _say_crash(self, done: Any, job: Job) -> None:
+        """One line per fault. A worker whose node is known waits for `_tell_faults`: Ray marks a lost node
+        dead some seconds after its workers' calls fail, and the several evaluations lost with a node are
+        then one line. Ray's own account of it is in the run's ray.log (`search.ray_output`)."""
+        node = self.pool.node_of(done.worker)
+        if node in self.lost_nodes and job.tries <= self.max_retries:
+            return  # counted when the node was reported
+        if node is None or job.tries > self.max_retries:
+            again = "requeued" if job.tries <= self.max_retries else f"not retried after {job.tries} attempts"
+            log.warning("%s: worker %s died (%s); %s", self.describe(job.tag), done.worker, done.crashed,
+                        again)
+            return
+        self._crashes.setdefault(node, []).append(time.monotonic())
+
+    def _tell_faults(self, final: bool = False) -> None:
+        """Report the workers' deaths held back by `_say_crash`, once their node is known to be lost (one
+        line per node), or after `NODE_DEATH_WAIT_S` (or at the end: ``final``) as workers that died."""
+        now = time.monotonic()
+        if not self._crashes or (now - self._checked < 1.0 and not final):
+            return
+        self._checked = now
+        dead = self.pool.dead_nodes(set(self._crashes))
+        for node, times in list(self._crashes.items()):
+            if node in dead:
+                self.lost_nodes[node] = len(times) + self.pool.running_on(node)
+                log.warning("node %s lost: %s requeued", node, _trainings(self.lost_nodes[node]))
+            elif final or now - times[0] > NODE_DEATH_WAIT_S:
+                log.warning("workers died on node %s, which is still in the cluster: %s requeued", node,
+                            _trainings(len(times)))
+            else:
+                continue
+            del self._crashes[node]
+
+    def tell_faults(self) -> None:
+        """At the end: report what is still held back (`_tell_faults`)."""
+        self._tell_faults(final=True)
 
     def _take(self) -> list[Job]:
         """The oldest job and, when batching, the next queued ones of its seed (up to ``batch``)."""
@@ -132,20 +183,36 @@ class Scheduler:
     def collect(self, timeout: float = WAIT_WARNING_S) -> list[Outcome]:
         """Wait for at least one result (or a worker starting); the jobs that ended, in arrival order."""
         finished = self.pool.wait(timeout=timeout)
-        if not finished and self.pool.started == 0:
+        # The pool may return sooner than asked (one that follows the cluster looks at it every few
+        # seconds): the warning counts the time with no worker, not one wait's.
+        now = time.monotonic()
+        if finished or self.pool.started:
+            self._no_worker_since = None
+        elif self._no_worker_since is None:
+            self._no_worker_since = now
+        elif now - self._no_worker_since >= timeout:
             log.warning("no evaluation worker has started after %.0f s: the cluster may lack the resources "
-                        "each worker asks for (%s); still waiting", timeout, self.pool.ray_options)
+                        "each worker asks for (%s); still waiting", now - self._no_worker_since,
+                        self.pool.ray_options)
+            self._no_worker_since = now
         out, retries = [], []
+        if finished and self.worker_s_at:
+            self.worker_s_at[1:] = [self.pool.worker_seconds()]
         for done in finished:
             job: Job = done.tag
             self.last_result = time.perf_counter()
             if done.crashed is not None:
                 job.alone = job.alone or done.batched
+                self._say_crash(done, job)
                 if job.tries <= self.max_retries:
-                    log.warning("%s: worker %s died (%s); retrying", self.describe(job.tag), done.worker,
-                                done.crashed)
+                    self.retried += 1
                     retries.append(job)
                     continue
             out.append(Outcome(job.tag, done.result, done.crashed, done.worker, job.tries))
         self.ahead.extendleft(reversed(retries))  # ahead of every other job, in their own order
+        self._tell_faults()
         return out
+
+
+def _trainings(count: int) -> str:
+    return f"{count} training" + ("" if count == 1 else "s")

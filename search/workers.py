@@ -28,10 +28,12 @@ with the worker's dict, or ``crashed`` set when the actor died, after which a fr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,10 @@ import torch
 from child_tasks.reward import Evaluation, evaluate, evaluate_batch
 from child_tasks.suite import load_suite
 from dsl import Rule, parse
+
+log = logging.getLogger(__name__)
+
+FOLLOW_EVERY_S = 2.0  # how often a pool that follows the cluster reads its resources
 
 
 class EvaluationWorker:
@@ -61,8 +67,10 @@ class EvaluationWorker:
         self.id = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict[str, Any]:
-        """Who this worker is: id (host:pid), pid, device, threads."""
-        return {"worker": self.id, "pid": os.getpid(), "device": str(self.device), "threads": self.threads}
+        """Who this worker is: id (host:pid), pid, device, threads, and its Ray node (id and address)."""
+        node, ip = _ray_node()
+        return {"worker": self.id, "pid": os.getpid(), "device": str(self.device), "threads": self.threads,
+                "node": node, "ip": ip}
 
     def evaluate(self, rule_text: str, seed: int, stage: int = 0) -> dict[str, Any]:
         """Train ``rule_text`` on the task (stage ``stage``'s tasks) with ``seed``; a dict that never
@@ -126,6 +134,18 @@ class EvaluationWorker:
         return {"status": "failed", "reward": None, "error": error, "worker": self.id, "duration": duration}
 
 
+def _ray_node() -> tuple[str | None, str | None]:
+    """This process's Ray node id and address (None, None outside Ray: a worker built directly)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+    except Exception:  # only used to name a lost node; never a reason to fail
+        pass
+    return None, None
+
+
 def _has_gpu() -> bool:
     """Whether Ray gave this actor a GPU (outside Ray, e.g. in a test: whether there is one)."""
     import ray
@@ -163,11 +183,15 @@ class _Many:
 
 
 class WorkerPool:
-    """A fixed number of evaluation actors, replaced when they die; see the module docstring."""
+    """Evaluation actors, replaced when they die; see the module docstring.
+
+    ``follow`` (a function giving the number of workers the cluster holds now, `search.cluster`) makes
+    the pool follow the cluster: checked every `FOLLOW_EVERY_S` while waiting, a node that joins gets
+    workers and the workers that a lost node's resources can no longer hold are not waited for."""
 
     def __init__(self, size: int, ray_options: dict[str, float], task: dict[str, Any], data_ref: Any,
                  threads: int, time_limit_s: float | None, worker_class: type = EvaluationWorker,
-                 stages_ref: Any = None) -> None:
+                 stages_ref: Any = None, follow: Callable[[], int] | None = None) -> None:
         import ray
 
         self._actor_class = ray.remote(worker_class).options(max_restarts=0, **ray_options)
@@ -175,9 +199,14 @@ class WorkerPool:
         self._args = (task, data_ref, threads, time_limit_s, *stages)
         self.ray_options = ray_options
         self.size = size
+        self.follow = follow
+        self.resized: list[tuple[int, int]] = []  # (from, to) each time the pool followed the cluster
+        self._followed = time.monotonic()
         self._starting: dict[Any, Any] = {}  # info ref -> actor, until the actor has started
         self._idle: list[tuple[Any, str]] = []  # (actor, worker id)
         self._running: dict[Any, tuple[Any, str, Any]] = {}  # result ref -> (actor, worker id, tag)
+        self._nodes: dict[str, tuple[str, str]] = {}  # worker id -> (node id, "IP (node id's start)")
+        self._worker_s, self._marked = 0.0, time.monotonic()  # started workers x seconds, since built
         for _ in range(size):
             self._start()
 
@@ -194,6 +223,23 @@ class WorkerPool:
     def busy(self) -> int:
         """Evaluations in flight."""
         return len(self._running)
+
+    def worker_seconds(self) -> float:
+        """Started workers integrated over time since the pool was built: what the workers could have
+        trained, for a busy fraction that stays true when workers come and go."""
+        self._mark()
+        return self._worker_s
+
+    def _mark(self) -> None:
+        now = time.monotonic()
+        self._worker_s += self.started * (now - self._marked)
+        self._marked = now
+
+    def running_on(self, node: str) -> int:
+        """Evaluations in flight on workers of the node named ``node`` (as `node_of` names it)."""
+        on_node = [tag for _, worker, tag in self._running.values()
+                   if self._nodes.get(worker, ("", ""))[1] == node]
+        return sum(len(tag.tags) if isinstance(tag, _Many) else 1 for tag in on_node)
 
     def idle_worker(self) -> str | None:
         """The id of a started, idle worker (the next `submit` goes to it), or None."""
@@ -218,19 +264,35 @@ class WorkerPool:
         meanwhile become idle. Raises RuntimeError if a worker fails to start (its constructor raised)."""
         import ray
 
+        self._follow_cluster()
         refs = [*self._running, *self._starting]
         if not refs:
             return []
+        if self.follow is not None and timeout is not None:
+            timeout = min(timeout, FOLLOW_EVERY_S)  # a node that joins is seen while the rest trains
+        self._mark()
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if ready else (ready, None)
+        self._mark()
         finished = []
         for ref in ready:
             if ref in self._starting:
                 actor = self._starting.pop(ref)
                 try:
-                    self._idle.append((actor, ray.get(ref)["worker"]))
+                    info = ray.get(ref)
+                except ray.exceptions.RayActorError as err:
+                    if getattr(err, "actor_init_failed", True):  # its constructor raised
+                        raise RuntimeError(f"an evaluation worker failed to start: {err}") from None
+                    # Its node left before it started: start another, unless the pool no longer needs it.
+                    if len(self._starting) + self.started < self.size:
+                        self._start()
+                    continue
                 except ray.exceptions.RayError as err:
                     raise RuntimeError(f"an evaluation worker failed to start: {err}") from None
+                self._idle.append((actor, info["worker"]))
+                if info.get("node"):
+                    name = f"{info.get('ip') or '?'} ({info['node'][:8]})"
+                    self._nodes[info["worker"]] = (info["node"], name)
                 continue
             actor, worker, tag = self._running.pop(ref)
             tags, many = (tag.tags, True) if isinstance(tag, _Many) else ([tag], False)
@@ -245,10 +307,51 @@ class WorkerPool:
                 finished += [Finished(t, dict(failed), None, worker, many) for t in tags]
                 self._idle.append((actor, worker))
             except ray.exceptions.RayError as err:  # the actor's process died: replace the actor
-                finished += [Finished(t, None, f"{type(err).__name__}: {err}", worker, many) for t in tags]
+                reason = f"{type(err).__name__}: {_first_line(str(err))}"
+                finished += [Finished(t, None, reason, worker, many) for t in tags]
                 ray.kill(actor, no_restart=True)
                 self._start()
         return finished
+
+    def node_of(self, worker: str) -> str | None:
+        """The node a worker ran on, as "IP (node id's start)"; None if unknown."""
+        return self._nodes.get(worker, (None, None))[1]
+
+    def dead_nodes(self, names: set[str]) -> set[str]:
+        """Those of the nodes named (as `node_of` names them) that the cluster no longer counts as alive.
+        Ray marks a node dead some seconds after it goes (the GCS's health checks), not at once."""
+        import ray
+
+        try:
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        except Exception:  # the GCS itself gone: the driver's own error says so
+            return set()
+        return {name for node, name in self._nodes.values() if name in names and node not in alive}
+
+    def _follow_cluster(self) -> None:
+        """Resize to what ``follow`` says the cluster holds, at most every `FOLLOW_EVERY_S`."""
+        import ray
+
+        if self.follow is None or time.monotonic() - self._followed < FOLLOW_EVERY_S:
+            return
+        self._followed = time.monotonic()
+        try:
+            target = max(1, int(self.follow()))
+        except Exception:  # the cluster's state unreadable for a moment: keep the pool as it is
+            return
+        if target == self.size:
+            return
+        self.resized.append((self.size, target))
+        log.warning("workers: %d -> %d, following the cluster's resources", self.size, target)
+        self.size = target
+        for _ in range(target - self.started - len(self._starting)):
+            self._start()
+        # Fewer: stop waiting for workers that have not started (a lost node's replacements), then idle
+        # ones; running ones finish their evaluation and are stopped at a later check.
+        while self.started + len(self._starting) > target and self._starting:
+            ray.kill(self._starting.popitem()[1], no_restart=True)
+        while self.started + len(self._starting) > target and self._idle:
+            ray.kill(self._idle.pop(0)[0], no_restart=True)
 
     def shutdown(self) -> None:
         """End every actor of the pool."""
@@ -258,3 +361,9 @@ class WorkerPool:
         for actor in actors + list(self._starting.values()):
             ray.kill(actor, no_restart=True)
         self._idle.clear(), self._running.clear(), self._starting.clear()
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """A Ray error's first line, cut to ``limit`` characters: its full text is in ray.log."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."

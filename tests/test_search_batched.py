@@ -4,12 +4,14 @@ worker's batch tried again one rule at a time) on a pool without Ray."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import pytest
 import torch
 
 from child_tasks.problems import load_data
+from search import scheduling
 from search.config import SearchConfig
 from search.driver import run_search
 from search.scheduling import Scheduler
@@ -81,6 +83,19 @@ class FakePool:
 
     started = property(lambda self: 2)
     busy = property(lambda self: len(self.running))
+    lost: set[str] = set()  # the nodes the cluster no longer counts as alive
+
+    def worker_seconds(self) -> float:
+        return 0.0
+
+    def node_of(self, worker: str) -> str:
+        return f"node-{worker}"
+
+    def dead_nodes(self, names: set[str]) -> set[str]:
+        return names & self.lost
+
+    def running_on(self, node: str) -> int:
+        return sum(1 for worker, tags, _ in self.running if f"node-{worker}" == node for _ in tags)
 
     def idle_worker(self):
         return self.idle[-1] if self.idle else None
@@ -141,3 +156,27 @@ def test_first_jobs_go_ahead_of_the_queue_in_their_own_order_and_retries_ahead_o
     # x first; it died, so it goes again ahead of y; then the batch of the rest, queued in their order.
     assert [payloads for _, payloads, _ in pool.calls] == [["x"], ["x"], ["y"], ["a", "b", "c"]]
     assert pool.args == {"x": (1,), "y": (2,)}
+
+
+@pytest.mark.parametrize("lost, line", [
+    (True, "node node-w0 lost: 2 trainings requeued"),
+    (False, "workers died on node node-w0, which is still in the cluster: 2 trainings requeued")])
+def test_workers_lost_with_their_node_are_one_line_and_counted(caplog, monkeypatch, lost, line) -> None:
+    # Ray marks a node dead seconds after its workers' calls fail: the deaths wait for the node's fate.
+    monkeypatch.setattr(scheduling, "NODE_DEATH_WAIT_S", 0.0)
+    pool = FakePool(workers=1)
+    pool.lost = {"node-w0"} if lost else set()
+    scheduler = Scheduler(pool, max_retries=1, batch=2)
+    for name in "abcd":
+        scheduler.add(name, name, 0)
+    pool.kill = {"a"}  # the first call, a and b, dies; each is retried alone and the second a dies too
+    with caplog.at_level(logging.WARNING, logger="search.scheduling"):
+        while scheduler.under_way:
+            scheduler.feed()
+            scheduler.collect(timeout=0)
+        scheduler.tell_faults()
+    lines = [r.getMessage() for r in caplog.records]
+    assert line in lines[0]
+    assert scheduler.retried == 2 and scheduler.lost_nodes == ({"node-w0": 2} if lost else {})
+    # a's second death is past its retries: said on its own line, at once
+    assert any("not retried after 2 attempts" in m for m in lines)

@@ -283,6 +283,26 @@ def search_command(
         raise typer.Exit(1)
 
 
+def _busy(summary, busy: float) -> str:
+    window = "from the first submission to the last result"
+    if not summary.resized:
+        return (f"{busy:.0%}  (training seconds / ({summary.workers} workers x {summary.span_s:.1f} s "
+                f"{window}))")
+    return (f"{busy:.0%}  (training seconds / {summary.worker_s:.1f} worker-seconds: the workers there were "
+            f"{window}, {summary.span_s:.1f} s)")
+
+
+def _faults(summary) -> str:
+    """What went wrong on the cluster and what the search did about it, in one cell."""
+    parts = [f"node {node} lost (trainings running there: {count})"
+             for node, count in summary.lost_nodes.items()]
+    parts.append(f"trainings retried after their worker died: {summary.retried}")
+    if summary.resized:
+        counts = [summary.resized[0][0], *(after for _, after in summary.resized)]
+        parts.append(f"workers {' -> '.join(map(str, counts))}, following the cluster")
+    return "; ".join(parts) + " (Ray's account: ray.log in the run directory)"
+
+
 def _print_summary(summary) -> None:
     from rich.table import Table
 
@@ -302,13 +322,13 @@ def _print_summary(summary) -> None:
             ("stopped", summary.stopped_because),
             ("wall time", f"{summary.wall_time_s:.1f} s this session, {rate:.2f} trainings/s on "
                           f"{summary.workers} workers"),
-            ("worker busy fraction", "-" if busy is None else
-             f"{busy:.0%}  (training seconds / ({summary.workers} workers x {summary.span_s:.1f} s from the "
-             "first submission to the last result))"),
+            ("worker busy fraction", "-" if busy is None else _busy(summary, busy)),
             ("best reward", "-" if summary.best_reward is None else f"{summary.best_reward:.2f}" +
              (f" (its score at funnel stage {summary.best_stage}, the highest it reached)"
               if summary.best_stage else "")),
             ("best rule", summary.best_rule or "-")]
+    if summary.retried or summary.lost_nodes or summary.resized:
+        rows.insert(5, ("faults", _faults(summary)))
     if summary.stages:
         from search.funnel import reached
 
