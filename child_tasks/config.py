@@ -10,7 +10,9 @@ metric that is the reward, the guards (time limit, loss blow-up factor), and the
 
 Every error names the file, the key path (``model.width``) and what was expected; an unknown key is
 rejected with the closest known keys suggested, since a misspelt key silently ignored would change an
-experiment without anyone noticing. Reading, wording and overrides are `configuration`'s, shared by every
+experiment without anyone noticing. Every whole number is strict and bounded (`configuration.models`:
+epochs at most 10**4, batch sizes 10**5, widths 16384, data sizes 10**7), so that a config that validates
+trains in finite time and memory. Reading, wording and overrides are `configuration`'s, shared by every
 config of the project.
 """
 
@@ -23,8 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from configuration import (ConfigError, Seed, Strict, did_you_mean, expect_mapping, load_yaml, set_dotted,
-                           validation_error)
+from configuration import (MAX_BATCH, MAX_EPOCHS, MAX_WIDTH, BatchSize, ConfigError, DataSize, Epochs, Layers,
+                           Seed, Seeds, Strict, Width, check_name, did_you_mean, expect_mapping, load_yaml,
+                           quoted, set_dotted, validation_error, whole)
 from configuration.files import path_from_env
 
 # The configs folder: shipped inside a wheel as child_tasks/configs (pyproject's package-dir), else the
@@ -49,14 +52,14 @@ CACHE_ENV = "NOS_CACHE_DIR"
 class ConvNetConfig(Strict):
     """The NOS ConvNet: two 3x3 conv layers of ``width`` filters."""
     name: Literal["convnet"]
-    width: int = Field(32, ge=1)
+    width: Width = 32
 
 
 class WideResNetConfig(Strict):
     """WRN-depth-widen; depth must be 6n+4."""
     name: Literal["wrn"]
-    depth: int = Field(16, ge=10)
-    widen: int = Field(4, ge=1)
+    depth: whole(1000, 10) = 16
+    widen: whole(64) = 4
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -80,43 +83,44 @@ class _Attention(Strict):
 class TransformerConfig(_Attention):
     """A small encoder-decoder Transformer for translation."""
     name: Literal["transformer"]
-    layers: int = Field(2, ge=1)
-    d_model: int = Field(64, ge=8)
-    heads: int = Field(4, ge=1)
-    ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
+    layers: Layers = 2
+    d_model: whole(MAX_WIDTH, 8) = 64
+    heads: Width = 4
+    ff: Width | None = Field(None, description="feed-forward width; 4 * d_model when unset")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    max_decode_len: int | None = Field(None, ge=1, description="greedy decoding steps; the data's when unset")
+    max_decode_len: whole(10_000) | None = Field(None, description="greedy decoding steps; the data's when "
+                                                 "unset")
 
 
 class ConvNet1DConfig(Strict):
     """The MNIST-1D paper's 1D ConvNet: three strided convs of ``width`` channels."""
     name: Literal["cnn1d"]
-    width: int = Field(25, ge=1)
+    width: Width = 25
 
 
 class RNNConfig(Strict):
     """A recurrent network (LSTM or GRU): ``layers`` layers of ``hidden`` units, read out at the last step."""
     name: Literal["rnn"]
     cell: Literal["lstm", "gru"] = "lstm"
-    hidden: int = Field(32, ge=1)
-    layers: int = Field(1, ge=1, le=8)
+    hidden: Width = 32
+    layers: whole(8) = 1
 
 
 class CausalLMConfig(_Attention):
     """A small pre-norm decoder-only Transformer language model."""
     name: Literal["causal_transformer"]
-    layers: int = Field(2, ge=1)
-    d_model: int = Field(32, ge=8)
-    heads: int = Field(2, ge=1)
-    ff: int | None = Field(None, ge=1, description="feed-forward width; 4 * d_model when unset")
+    layers: Layers = 2
+    d_model: whole(MAX_WIDTH, 8) = 32
+    heads: Width = 2
+    ff: Width | None = Field(None, description="feed-forward width; 4 * d_model when unset")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class MLPConfig(Strict):
     """A ReLU MLP: ``layers`` hidden layers of ``hidden`` units (the MNIST-1D paper's: 2 of 100)."""
     name: Literal["mlp"]
-    hidden: int = Field(100, ge=1)
-    layers: int = Field(2, ge=0, le=16)
+    hidden: Width = 100
+    layers: whole(16, 0) = 2
 
 
 ModelConfig = Annotated[ConvNetConfig | WideResNetConfig | TransformerConfig | ConvNet1DConfig | MLPConfig
@@ -132,7 +136,7 @@ TASK_MODELS = {"digits": ("convnet", "wrn", "mlp"), "cifar10": ("convnet", "wrn"
 class DigitsData(Strict):
     """scikit-learn's 8x8 digits, split once with a fixed seed (the rule's seed never changes the split)."""
     kind: Literal["digits"] = "digits"
-    split_seed: int = 0
+    split_seed: Seed = 0
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
@@ -141,9 +145,9 @@ class Mnist1DData(Strict):
     """MNIST-1D generated offline by the `mnist1d` package (``num_samples`` in all, its generator seeded
     by ``data_seed``), split once by ``split_seed`` like digits."""
     kind: Literal["mnist1d"] = "mnist1d"
-    num_samples: int = Field(5000, ge=100, le=1_000_000, description="more give a finer validation metric")
-    data_seed: int = Field(42, ge=0, lt=2**32, description="the generator's seed (42: the paper's data)")
-    split_seed: int = 0
+    num_samples: whole(1_000_000, 100) = Field(5000, description="more give a finer validation metric")
+    data_seed: Seed = Field(42, description="the generator's seed (42: the paper's data)")
+    split_seed: Seed = 0
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
 
@@ -153,8 +157,8 @@ class Cifar10Data(Strict):
     kind: Literal["cifar10"] = "cifar10"
     path: str | None = None
     path_env: str = "NOS_CIFAR10"
-    val_size: int = Field(5000, ge=1)
-    split_seed: int = 0
+    val_size: DataSize = 5000
+    split_seed: Seed = 0
     augment: bool = True
 
 
@@ -162,16 +166,16 @@ class NMTData(Strict):
     """The embedded synthetic language pair, or a parallel corpus in ``directory`` (or env ``path_env``)."""
     kind: Literal["nmt"] = "nmt"
     source: Literal["synthetic", "parallel"] = "synthetic"
-    n_train: int = Field(4000, ge=1)
-    n_val: int = Field(300, ge=1)
-    n_test: int = Field(300, ge=1)
-    split_seed: int = 0
+    n_train: DataSize = 4000
+    n_val: DataSize = 300
+    n_test: DataSize = 300
+    split_seed: Seed = 0
     directory: str | None = None
     path_env: str = "NOS_NMT_DATA"
     src_lang: str = "src"
     tgt_lang: str = "tgt"
-    min_freq: int = Field(1, ge=1, description="parallel corpus: rarer words become UNK")
-    max_len: int = Field(50, ge=1, description="parallel corpus: longer pairs are left out")
+    min_freq: DataSize = Field(1, description="parallel corpus: rarer words become UNK")
+    max_len: whole(10_000) = Field(50, description="parallel corpus: longer pairs are left out")
     lowercase: bool = False
 
 
@@ -181,14 +185,14 @@ class TabularData(Strict):
     wine or breast_cancer sets; split once by ``split_seed``."""
     kind: Literal["tabular"] = "tabular"
     source: Literal["make_classification", "wine", "breast_cancer"] = "make_classification"
-    n_samples: int = Field(6000, ge=100, le=1_000_000)
-    n_features: int = Field(20, ge=2, le=1000)
-    n_informative: int = Field(8, ge=1)
-    n_classes: int = Field(4, ge=2, le=100)
+    n_samples: whole(1_000_000, 100) = 6000
+    n_features: whole(1000, 2) = 20
+    n_informative: whole(1000) = 8
+    n_classes: whole(100, 2) = 4
     class_sep: float = Field(1.0, gt=0.0)
     flip_y: float = Field(0.02, ge=0.0, lt=1.0, description="fraction of labels assigned at random")
-    data_seed: int = Field(0, ge=0, lt=2**32)
-    split_seed: int = 0
+    data_seed: Seed = 0
+    split_seed: Seed = 0
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
 
@@ -208,11 +212,11 @@ class RegressionData(Strict):
     or the bundled diabetes set; features and target standardised with the training split's statistics."""
     kind: Literal["regression"] = "regression"
     source: Literal["friedman1", "diabetes"] = "friedman1"
-    n_samples: int = Field(6000, ge=100, le=1_000_000)
-    n_features: int = Field(10, ge=5, le=1000, description="friedman1: 5 informative, the rest noise")
+    n_samples: whole(1_000_000, 100) = 6000
+    n_features: whole(1000, 5) = Field(10, description="friedman1: 5 informative, the rest noise")
     noise: float = Field(1.0, ge=0.0)
-    data_seed: int = Field(0, ge=0, lt=2**32)
-    split_seed: int = 0
+    data_seed: Seed = 0
+    split_seed: Seed = 0
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
 
@@ -220,24 +224,24 @@ class RegressionData(Strict):
 class AddingData(Strict):
     """The adding problem (child_tasks.generated.load_adding), generated from ``data_seed``."""
     kind: Literal["adding"] = "adding"
-    seq_len: int = Field(30, ge=2, le=10_000)
-    n_train: int = Field(6400, ge=1)
-    n_val: int = Field(1000, ge=1)
-    n_test: int = Field(1000, ge=1)
-    data_seed: int = Field(0, ge=0, lt=2**32)
+    seq_len: whole(10_000, 2) = 30
+    n_train: DataSize = 6400
+    n_val: DataSize = 1000
+    n_test: DataSize = 1000
+    data_seed: Seed = 0
 
 
 class OrderData(Strict):
     """The temporal-order problem (child_tasks.generated.load_order), generated from ``data_seed``."""
     kind: Literal["order"] = "order"
-    n_symbols: int = Field(8, ge=3, le=1000, description="one-hot width: the last two are X and Y")
-    min_len: int = Field(20, ge=2, le=10_000)
-    max_len: int = Field(30, ge=2, le=10_000)
-    n_train: int = Field(6400, ge=1)
-    n_val: int = Field(1000, ge=1)
-    n_test: int = Field(1000, ge=1)
-    data_seed: int = Field(0, ge=0, lt=2**32)
-    marks: int = Field(2, ge=2, le=4, description="marked symbols, one per segment: 2**marks classes")
+    n_symbols: whole(1000, 3) = Field(8, description="one-hot width: the last two are X and Y")
+    min_len: whole(10_000, 2) = 20
+    max_len: whole(10_000, 2) = 30
+    n_train: DataSize = 6400
+    n_val: DataSize = 1000
+    n_test: DataSize = 1000
+    data_seed: Seed = 0
+    marks: whole(4, 2) = Field(2, description="marked symbols, one per segment: 2**marks classes")
 
     @model_validator(mode="after")
     def _lengths_ordered(self) -> OrderData:
@@ -252,12 +256,12 @@ class LMData(Strict):
     """Sentences of one side of the embedded synthetic language pair, for a language model."""
     kind: Literal["lm"] = "lm"
     side: Literal["source", "target"] = "target"
-    n_train: int = Field(6400, ge=1)
-    n_val: int = Field(500, ge=1)
-    n_test: int = Field(500, ge=1)
-    split_seed: int = Field(0, description="the sentence generator's seed")
-    offset: int = Field(0, ge=0, le=1_000_000, description="sentences of the generator's stream skipped "
-                        "first: those a translation task of the same seed uses")
+    n_train: DataSize = 6400
+    n_val: DataSize = 500
+    n_test: DataSize = 500
+    split_seed: Seed = Field(0, description="the sentence generator's seed")
+    offset: whole(1_000_000, 0) = Field(0, description="sentences of the generator's stream skipped "
+                                        "first: those a translation task of the same seed uses")
 
 
 DataConfig = Annotated[DigitsData | Mnist1DData | Cifar10Data | NMTData | TabularData | RegressionData
@@ -272,8 +276,8 @@ class Reference(Strict):
     (`child_tasks.reward.fingerprint`) when they were measured: a changed task makes them stale."""
     initial: float
     adam: float
-    seeds: int = Field(ge=1)
-    fingerprint: str
+    seeds: Seeds
+    fingerprint: str = Field(max_length=256)
 
     @model_validator(mode="after")
     def _ordered(self) -> Reference:
@@ -295,20 +299,20 @@ class TaskConfig(Strict):
         "is better; val_loss: the final "
         "validation loss; train_loss: the mean training loss of the run (the area under its curve); the "
         "two losses are normalised against `reference` (1: tuned Adam, 0: no progress)")
-    seeds_per_evaluation: int = Field(1, ge=1, le=64, description="training seeds averaged in one "
-                                      "evaluation, the same for every rule (common random numbers)")
+    seeds_per_evaluation: Seeds = Field(1, description="training seeds averaged in one evaluation, the "
+                                        "same for every rule (common random numbers); at most 64")
     reference: Reference | None = Field(None, description="the loss at initialisation and tuned Adam's, "
                                         "for normalising; measured and cached when missing or stale")
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    lr_grid: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
+    epochs: Epochs = Field(description=f"passes over the training data, at most {MAX_EPOCHS}")
+    batch_size: BatchSize = Field(description=f"examples per step, at most {MAX_BATCH}")
+    lr_grid: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1, max_length=100)
     short_run_epochs: float = Field(gt=0.0, description="length of each lr's short run, in epochs")
     time_limit_s: float | None = Field(None, gt=0.0, description="wall time of one evaluation (grid + run)")
     blowup_factor: float = Field(10.0, gt=1.0, description="a loss above factor x the first loss diverged")
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="lr over the whole run")
-    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    eval_batch_size: int = Field(1000, ge=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
+    eval_batch_size: BatchSize = 1000
 
     @model_validator(mode="before")
     @classmethod
@@ -356,8 +360,13 @@ def higher_is_better(metric: str) -> bool:
 # --- loading and error messages ---------------------------------------------------------------------
 
 def config_path(path_or_name: str | Path) -> Path:
-    """A bare name (no folder, no suffix) is configs/NAME.yaml; anything else is a path."""
+    """A bare name (no folder, no suffix) is configs/NAME.yaml; anything else is a path. A ConfigError
+    quoting only its start when it is longer than any file's name could be."""
     text = str(path_or_name)
+    try:
+        check_name(text, "task config name or path")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if isinstance(path_or_name, Path) or "/" in text or text.endswith((".yaml", ".yml")):
         return Path(path_or_name)
     return CONFIG_DIR / f"{text}.yaml"
@@ -412,7 +421,8 @@ def task_config_from_dict(values: Mapping[str, Any], source: str = "<dict>") -> 
 def override(config: TaskConfig, changes: Mapping[str, Any]) -> TaskConfig:
     """A validated copy of ``config`` with ``changes``; dotted keys reach into sections: ``model.width``."""
     values = config.model_dump()
-    source = f"{config.name or 'config'} with overrides {dict(changes)}"
+    given = ", ".join(f"{key}={quoted(value)}" for key, value in changes.items())  # a value may be huge
+    source = f"{config.name or 'config'} with overrides {{{given}}}"
     for dotted, value in changes.items():
         set_dotted(values, dotted, value, source)
     return task_config_from_dict(values, source=source)

@@ -95,7 +95,7 @@ def describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     hint = ""
     if kind == "literal_error" and isinstance(error.get("input"), str):
         hint = suggestion(error["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), True)
-    got = f", got {_short(error['input'])}" if "input" in error else ""
+    got = f", got {quoted(error['input'])}" if "input" in error else ""
     return f"{where or '(top level)'}: {message}{got}{hint}"
 
 
@@ -178,6 +178,7 @@ def _literals(annotation: Any) -> tuple[Any, ...]:
     return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
 
 
-def _short(value: Any) -> str:
+def quoted(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters: what a message quotes of a value a person gave, however long."""
     text = repr(value)
     return text if len(text) <= _INPUT_CHARS else text[:_INPUT_CHARS - 3] + "..."

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from configuration.errors import ConfigError
+from configuration.models import check_name
 
 # 256 KiB: a shipped config is a few KB, a run's stored config (16 tasks inline at most) tens of KB; a
 # valid file at the limit takes about 1 s to read here (PyYAML builds the values in Python).
@@ -27,8 +28,11 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser when PyY
 def load_yaml(path: str | Path, what: str = "config") -> Any:
     """The YAML document in ``path`` as plain data (None for an empty file). Raises FileNotFoundError,
     or ConfigError (one line naming the file) for a file too big, not text, not valid YAML, too deep,
-    or using anchors or aliases."""
-    path = Path(path)
+    or using anchors or aliases (or a path longer than any file's, quoted only in part)."""
+    try:
+        path = Path(check_name(str(path), f"{what}'s path"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}")
     try:

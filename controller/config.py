@@ -15,7 +15,9 @@ A config is a YAML mapping (or a dict), typically the ``controller:`` section of
 
 Every problem is reported at once, each with its key path (``ppo.clip``) and what was expected; an
 unknown key is an error with the closest known keys suggested, because a misspelt key silently ignored
-would change an experiment without anyone noticing. Names of operands and functions are checked by the
+would change an experiment without anyone noticing. Every whole number is strict and bounded
+(`configuration.models`: batch_size at most 10**5, hidden sizes 16384, PPO epochs 10**4), so that a
+config that validates cannot fail later inside torch. Names of operands and functions are checked by the
 rule language itself (`dsl.GroupVocabulary`), so its suggestions for misspelt names come through.
 """
 
@@ -27,7 +29,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from configuration import ConfigError, Seed, Strict, did_you_mean, expect_mapping, load_yaml, validation_error
+from configuration import (MAX_BATCH, MAX_EPOCHS, MAX_WIDTH, BatchSize, ConfigError, Epochs, Seed, Strict,
+                           Width, did_you_mean, expect_mapping, load_yaml, validation_error, whole)
 from controller.space import TokenSpace
 from controller.spelling import spell_known
 from dsl import KNOWN_RULE_TEXT, GroupVocabulary, RuleError
@@ -49,7 +52,7 @@ class VocabularyConfig(Strict):
     operands: tuple[str, ...] = Field(PRESETS["operands"]["nos"], description="a preset name or a list")
     unary: tuple[str, ...] = Field(PRESETS["unary"]["nos"], description="a preset name or a list")
     binary: tuple[str, ...] = Field(PRESETS["binary"]["nos"], description="a preset name or a list")
-    groups: int = Field(2, ge=1, le=8)
+    groups: whole(8) = Field(2, description="groups of a rule, at most 8")
     last_group_reads_previous: bool = Field(
         True, description="the last group must read the result of the group before it: the same rules, "
         "without spellings whose earlier group is never read (controller.space, 'Dead groups')")
@@ -86,8 +89,8 @@ class PolicyConfig(Strict):
     (as in NAS and ENAS controllers: bounded logits keep every legal token reachable), else
     ``z / temperature``; z is the output layer's value."""
 
-    hidden_size: int = Field(150, ge=1)
-    embedding_size: int | None = Field(None, ge=1, description="token embedding width; hidden_size if unset")
+    hidden_size: Width = Field(150, description=f"the LSTM's width, at most {MAX_WIDTH}")
+    embedding_size: Width | None = Field(None, description="token embedding width; hidden_size if unset")
     init_range: float = Field(0.08, gt=0.0, description="weights start uniform in [-init_range, init_range]")
     temperature: float = Field(1.0, gt=0.0)
     tanh_constant: float | None = Field(2.5, gt=0.0)
@@ -97,8 +100,8 @@ class PPOConfig(Strict):
     """PPO on the sampled token sequences (see controller.ppo for the update and why these defaults)."""
 
     lr: float = Field(0.005, gt=0.0, description="Adam's learning rate")
-    epochs: int = Field(4, ge=1, description="passes over each batch")
-    minibatches: int = Field(1, ge=1, description="each epoch's batch is split into this many steps")
+    epochs: Epochs = Field(4, description=f"passes over each batch, at most {MAX_EPOCHS}")
+    minibatches: BatchSize = Field(1, description="each epoch's batch is split into this many steps")
     clip: float = Field(0.2, gt=0.0, lt=1.0, description="per-token ratio clipped to [1 - clip, 1 + clip]")
     entropy_coef: float = Field(0.005, ge=0.0)
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="EMA: b <- decay * b + (1 - decay) * r")
@@ -106,8 +109,9 @@ class PPOConfig(Strict):
         0.1, gt=0.0, le=1.0, description="risk-seeking policy gradient (Petersen et al. 2021): learn only "
         "from the top fraction of a batch, with the batch's reward quantile at 1 - risk_seeking as the "
         "baseline")
-    elite_replay: int = Field(0, ge=0, description="replay the best this many distinct sequences seen so far "
-                              "in every update (priority queue training, Abolafia et al. 2018); 0: off")
+    elite_replay: whole(MAX_BATCH, 0) = Field(0, description="replay the best this many distinct sequences "
+                                              "seen so far in every update (priority queue training, "
+                                              f"Abolafia et al. 2018), at most {MAX_BATCH}; 0: off")
     normalize_advantages: bool = Field(True, description="divide advantages by their batch std")
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     adam_eps: float = Field(1e-8, gt=0.0)
@@ -120,17 +124,20 @@ class EvolutionConfig(Strict):
     """Regularized (aging) evolution (controller.evolution): population P, tournament S, the mutations
     and their relative weights, and known rules (dsl.known names) the first population starts from."""
 
-    population: int = Field(300, ge=1, description="P: the population keeps the P youngest rules")
-    tournament: int = Field(20, ge=1, description="S: a parent is the best of S members drawn at random")
+    population: BatchSize = Field(300, description=f"P: the population keeps the P youngest rules (at most "
+                                  f"{MAX_BATCH})")
+    tournament: BatchSize = Field(20, description="S: a parent is the best of S members drawn at random")
     mutations: dict[str, float] = Field(
         {"token": 1.0, "group": 1.0, "operand": 1.0},
         description="name -> relative weight (or a list of names, weighted alike): token (redraw one token "
         "among those legal at its step), group (redraw a whole group), operand (re-point an operand at "
         "another group's result)")
-    warm_start: tuple[str, ...] = Field((), description="known rules (dsl.known) in the first population")
-    neutral_tries: int = Field(0, ge=0, description="a child that spells its parent's rule (it changed only "
-                               "tokens the rule ignores) is mutated again, up to this many times; 0 (the "
-                               "default) keeps it: such drift is free, and PowerSign is one token from some")
+    warm_start: tuple[str, ...] = Field((), max_length=1000,
+                                        description="known rules (dsl.known) in the first population")
+    neutral_tries: whole(1000, 0) = Field(0, description="a child that spells its parent's rule (it changed "
+                                          "only tokens the rule ignores) is mutated again, up to this many "
+                                          "times (at most 1000); 0 (the default) keeps it: such drift is "
+                                          "free, and PowerSign is one token from some")
 
     @field_validator("mutations", mode="before")
     @classmethod
@@ -181,7 +188,7 @@ class ControllerConfig(Strict):
 
     kind: Literal["ppo", "evolution", "random"] = "ppo"
     seed: Seed = 0
-    batch_size: int = Field(100, ge=1, description="rules sampled per update")
+    batch_size: BatchSize = Field(100, description=f"rules sampled per update, at most {MAX_BATCH}")
     vocabulary: VocabularyConfig = VocabularyConfig()
     policy: PolicyConfig = PolicyConfig()
     ppo: PPOConfig = PPOConfig()

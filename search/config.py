@@ -16,11 +16,13 @@ A run config is a YAML mapping (configs/quickstart.yaml is the default):
       - {promote: 0.5, task: [mnist1d_cnn, nmt_tiny], seeds: 2}       # other kinds of task
     wandb: {mode: disabled, project: neural-optimizer-search, entity: null}
 
-The budget counts child-task trainings (the search's cost), not samples: a sample that is invalid or a
-duplicate of a rule already trained costs no training and no budget. The search stops drawing batches
-when the trainings of the batches drawn reach the budget (the batches drawn are finished, so the last may
-take it past the budget by less than a batch), or when ``patience`` batches in a row brought no rule to
-train (a controller that only proposes rules it has seen would otherwise spin). ``confirm`` retrains the
+The budget counts the search's own child-task trainings (stage 0, its cost), not samples: a sample that
+is invalid or a duplicate of a rule already trained costs no training and no budget. A search never
+trains more than the budget: the batch that reaches it is cut after the sample that does (`search.driver`),
+and no batch is drawn after it. It also stops when ``patience`` batches in a row brought no rule to train
+(a controller that only proposes rules it has seen would otherwise spin). The funnel's stage trainings and
+the confirmation's are extra, not counted in the budget: their number follows from ``promote``, ``seeds``
+and ``top_k``. ``confirm`` retrains the
 search's best rules at the end (`search.results.winners`); absent or ``top_k: 0``, nothing is confirmed.
 ``funnel`` promotes the best rules of each stage to the next, a longer budget or other tasks, as the
 results arrive (`search.funnel`); a rule's rank is then its score at the highest stage it reached.
@@ -30,7 +32,10 @@ results arrive (`search.funnel`); a rule's rank is then its score at the highest
 ``KEY=VALUE`` overrides (``nos search --set KEY=VALUE``) use dotted keys and YAML values
 (``search.time_limit_s=30``, ``task=cifar10_convnet``, ``task_overrides.epochs=2``) and are applied to the
 raw mapping before validation, so a misspelt override key is reported like a misspelt file key. Every
-problem is reported at once with its key path and what was expected; unknown keys get the closest known
+number is bounded both ways and every whole number is strict (`configuration.models`: ``search.budget=1e30``,
+``=2.5`` or ``=true`` is refused with the key and its bound, before Ray starts); a task name or path is at
+most 4096 characters and quoted in part. Every problem is reported at once with its key path and what was
+expected; unknown keys get the closest known
 keys suggested (a misspelt key silently ignored would change an experiment). Reading, wording and
 overrides are `configuration`'s, shared by every config of the project.
 
@@ -43,14 +48,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from child_tasks.config import CONFIG_DIR, TaskConfig
 from child_tasks.suite import Suite, load_suite
 from child_tasks.train import resolve_optimizer
-from configuration import Seed, Strict, apply_overrides, expect_mapping, flatten, load_yaml, validation_error
+from configuration import (MAX_BUDGET, MAX_SEEDS, MAX_WORKERS, Budget, Seed, Seeds, Strict, Workers,
+                           apply_overrides, check_name, expect_mapping, flatten, load_yaml, quoted,
+                           validation_error, whole)
 from controller import ControllerConfig
 
 DEFAULT_CONFIG = CONFIG_DIR / "quickstart.yaml"
@@ -64,27 +71,38 @@ def check_baselines(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+MAX_BUDGET_SCALE = 100.0  # a stage's or the confirmation's factor on the tasks' epochs and time limit
+Scale = Annotated[float, Field(gt=0.0, le=MAX_BUDGET_SCALE)]
+
+
 class SearchSection(Strict):
     """How much to search and on what: the training budget, when to stop early, the workers, penalties."""
 
-    budget: int = Field(ge=1, description="child-task trainings in all (invalid and duplicate samples cost "
-                        "none); the last batch may take the run past it by less than a batch")
-    patience: int = Field(20, ge=1, description="stop early after this many batches in a row without a rule "
-                          "to train (all invalid or duplicates)")
-    max_batches_ahead: int = Field(1, ge=0, description="batches drawn beyond the one the next update needs, "
-                                   "so that the workers never wait for the controller; samples are this many "
-                                   "updates stale (PPO weighs them by their stored log-probabilities)")
-    workers: int | None = Field(None, ge=1, description="evaluation actors; None: the cluster's CPUs / "
-                                "cpus_per_worker, or its GPUs / gpu_fraction when it has GPUs")
-    cpus_per_worker: int = Field(1, ge=1, description="CPUs each worker reserves, and its torch threads")
-    models_per_worker: int = Field(1, ge=1, description="rules a worker trains side by side in one call "
-                                   "(child_tasks.train_batch; the same rewards within float tolerance): "
-                                   "more keep a GPU busy, 1 trains one rule at a time")
-    gpu_fraction: float = Field(0.25, gt=0.0, le=1.0, description="share of a GPU each worker reserves "
-                                "(only on a cluster that has GPUs)")
+    budget: Budget = Field(description=f"the search's child-task trainings in all, at most {MAX_BUDGET:,} "
+                           "(invalid and duplicate samples cost none; the batch that reaches it is cut to "
+                           "it); the funnel's and the confirmation's trainings are extra")
+    patience: Budget = Field(20, description="stop early after this many batches in a row without a rule "
+                             "to train (all invalid or duplicates)")
+    max_batches_ahead: whole(64, 0) = Field(1, description="batches drawn beyond the one the next update "
+                                            "needs, so that the workers never wait for the controller; "
+                                            "samples are this many updates stale (PPO weighs them by their "
+                                            "stored log-probabilities); at most 64")
+    workers: Workers | None = Field(None, description=f"evaluation actors, at most {MAX_WORKERS} and at most "
+                                    "what the cluster holds (checked on connecting); None: the cluster's "
+                                    "CPUs / cpus_per_worker, or its GPUs / gpu_fraction when it has GPUs")
+    cpus_per_worker: whole(1024) = Field(1, description="CPUs each worker reserves, and its torch threads "
+                                         "(at most 1024)")
+    models_per_worker: whole(1024) = Field(1, description="rules a worker trains side by side in one call "
+                                           "(child_tasks.train_batch; the same rewards within float "
+                                           "tolerance): more keep a GPU busy, 1 trains one rule at a time; "
+                                           "at most 1024")
+    gpu_fraction: float = Field(0.25, ge=1.0 / MAX_WORKERS, le=1.0, description="share of a GPU each "
+                                f"worker reserves, at least 1/{MAX_WORKERS} (only on a cluster that has "
+                                "GPUs)")
     invalid_reward: float = Field(0.0, description="the reward of a rule that cannot be trained: "
                                   "undecodable, rejected by the static checks, or failed")
-    max_retries: int = Field(2, ge=0, description="re-runs of an evaluation whose worker process died")
+    max_retries: whole(100, 0) = Field(2, description="re-runs of an evaluation whose worker process died "
+                                       "(at most 100)")
     eval_seed: Seed = Field(0, description="the child task's seed for every evaluation")
     time_limit_s: float | None = Field(None, gt=0.0, description="one evaluation's wall time; the task "
                                        "config's when None")
@@ -93,10 +111,14 @@ class SearchSection(Strict):
 class ConfirmSection(Strict):
     """How winners are confirmed at the end of a search (`search.results.winners.confirm_and_export`)."""
 
-    top_k: int = Field(5, ge=0, description="best distinct rules of the run to confirm and export; 0: none")
-    seeds: int = Field(3, ge=1, description="seeds per rule and baseline (other than the search's eval_seed)")
-    budget_scale: float = Field(2.0, gt=0.0, description="factor on the task's epochs and time limit")
-    baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, description="torch baselines trained alongside")
+    top_k: whole(1000, 0) = Field(5, description="best distinct rules of the run to confirm and export "
+                                  "(at most 1000); 0: none")
+    seeds: Seeds = Field(3, description=f"seeds per rule and baseline (other than the search's "
+                         f"eval_seed), at most {MAX_SEEDS}")
+    budget_scale: Scale = Field(2.0, description="factor on the task's epochs and time limit, at most "
+                                f"{MAX_BUDGET_SCALE:g}")
+    baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, max_length=16,
+                                       description="torch baselines trained alongside")
 
     @field_validator("baselines")
     @classmethod
@@ -105,6 +127,16 @@ class ConfirmSection(Strict):
 
 
 MAX_STAGES = 8
+
+
+def _task_names(value: Any) -> Any:
+    """A task value (a name or path, a mapping, a list of them) whose names are not too long to be files."""
+    if isinstance(value, str):
+        check_name(value, "task config name or path")
+    elif isinstance(value, list):
+        for item in value:
+            _task_names(item)
+    return value
 
 
 class FunnelStage(Strict):
@@ -119,13 +151,19 @@ class FunnelStage(Strict):
         "the search's own tasks (with task_overrides)")
     task_overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys into every task "
                                            "config of this stage")
-    budget_scale: float = Field(1.0, gt=0.0, le=100.0, description="factor on the tasks' epochs and time "
-                                "limit")
-    seeds: int = Field(1, ge=1, le=64, description="evaluation seeds, shared by every rule of the stage "
-                       "(1000 k, 1000 k + 1, ... at stage k: never the search's or the confirmation's)")
+    budget_scale: Scale = Field(1.0, description="factor on the tasks' epochs and time limit, at most "
+                                f"{MAX_BUDGET_SCALE:g}")
+    seeds: Seeds = Field(1, description=f"evaluation seeds, at most {MAX_SEEDS}, shared by every rule of "
+                         "the stage (1000 k, 1000 k + 1, ... at stage k: never the search's or the "
+                         "confirmation's)")
     suite: dict[str, Any] | None = Field(None, description="the stage's tasks as trained (budget scaled, "
                                          "reference values measured): written by nos into a run's config, "
                                          "so that a resume trains exactly what the run did")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _bounded_names(cls, value: Any) -> Any:
+        return _task_names(value)
 
 
 class WandbSection(Strict):
@@ -155,8 +193,8 @@ class SearchConfig(Strict):
     def _name_or_mapping(cls, value: Any) -> Any:
         if not isinstance(value, str | Mapping | list):
             raise ValueError(f"expected a task config name (e.g. mnist1d_cnn), a path, a mapping, a list of "
-                             f"them or a suite config; got {value!r}")
-        return value
+                             f"them or a suite config; got {quoted(value)}")
+        return _task_names(value)
 
     @model_validator(mode="after")
     def _load_task(self) -> SearchConfig:
@@ -226,7 +264,8 @@ class SearchConfig(Strict):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            where = f"{source} with overrides {list(overrides)}" if overrides else source
+            given = ", ".join(quoted(item) for item in overrides)  # each cut short: a value may be huge
+            where = f"{source} with overrides [{given}]" if overrides else source
             raise validation_error(where, "search config", err, cls) from None
 
     def to_mapping(self) -> dict[str, Any]:

@@ -143,10 +143,9 @@ MISTAKES = [
     ("run", {"serach": {}}, "serach: unknown key; did you mean search? (known keys here: task,"),
     ("record", {"rewrds": {}}, "rewrds: unknown key; did you mean rewards? (known keys here: name, rule,"),
     ("task", {"epochs": None}, "epochs: expected a valid integer, got None"),
-    ("controller", {"batch_size": "many"},
-     "batch_size: expected a valid integer, unable to parse string as an integer, got 'many'"),
-    ("run", {"search": {"budget": "many"}}, "search.budget: expected a valid integer, unable to parse string "
-                                            "as an integer, got 'many'"),
+    # Whole numbers are strict (configuration.models): a string is not parsed as a number.
+    ("controller", {"batch_size": "many"}, "batch_size: expected a valid integer, got 'many'"),
+    ("run", {"search": {"budget": "many"}}, "search.budget: expected a valid integer, got 'many'"),
     ("record", {"date": 5}, "date: expected a valid date, got 5"),
     ("task", {"model": {"name": "convnett"}}, "model.name: expected one of convnet, wrn, transformer, cnn1d, "
                                               "mlp, rnn, causal_transformer, got 'convnett'; did you mean "
