@@ -190,7 +190,7 @@ def parse(text: str) -> Rule:
     if not isinstance(text, str):
         raise TypeError(f"rule text must be a str, got {type(text).__name__}")
     if len(text) > MAX_TEXT:
-        raise RuleSyntaxError(text[:50] + "...", MAX_TEXT, "more text", "at most "
+        raise RuleSyntaxError(text, MAX_TEXT, "more text", "at most "
                               f"{MAX_TEXT} characters")
     parser = _Parser(text)
     if parser.peek()[0] == "end":
