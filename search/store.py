@@ -15,17 +15,28 @@ Durability: the file is in WAL journal mode with ``synchronous=FULL``, and every
 write-ahead log: a ``kill -9`` of the writer (or a power cut) loses no finished evaluation, and an error
 rolls back only the transaction it happened in. WAL also lets other processes read (browse, plot) while the
 search writes, without blocking it. Nothing in the file is unpickled or evaluated: it holds numbers, text
-and JSON only, and a file that is not ours, or from a newer schema, is refused with a `StoreError`.
+and JSON only, and a file that is not ours, from a newer schema, or missing one of its tables, is refused
+with a `StoreError` naming it.
+
+Reading: every row becomes an `Evaluation` in one place (`RunStore._evaluation`), which every reader goes
+through (``nos report``, ``nos rules list/show/export``, ``--resume``). A row that a hand edit or a disk
+error left malformed (text where a number belongs, JSON that does not parse, a rule that is NULL or does
+not parse, a non-finite number, text longer than its bound in `LIMITS`) is skipped with one `StoreWarning`
+naming the file and the row, and the rest is read; the row itself stays in the file. Text is cut to its
+bound inside SQLite, before Python parses or shows it. ``RunStore(run_dir, read_only=True)`` opens the
+file read-only (``mode=ro``): a reader never changes a store.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -33,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from configuration import describe_differences, differences
+from dsl import RuleError, parse
+from dsl.printable import visible
+from dsl.text import MAX_TEXT
 
 STATUSES = ("pending", "ok", "diverged", "invalid", "duplicate", "failed")  # pending = queued, not finished
 FINISHED_WITH_REWARD = ("ok", "diverged")  # trained to the end: the reward can stand in for a duplicate's
@@ -92,12 +106,78 @@ _COLUMN_CHECKS: dict[str, tuple[Any, bool, str]] = {  # column -> (check, nullab
     "error": (_is_text, True, "text"), "created_at": (_is_number, False, "a number"),
     "finished_at": (_is_number, True, "a number"),
 }
+# The longest text each column may hold, in characters (bytes for a blob): the longest rule dsl parses; a
+# key's 16 hex digits; JSON lists of a batch's tokens and a training's curves and result (a few KB in a
+# search; records are bounded at 4 MiB alike); a traceback. A longer value is read as its first LIMIT + 1
+# characters only (`_bounded_columns`) and the row is malformed, except the free text of `CUT`, which is
+# shown cut.
+LIMITS = {"rule": MAX_TEXT, "canonical_key": 64, "status": 16, "tokens": 64 * 1024, "log_probs": 256 * 1024,
+          "groups": 64 * 1024, "curves": 4 * 2**20, "result": 4 * 2**20, "worker": 1024,
+          "error": 256 * 1024}
+CUT = ("worker", "error")
+_FINITE = ("reward", "lr", "duration", "created_at", "finished_at")  # inf would rank first, NaN compare false
 _ROW_KEYS = ("position", "tokens", "log_probs", "version", "groups", "rule", "canonical_key")
 _OPTIONAL_ROW_KEYS = ("status", "reward", "error")
 
 
 class StoreError(RuntimeError):
     """Not a results store of ours, a schema this code cannot read, an unknown row, or a run dir problem."""
+
+
+class StoreWarning(UserWarning):
+    """A malformed row of a store was skipped by a reader; the message names the file and the row."""
+
+
+class Malformed(ValueError):
+    """What is wrong with one row as read (a column and its problem); the row is skipped (`skip`)."""
+
+
+def _bounded_columns(names: Any, limits: dict[str, int] = LIMITS) -> str:
+    """The SELECT list of ``names``, each text or blob column with a bound read as at most its bound + 1
+    characters: a 5 MB rule never reaches Python whole, and is still seen to be too long."""
+    def column(name: str) -> str:
+        n = limits.get(name)
+        if n is None:
+            return name
+        return (f"CASE WHEN typeof({name}) IN ('text', 'blob') AND length({name}) > {n} "
+                f"THEN substr({name}, 1, {n + 1}) ELSE {name} END AS {name}")
+    return ", ".join(column(n) for n in names)
+
+
+def bounded(name: str, value: Any, limits: dict[str, int] = LIMITS) -> Any:
+    """``value`` of column ``name`` within its bound: free text (`CUT`) cut with a note, other text over
+    its bound Malformed."""
+    n = limits.get(name)
+    if n is None or not isinstance(value, str | bytes) or len(value) <= n:
+        return value
+    if name in CUT and isinstance(value, str):
+        return value[:n] + f"... (cut at {n} characters)"
+    raise Malformed(f"its {name} is longer than {n} characters, the bound of a stored {name}")
+
+
+@functools.lru_cache(maxsize=4096)  # a run repeats its rules (duplicates), and readers read a row often
+def rule_problem(text: str) -> str | None:
+    """Why stored rule text is not a rule (the parse error's first line), or None when it parses."""
+    try:
+        parse(text)
+    except RuleError as err:
+        return str(err).splitlines()[0]
+    return None
+
+
+def decoded(text: str | bytes | None, column: str) -> Any:
+    """A JSON column's value; a damaged one (edited by hand, a disk error) is Malformed."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise Malformed(f"its {column} is not valid JSON ({visible(err, limit=120)})") from None
+
+
+def quoted(value: Any) -> str:
+    """A stored value as a malformed row's message quotes it: a short prefix, nothing hidden raw."""
+    return repr(visible(value, limit=60)) if isinstance(value, str) else visible(repr(value), limit=60)
 
 
 @dataclass(frozen=True)
@@ -125,7 +205,7 @@ class Evaluation:
     finished_at: float | None
 
 
-_COLUMNS = ", ".join(f.name for f in fields(Evaluation))
+_COLUMNS = _bounded_columns(f.name for f in fields(Evaluation))
 
 
 def _json(value: Any, what: str) -> str:
@@ -180,7 +260,11 @@ class RunStore:
     config: dict[str, Any]
     created_at: float
 
-    def __init__(self, run_dir: str | Path, config: dict | None = None, create: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, config: dict | None = None, create: bool = True, *,
+                 read_only: bool = False) -> None:
+        """Open (or create) the store of ``run_dir``; ``read_only``: an existing store, opened so that
+        nothing this object does can change the file (every reader's way: report, list, show)."""
+        create = create and not read_only
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / FILENAME
         if self.run_dir.exists() and not self.run_dir.is_dir():
@@ -191,9 +275,11 @@ class RunStore:
             if not isinstance(config, dict):
                 raise ValueError(f"config must be a dict, got {type(config).__name__}")
             config = json.loads(_json(config, "config"))  # tuples become lists, as they will read back
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # one transaction at a time when threads share the store
-        uri = self.path.resolve().as_uri() + ("?mode=rwc" if create else "?mode=rw")
+        mode = "ro" if read_only else "rwc" if create else "rw"
+        uri = self.path.resolve().as_uri() + f"?mode={mode}"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         try:
@@ -208,7 +294,7 @@ class RunStore:
 
     def _open(self, config: dict | None, create: bool) -> None:
         self._db.execute("PRAGMA synchronous=FULL")  # fsync the log at every commit
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = self._tables()
         if "meta" not in tables:
             if tables or not create:
                 found = ", ".join(sorted(tables)) or "none"
@@ -223,6 +309,7 @@ class RunStore:
                         "created_at": now, "config": config if config is not None else {}}
                 db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
                                [(k, _json(v, k)) for k, v in meta.items()])
+            tables = self._tables()
         meta = {r["key"]: json.loads(r["value"]) for r in self._db.execute("SELECT key, value FROM meta")}
         if meta.get("format") != FORMAT:
             raise StoreError(f"{self.path}: not a nos results store (meta format {meta.get('format')!r})")
@@ -232,12 +319,19 @@ class RunStore:
             raise StoreError(f"{self.path}: schema version {version!r}, this code reads version "
                              f"{SCHEMA_VERSION}" + ("; it was written by a newer nos, upgrade to read it"
                                                     if newer else ""))
+        missing = [t for t in ("evaluations", "updates") if t not in tables]
+        if missing:  # a table dropped by hand: every read of it would be SQLite's "no such table"
+            raise StoreError(f"{self.path}: the results store has no table {' nor '.join(missing)} (dropped "
+                             "or never made): the file is damaged; its other tables were not changed")
         self.run_id, self.config, self.created_at = meta["run_id"], meta["config"], meta["created_at"]
         self.records_dir: str | None = meta.get("records_dir")  # where its winners go (remember_records_dir)
         if config is not None and config != self.config:
             details = "; ".join(describe_differences(differences(self.config, config), "stored", "given", 8))
             raise StoreError(f"{self.path}: run {self.run_id} was started with another config ({details}); "
                              "resume it with its own config (pass config=None to read it back)")
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -254,35 +348,48 @@ class RunStore:
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as err:  # a table dropped while open, a damaged page
+                raise StoreError(f"{self.path}: cannot read the results store ({type(err).__name__}: "
+                                 f"{visible(err, limit=200)})") from None
 
-    def _evaluations(self, where: str, params: tuple = (), tail: str = "ORDER BY id",
-                     source: str = "evaluations") -> list[Evaluation]:
-        rows = self._rows(f"SELECT {_COLUMNS} FROM {source} WHERE {where} {tail}", params)
-        return [self._evaluation(r) for r in rows]
+    def skip(self, row: str, problem: Malformed | str) -> None:
+        """Say once that ``row`` (e.g. "evaluation 12 (batch 3, position 1)") was skipped, and why."""
+        warnings.warn(f"{self.path}: skipped {row}: {problem}; the store's other rows are read (the row is "
+                      "left in the file)", StoreWarning, stacklevel=3)
+
+    def _evaluations(self, where: str, params: tuple = (), tail: str = "ORDER BY id") -> list[Evaluation]:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM evaluations WHERE {where} {tail}", params)
+        out = []
+        for r in rows:
+            try:
+                out.append(self._evaluation(r))
+            except Malformed as err:
+                self.skip(f"evaluation {r['id']} (batch {quoted(r['batch'])}, position "
+                          f"{quoted(r['position'])})", err)
+        return out
 
     def _evaluation(self, r: sqlite3.Row) -> Evaluation:
-        """A row as an Evaluation, each column checked (`_COLUMN_CHECKS`)."""
+        """A row as an Evaluation, each column checked (`_COLUMN_CHECKS`, `LIMITS`, finite numbers, rule
+        text that parses); Malformed says what is wrong."""
         values = {}
         for k in r.keys():
-            what = f"evaluation {r['id']}'s {k}"
-            value = self._decode(r[k], what) if k in _JSON_COLUMNS else r[k]
+            value = bounded(k, r[k])
+            value = decoded(value, k) if k in _JSON_COLUMNS else value
             check, nullable, expected = _COLUMN_CHECKS[k]
             if not (value is None and nullable) and not check(value):
-                raise StoreError(f"{self.path}: {what} must be {expected}, found {str(value)[:60]!r}; the "
-                                 "store's other rows are intact")
+                raise Malformed(f"its {k} must be {expected}, found {quoted(value)}")
+            if k in _FINITE and value is not None and not math.isfinite(value):
+                raise Malformed(f"its {k} is {value}, not a finite number")
             values[k] = value
+        if not all(math.isfinite(p) for p in values["log_probs"]):
+            raise Malformed("its log_probs hold a non-finite number")
+        if values["rule"] is None and values["status"] != "invalid":  # only an undecodable sample has none
+            raise Malformed(f"it has no rule text (NULL) but the status {values['status']!r}")
+        if values["rule"] is not None and (problem := rule_problem(values["rule"])) is not None:
+            raise Malformed(f"its rule text {quoted(values['rule'])} does not parse ({problem})")
         return Evaluation(**values)
-
-    def _decode(self, text: str | None, what: str) -> Any:
-        """A JSON column's value; a damaged one (edited by hand, a disk error) is a StoreError naming it."""
-        if text is None:
-            return None
-        try:
-            return json.loads(text)
-        except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError (bytes): ValueErrors
-            raise StoreError(f"{self.path}: {what} is not valid JSON ({err}); the store's other rows are "
-                             "intact") from None
 
     # --- writing --------------------------------------------------------------------------------------
 
@@ -379,24 +486,23 @@ class RunStore:
 
     def finished_reward(self, canonical_key: str) -> tuple[float, int] | None:
         """Reward and id of the earliest evaluation with this key that trained to the end (ok, diverged)."""
-        rows = self._rows(f"SELECT reward, id FROM evaluations WHERE canonical_key = ? AND status IN "
-                          f"{_IN(FINISHED_WITH_REWARD)} ORDER BY id LIMIT 1", (canonical_key,))
-        if not rows:
-            return None
-        if not _is_number(rows[0]["reward"]):
-            raise StoreError(f"{self.path}: evaluation {rows[0]['id']}'s reward must be a number, found "
-                             f"{str(rows[0]['reward'])[:60]!r}; the store's other rows are intact")
-        return float(rows[0]["reward"]), int(rows[0]["id"])
+        rows = self._evaluations(f"canonical_key = ? AND status IN {_IN(FINISHED_WITH_REWARD)}",
+                                 (canonical_key,))  # a malformed earliest row is skipped: the next stands in
+        return (float(rows[0].reward), rows[0].id) if rows else None  # type: ignore[arg-type]
 
     def updates(self) -> list[dict]:
         """The controller's update statistics by batch, each with its ``batch`` added."""
-        rows = self._rows("SELECT batch, stats FROM updates ORDER BY batch")
+        rows = self._rows(f"SELECT {_bounded_columns(('batch', 'stats'), {'stats': LIMITS['result']})} "
+                          "FROM updates ORDER BY batch")
         out = []
         for r in rows:
-            stats = self._decode(r["stats"], f"update {r['batch']}'s stats")
-            if not isinstance(stats, dict):
-                raise StoreError(f"{self.path}: update {r['batch']}'s stats must be a mapping, found "
-                                 f"{str(stats)[:60]!r}; the store's other rows are intact")
+            try:
+                stats = decoded(bounded("stats", r["stats"], {"stats": LIMITS["result"]}), "stats")
+                if not isinstance(stats, dict):
+                    raise Malformed(f"its stats must be a mapping, found {quoted(stats)}")
+            except Malformed as err:
+                self.skip(f"update {quoted(r['batch'])}", err)
+                continue
             out.append({"batch": r["batch"], **stats})
         return out
 
@@ -404,11 +510,20 @@ class RunStore:
         """Finished evaluations that went to a worker (attempts > 0), per batch that has any."""
         rows = self._rows("SELECT batch, COUNT(*) FROM evaluations "
                           "WHERE attempts > 0 AND status != 'pending' GROUP BY batch")
-        return {self._whole(r[0], "a batch number"): int(r[1]) for r in rows}
+        counted = {}
+        for batch, count in rows:
+            if _is_int(batch):
+                counted[batch] = int(count)
+            else:  # the schema's CHECK (batch >= 0) lets text through; those rows are skipped by every read
+                self.skip(f"{count} evaluation(s) of batch {quoted(batch)}", "a batch number must be a whole "
+                          "number")
+        return counted
 
     def last_batch(self) -> int | None:
         """The highest batch with evaluations, None for a new run."""
-        last = self._rows("SELECT MAX(batch) FROM evaluations")[0][0]
+        # The schema's CHECK (batch >= 0) lets text through (SQLite ranks text above numbers): whole numbers
+        # only, as the rows read (a row with a text batch is skipped by every read).
+        last = self._rows("SELECT MAX(batch) FROM evaluations WHERE typeof(batch) = 'integer'")[0][0]
         return None if last is None else self._whole(last, "the last batch number")
 
     def _whole(self, value: Any, what: str) -> int:
@@ -430,9 +545,14 @@ class RunStore:
         ties); rows without a key count as distinct."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        ranked = ("(SELECT *, ROW_NUMBER() OVER (PARTITION BY COALESCE(canonical_key, 'id:' || id) "
-                  "ORDER BY reward DESC, id) AS rank FROM evaluations WHERE status = 'ok')")
-        return self._evaluations("rank = 1", (k,), "ORDER BY reward DESC, id LIMIT ?", source=ranked)
+        # Ranked here, not in SQL, so that a malformed row (an inf reward would rank first, text above
+        # every number) is skipped before it can stand for its key.
+        best: dict[Any, Evaluation] = {}
+        for row in self._evaluations("status = 'ok'"):
+            key = row.canonical_key if row.canonical_key is not None else ("id", row.id)
+            if key not in best or row.reward > best[key].reward:  # type: ignore[operator] (ok: a reward)
+                best[key] = row
+        return sorted(best.values(), key=lambda row: (-row.reward, row.id))[:k]  # type: ignore[operator]
 
     def counts(self) -> dict[str, int]:
         """Rows per status, every status present (zero when none)."""

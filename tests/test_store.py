@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from search.store import FILENAME, SCHEMA_VERSION, STATUSES, Evaluation, RunStore, StoreError
+from search.store import FILENAME, SCHEMA_VERSION, STATUSES, Evaluation, RunStore, StoreError, StoreWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"task": "digits", "controller": {"batch_size": 4, "lr": 0.0005}, "seeds": [0, 1]}
@@ -220,23 +220,26 @@ def test_bad_calls_raise_clear_errors_and_lose_nothing(store, call, error, messa
 
 
 @pytest.mark.parametrize("table, column, where, read, what", [
-    ("evaluations", "tokens", "position = 1", lambda s: s.evaluations(), "evaluation 2's tokens"),
-    ("evaluations", "result", "position = 0", lambda s: s.best(), "evaluation 1's result"),
-    ("updates", "stats", "batch = 0", lambda s: s.updates(), "update 0's stats"),
+    ("evaluations", "tokens", "position = 1", lambda s: s.evaluations(),
+     r"evaluation 2 \(batch 0, position 1\): its tokens"),
+    ("evaluations", "result", "position = 0", lambda s: s.best(),
+     r"evaluation 1 \(batch 0, position 0\): its result"),
+    ("updates", "stats", "batch = 0", lambda s: s.updates(), "update 0: its stats"),
 ])
-def test_a_damaged_json_column_is_one_error_naming_the_row(tmp_path, table, column, where, read,
-                                                            what) -> None:
+def test_a_damaged_json_column_is_one_warning_naming_the_row(tmp_path, table, column, where, read,
+                                                              what) -> None:
     with RunStore(tmp_path, CONFIG) as s:
         ids = s.add_batch(0, [row(0), row(1)])
         s.record(ids[0], "ok", 0.5, result={"reward": 0.5})
         s.record_update(0, {"loss": 0.25})
     with sqlite3.connect(tmp_path / FILENAME) as db:  # a hand edit or a disk error
         db.execute(f"UPDATE {table} SET {column} = '{{not json' WHERE {where}")
-    with RunStore(tmp_path, create=False) as s:
-        message = rf"{FILENAME}: {what} is not valid JSON \(.*\); the store's other rows are intact"
-        with pytest.raises(StoreError, match=message):
+    with RunStore(tmp_path, create=False) as s:  # the row is skipped, the rest is read (issue 23)
+        message = rf"{FILENAME}: skipped {what} is not valid JSON \(.*\); the store's other rows are read"
+        with pytest.warns(StoreWarning, match=message) as said:
             read(s)
-        assert s.counts()["ok"] == 1, "the rest still reads"
+        assert len(said) == 1
+        assert s.counts()["ok"] == 1 and len(s.evaluations()) == (2 if table == "updates" else 1)
 
 
 def test_the_schema_refuses_bad_rows_itself(store) -> None:
