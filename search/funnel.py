@@ -49,13 +49,12 @@ from dataclasses import dataclass, field
 
 from search.config import FunnelStage
 from search.scheduling import Outcome, Scheduler
-from search.stage_store import StageRow, StageTable
+from search.stage_store import BASELINE, StageRow, StageTable
 from search.store import Evaluation, RunStore
 from search.trainings import Trainings
 
 log = logging.getLogger(__name__)
 
-BASELINE = "baseline:"  # the canonical key prefix of a baseline's stage rows
 STAGE_SEED_BASE = 1000
 
 

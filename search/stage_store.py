@@ -21,13 +21,15 @@ before funnels existed, has none: it reads as no rows.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, fields
 from typing import Any
 
-from search.store import RunStore, StoreError
+from search.store import LIMITS, Malformed, RunStore, StoreError, bounded, decoded, quoted, rule_problem
 
 STAGE_STATUSES = ("pending", "ok", "diverged", "failed")
+BASELINE = "baseline:"  # the canonical key prefix of a baseline's rows (their rule: torch:<name>)
 TABLE = "stage_evaluations"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -69,6 +71,9 @@ class StageRow:
 
 _COLUMNS = ", ".join(f.name for f in fields(StageRow))
 _NUMBER = (int, float)
+_BOUNDED_COLUMNS = ", ".join(  # text over its bound (`search.store.LIMITS`) is cut in SQLite, as there
+    f"CASE WHEN typeof({n}) IN ('text', 'blob') AND length({n}) > {LIMITS[n]} THEN substr({n}, 1, "
+    f"{LIMITS[n] + 1}) ELSE {n} END AS {n}" if n in LIMITS else n for n in (f.name for f in fields(StageRow)))
 
 
 class StageTable:
@@ -120,23 +125,40 @@ class StageTable:
         if not self.exists():
             return []
         where, params = ("WHERE stage = ?", (stage,)) if stage is not None else ("", ())
-        return [self._row(r) for r in self.store._rows(f"SELECT {_COLUMNS} FROM {TABLE} {where} ORDER BY id",
-                                                        params)]
+        out = []
+        for r in self.store._rows(f"SELECT {_BOUNDED_COLUMNS} FROM {TABLE} {where} ORDER BY id", params):
+            try:
+                out.append(self._row(r))
+            except Malformed as err:  # skipped with a warning naming it, as the store's own rows are
+                self.store.skip(f"stage evaluation {quoted(r['id'])} (stage {quoted(r['stage'])})", err)
+        return out
 
     def pending(self) -> list[StageRow]:
         return [r for r in self.rows() if not r.finished]
 
-    def _row(self, r: Any) -> StageRow:
-        values = dict(zip(r.keys(), tuple(r), strict=True))
-        what = f"{self.store.path}: stage evaluation {values.get('id')!r}"
-        try:
-            values["result"] = None if values["result"] is None else json.loads(values["result"])
-        except (TypeError, ValueError) as err:
-            raise StoreError(f"{what}'s result is not valid JSON ({err}); the store's other rows are "
-                             "intact") from None
+    @staticmethod
+    def _row(r: Any) -> StageRow:
+        """A row as a StageRow, each column checked as `RunStore._evaluation` checks its own; Malformed
+        says what is wrong."""
+        values = {k: bounded(k, v) for k, v in zip(r.keys(), tuple(r), strict=True)}
+        values["result"] = decoded(values["result"], "result")
+        if values["result"] is not None and not isinstance(values["result"], dict):
+            raise Malformed(f"its result must be a mapping, found {quoted(values['result'])}")
         for name in ("id", "stage", "seed", "attempts"):
             if not isinstance(values[name], int) or isinstance(values[name], bool):
-                raise StoreError(f"{what}'s {name} must be a whole number, found {str(values[name])[:60]!r}")
-        if values["reward"] is not None and not isinstance(values["reward"], _NUMBER):
-            raise StoreError(f"{what}'s reward must be a number, found {str(values['reward'])[:60]!r}")
+                raise Malformed(f"its {name} must be a whole number, found {quoted(values[name])}")
+        for name in ("canonical_key", "rule", "status"):
+            if not isinstance(values[name], str):
+                raise Malformed(f"its {name} must be text, found {quoted(values[name])}")
+        for name in ("reward", "duration", "created_at", "finished_at"):
+            value = values[name]
+            if value is None and name not in ("created_at",):
+                continue
+            if not isinstance(value, _NUMBER) or isinstance(value, bool) or not math.isfinite(value):
+                raise Malformed(f"its {name} must be a finite number, found {quoted(value)}")
+        for name in ("worker", "error"):
+            if values[name] is not None and not isinstance(values[name], str):
+                raise Malformed(f"its {name} must be text, found {quoted(values[name])}")
+        if not values["canonical_key"].startswith(BASELINE) and (problem := rule_problem(values["rule"])):
+            raise Malformed(f"its rule text {quoted(values['rule'])} does not parse ({problem})")
         return StageRow(**values)
