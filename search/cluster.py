@@ -12,7 +12,9 @@ plain ``ray.init()`` would join a cluster started by ``ray start`` on the same m
 refuse ``num_cpus``.
 
 `worker_options` decides what each evaluation worker reserves: a share of a GPU on a cluster that has GPUs,
-else CPUs; never a GPU on a cluster without one, where such an actor would wait forever.
+else CPUs; never a GPU on a cluster without one, where such an actor would wait forever. A worker count
+the cluster cannot hold now is a ClusterError naming ``search.workers`` and what fits, rather than
+actors that wait in Ray for resources that never come (leave it unset to follow the cluster).
 """
 
 from __future__ import annotations
@@ -171,8 +173,11 @@ class WorkerOptions:
     uses_gpu: bool
 
 
-def worker_options(workers: int | None, cpus_per_worker: int, gpu_fraction: float) -> WorkerOptions:
-    """Resources per worker and the number of workers (``workers``, or what the cluster holds)."""
+def worker_options(workers: int | None, cpus_per_worker: int, gpu_fraction: float,
+                   key: str = "workers") -> WorkerOptions:
+    """Resources per worker and the number of workers (``workers``, or what the cluster holds); a
+    ClusterError naming ``key`` when the cluster cannot hold ``workers`` of them, or one (module
+    docstring)."""
     import ray
 
     resources = ray.cluster_resources()
@@ -180,9 +185,21 @@ def worker_options(workers: int | None, cpus_per_worker: int, gpu_fraction: floa
     if gpus > 0:
         # GPU workers reserve no CPU, so a GPU node's CPU count never limits how many share its GPUs;
         # each still runs cpus_per_worker torch threads for its host-side work.
-        default = max(1, int(gpus / gpu_fraction + 1e-9))
-        return WorkerOptions({"num_gpus": gpu_fraction, "num_cpus": 0}, cpus_per_worker, workers or default,
+        fits = int(gpus / gpu_fraction + 1e-9)
+        _check_fits(workers, fits, key, f"{gpus:g} GPUs at a share of {gpu_fraction:g} each")
+        return WorkerOptions({"num_gpus": gpu_fraction, "num_cpus": 0}, cpus_per_worker, workers or fits,
                              True)
     cpus = float(resources.get("CPU", os.cpu_count() or 1))
-    default = max(1, int(cpus // cpus_per_worker))
-    return WorkerOptions({"num_cpus": cpus_per_worker}, cpus_per_worker, workers or default, False)
+    fits = int(cpus // cpus_per_worker)
+    _check_fits(workers, fits, key, f"{cpus:g} CPUs at {cpus_per_worker} each")
+    return WorkerOptions({"num_cpus": cpus_per_worker}, cpus_per_worker, workers or fits, False)
+
+
+def _check_fits(workers: int | None, fits: int, key: str, holds: str) -> None:
+    # A worker that cannot be placed waits in Ray for ever (an autoscaler aside, which an unset count
+    # follows): one line now instead.
+    if fits < 1:
+        raise ClusterError(f"the Ray cluster cannot hold one evaluation worker ({holds}): ask each for less")
+    if workers is not None and workers > fits:
+        raise ClusterError(f"{key} is {workers}, but the Ray cluster holds {fits} workers ({holds}); set "
+                           f"{key} to at most {fits}, or leave it unset to follow the cluster")
