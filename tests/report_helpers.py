@@ -1,6 +1,8 @@
 """Runs to report on, written directly (no search): two runs of the tiny digits config with controller
-updates, one with baselines at its budget, an exported record of its best rule, and a row whose rule
-text is markup (the store takes any text; the report must show it as text)."""
+updates, one with baselines at its budget, an exported record of its best rule, and a row whose task
+name, metric, worker and error are markup (the store takes any text; the report must show it as text).
+Rule text that is markup does not parse: every reader skips that row with a warning
+(tests/test_store_readers.py)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ def add_updates(run_dir: Path, batches: int = 3) -> None:
                                         "mean_reward": 50.0 + batch, "samples": 6})
 
 
+MARKUP_RULE = "sign(g) * mhat"
+
+
 def add_markup_row(run_dir: Path, reward: float = 95.0) -> None:
-    """An ok row whose rule text is HTML (best reward, so it is among the best rules) and whose error and
-    worker fields hold markup."""
+    """An ok row (best reward, so it is among the best rules) whose task name and metric are HTML (a
+    column of the best rules' table) and whose error and worker fields hold markup."""
     with RunStore(run_dir, config=None, create=False) as store:
         [id_] = store.add_batch(1, [{"position": 0, "tokens": [1], "log_probs": [-1.0], "version": 0,
-                                     "groups": [[MARKUP]], "rule": MARKUP, "canonical_key": None}])
+                                     "groups": [[MARKUP]], "rule": MARKUP_RULE, "canonical_key": None}])
         store.record(id_, "ok", reward, lr=0.1, worker=MARKUP, error=MARKUP,
-                     curves={"val_curve": [40.0, reward], "train_loss": [1.0, 0.2]})
+                     curves={"val_curve": [40.0, reward], "train_loss": [1.0, 0.2]},
+                     result={"tasks": {MARKUP: {"score": 1.5, "val_metric": 50.0, "metric": MARKUP}}})
 
 
 def write_baselines(run_dir: Path, run_id: str) -> None:

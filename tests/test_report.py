@@ -135,7 +135,7 @@ def test_evaluations_csv(runs, tmp_path: Path) -> None:
     assert {"run_id", "id", "batch", "rule", "status", "reward", "lr", "curves", "error"} <= set(rows[0])
     assert [r["status"] for r in rows[:len(ROWS)]] == [status for _, status, _ in ROWS]
     assert json.loads(rows[0]["curves"])["val_curve"] == [70.0, 90.0]
-    assert any(r["rule"] == MARKUP for r in rows)
+    assert any(r["worker"] == MARKUP and r["error"] == MARKUP for r in rows)
     # The README's one-liner, read with the sqlite3 module (pandas reads the same query).
     with sqlite3.connect(first / "results.sqlite") as db:
         assert db.execute("select count(*) from evaluations").fetchone()[0] == len(ROWS) + 1

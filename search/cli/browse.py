@@ -31,6 +31,7 @@ from rich.table import Table
 import discovered_rules
 from discovered_rules import RuleRecord, best_baseline
 from dsl import RuleError, from_sympy, known_rules, parse, to_sympy
+from search.cli.terminal import shown
 
 if TYPE_CHECKING:  # a run's store and baselines are imported where a run is listed
     from search.results.baselines import BaselineCache
@@ -110,7 +111,7 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
     records = discovered_rules.records(directory)
     if not records:
         return None
-    table = Table(title=f"Discovered rules ({discovered_rules.folder(directory)})",
+    table = Table(title=f"Discovered rules ({shown(discovered_rules.folder(directory))})",
                   caption="reward: mean ± std over the record's seeds; gain: over its best baseline on the "
                           "same seeds", caption_justify="left")
     for column in ("name", "task", "reward", "gain", "rule", "run", "date"):
@@ -118,10 +119,10 @@ def discovered_table(directory: str | Path | None = None) -> Table | None:
     for rec in records:
         mean, std = mean_std(list(rec.rewards.values())) if rec.rewards else (None, None)
         gain = record_gain(rec)
-        table.add_row(rec.name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
-                      "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", readable(rec.rule),
-                      rec.run_id or "-",
-                      rec.date.isoformat())
+        cells = (rec.name, rec.task or "-", "-" if mean is None else f"{mean:.3f} ± {std:.3f}",
+                 "-" if gain is None else f"{gain[0]:+.3f} ({gain[1]})", readable(rec.rule),
+                 rec.run_id or "-", rec.date.isoformat())
+        table.add_row(*map(shown, cells))  # a record's text is shown as text (search.cli.terminal)
     return table
 
 
@@ -158,13 +159,14 @@ class RunListing:
         return max(0, len(self.funnel) - 1)
 
     def table(self) -> Table:
-        table = Table(title=f"run {self.run_id} ({self.run_dir}), task {self.task}: best rules",
+        # Every text here may come from the store or a user (search.cli.terminal): shown, never markup.
+        table = Table(title=shown(f"run {self.run_id} ({self.run_dir}), task {self.task}: best rules"),
                       caption_justify="left")
         tasks = task_columns([row.evaluation for row in self.rows])
         stages = [f"stage {s}" for s in range(1, self.stages + 1)]
         numeric = ("rank", "reward", *tasks, *stages, "gain", "confirmed", "conf. gain")
         for column in ("rank", "reward", *tasks, *stages, "gain", "confirmed", "conf. gain", "rule", "key"):
-            table.add_column(column, justify="right" if column in numeric else "left",
+            table.add_column(shown(column), justify="right" if column in numeric else "left",
                              overflow="fold", no_wrap=column == "key")
         for row in self.rows:
             rec = row.record
@@ -173,10 +175,11 @@ class RunListing:
                 mean, std = mean_std(list(rec.rewards.values()))
                 confirmed = f"{mean:.3f} ± {std:.3f} ({rec.name})"
             scores = [f"{row.stages[s]:.3f}" if s in row.stages else "-" for s in range(1, self.stages + 1)]
-            table.add_row(str(row.rank), f"{row.evaluation.reward:.3f}", *task_cells(row.evaluation, tasks),
-                          *scores, signed(row.gain), confirmed, signed(row.confirmed_gain), row.text,
-                          row.evaluation.canonical_key or "-")
-        table.caption = self.caption()
+            cells = (str(row.rank), f"{row.evaluation.reward:.3f}", *task_cells(row.evaluation, tasks),
+                     *scores, signed(row.gain), confirmed, signed(row.confirmed_gain), row.text,
+                     row.evaluation.canonical_key or "-")
+            table.add_row(*map(shown, cells))
+        table.caption = shown(self.caption())
         return table
 
     def caption(self) -> str:
@@ -219,7 +222,7 @@ def run_listing(run_dir: str | Path, top: int = 20, *, baselines: Sequence[str] 
     from search.store import RunStore
 
     run_dir = Path(run_dir)
-    with RunStore(run_dir, config=None, create=False) as store:
+    with RunStore(run_dir, read_only=True) as store:
         funnel = stages_of(store.config)
         top_rules = ranked(store, top, funnel)
         reached = funnel_counts(store, funnel)

@@ -96,6 +96,7 @@ def report(
     counts, the controller's metrics, and the best rules with their formula, reward per task,
     confirmation against the baselines and learning curves. Reads the runs without blocking a search
     that is still writing."""
+    from dsl.printable import visible
     from search.cli.report_data import ReportError
     from search.cli.tables import write_evaluations_csv
     from search.store import StoreError
@@ -118,13 +119,15 @@ def report(
             path = write_report(run_dirs, out or default_output(run_dirs), top=top, directory=directory)
             if csv_path is not None:
                 count = write_evaluations_csv(run_dirs, csv_path)
-                console.print(f"{count} evaluations written to {csv_path}", highlight=False, soft_wrap=True)
+                console.print(f"{count} evaluations written to {visible(csv_path)}", highlight=False,
+                              soft_wrap=True, markup=False)
     except (ReportError, StoreError, OSError) as err:
-        errors.print(f"error: {' '.join(str(err).split())}", highlight=False, soft_wrap=True, markup=False)
+        errors.print(f"error: {visible(' '.join(str(err).split()))}", highlight=False, soft_wrap=True,
+                     markup=False)
         raise typer.Exit(1) from None
     size = path.stat().st_size
-    console.print(f"report written to {path} ({size / 1024:.0f} KiB, {time.perf_counter() - start:.1f} s)",
-                  highlight=False, soft_wrap=True)
+    console.print(f"report written to {visible(path)} ({size / 1024:.0f} KiB, "
+                  f"{time.perf_counter() - start:.1f} s)", highlight=False, soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -127,7 +127,7 @@ def read_run(run_dir: str | Path, top: int = 5, directory: str | Path | None = N
     if not (run_dir / FILENAME).is_file():
         raise ReportError(f"{run_dir}: not a run directory (it has no {FILENAME})")
     try:
-        with RunStore(run_dir, config=None, create=False) as store:
+        with RunStore(run_dir, read_only=True) as store:
             run_id, config, counts = store.run_id, store.config, store.counts()
             funnel = stages_of(config)
             rows, updates, ranks = store.evaluations(), store.updates(), ranked(store, top, funnel)

@@ -60,8 +60,18 @@ def records_dir(new: Path | None, old: Path | None) -> Path | None:
 
 
 def _fail(err: BaseException, code: int) -> typer.Exit:
-    console.print(f"[red]error[/red]: {err}", highlight=False, soft_wrap=True)
+    from search.cli.terminal import shown
+
+    console.print(f"[red]error[/red]: {shown(err)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _not_a_rule(err: BaseException) -> typer.Exit:
+    """Text that is neither a rule's name nor a rule: the parse error (its caret under the fault), exit 2."""
+    from search.cli.terminal import shown
+
+    console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{shown(err)}", highlight=False)
+    return typer.Exit(2)
 
 
 def _baselines(text: str) -> list[str]:
@@ -156,16 +166,17 @@ def show(
     try:
         found = find_rule(rule, run_dir=run, directory=directory)
     except RuleError as err:
-        console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _not_a_rule(err) from None
     except (UnknownRule, LookupError) as err:
         raise _fail(err, 2) from None
     except (StoreError, RecordError, OSError) as err:
         raise _fail(err, 1) from None
+    from search.cli.terminal import shown
+
     table, png = details(found)
     console.print(table)
     if png is not None:
-        console.print(f"learning curves: {png}", highlight=False, soft_wrap=True)
+        console.print(f"learning curves: {shown(png)}", highlight=False, soft_wrap=True)
 
 
 def export(
@@ -208,12 +219,13 @@ def print_confirmation(console: Console, confirmed) -> None:
     """The confirmation table, each exported record with its verdict, and plainly whether any rule beat
     the best baseline (`discovered_rules.verdict`)."""
     from discovered_rules import MIN_SEEDS
+    from search.cli.terminal import shown
 
     wide(console).print(confirmed.table.to_rich())
     for item in confirmed.exported:
         v = item.record.verdict
         said = "" if v is None else f"  ({v.describe()})"
-        console.print(f"exported {item.record.name}: {item.json_path} and {item.py_path}{said}",
+        console.print(shown(f"exported {item.record.name}: {item.json_path} and {item.py_path}{said}"),
                       highlight=False, soft_wrap=True)
     verdicts = [e.record.verdict for e in confirmed.exported if e.record.verdict is not None]
     if verdicts and not any(v.beats for v in verdicts):
@@ -273,8 +285,7 @@ def transfer(
     try:  # found as nos rules show finds it: a name, a record's key, else rule text
         found = find_rule(name, directory=directory)
     except RuleError as err:
-        console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
-        raise typer.Exit(2) from None
+        raise _not_a_rule(err) from None
     except (UnknownRule, LookupError) as err:
         raise _fail(err, 2) from None
     except (RecordError, OSError) as err:
@@ -300,8 +311,10 @@ def transfer(
         # A missing data set (FileNotFoundError naming the variable to set) or task config lands here too.
         raise _fail(err, 1) from None
     wide(console).print(table)
+    from search.cli.terminal import shown
+
     for path in result.saved_to:
-        console.print(f"saved to {path}", highlight=False, soft_wrap=True)
+        console.print(f"saved to {shown(path)}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer, rules_app: typer.Typer) -> None:

@@ -84,7 +84,7 @@ def _by_key(prefix: str, run_dir: str | Path | None, folder: Path) -> Found:
     from search.store import RunStore
 
     if run_dir is not None:
-        with RunStore(run_dir, config=None, create=False) as store:
+        with RunStore(run_dir, read_only=True) as store:
             rows = [r for r in store.evaluations() if r.canonical_key and r.canonical_key.startswith(prefix)]
         keys = sorted({r.canonical_key for r in rows})
         if not keys:
@@ -144,7 +144,7 @@ def rule_rows(rule: Rule, hyper: dict[str, float] | None = None) -> list[tuple[s
     values = {"lr": hyper["lr"]} if "lr" in hyper else {}
     values |= default_hypers(rule) | hyper
     rows.append(("hyper-constants", ", ".join(f"{n}={v:g}" for n, v in values.items()) or "none"))
-    rows.append(("static checks", "pass" if reason is None else f"[red]rejected: {reason}[/red]"))
+    rows.append(("static checks", "pass" if reason is None else f"rejected: {reason}"))
     return rows
 
 
@@ -205,7 +205,7 @@ def evaluation_rows(row: Evaluation, run_dir: Path, directory: Path | None) -> l
     if cache is not None:
         rows.append(("baselines", ", ".join(f"{k} {v:.3f}" for k, v in cache.rewards.items())
                      + f" (run's budget, seed {cache.seed})"))
-    with RunStore(run_dir, config=None, create=False) as store:
+    with RunStore(run_dir, read_only=True) as store:
         rec = run_records(store.run_id, directory).get(row.canonical_key)
     if rec is not None:
         rows.append(("confirmed as", rec.name))
@@ -239,9 +239,12 @@ def plot(found: Found) -> Path | None:
 
 
 def details(found: Found) -> tuple[Table, Path | None]:
-    """The rule's table (module docstring) and its curves' PNG (None: no curves)."""
-    table = Table(show_header=False, title=found.name or ("rule" if found.evaluation is None
-                                                          else f"evaluation {found.evaluation.id}"))
+    """The rule's table (module docstring) and its curves' PNG (None: no curves). Every value is shown as
+    text (`search.cli.terminal.cell`): a record's, a store's or a user's text never acts on the terminal."""
+    from search.cli.terminal import cell, shown
+
+    table = Table(show_header=False, title=shown(found.name or ("rule" if found.evaluation is None
+                                                                else f"evaluation {found.evaluation.id}")))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     rows = rule_rows(found.rule, found.record.hyper if found.record is not None else None)
@@ -253,5 +256,6 @@ def details(found: Found) -> tuple[Table, Path | None]:
     if png is not None:
         rows.append(("curves", str(png)))
     for name, value in rows:
-        table.add_row(name, value)
+        rejected = name == "static checks" and value != "pass"
+        table.add_row(cell(name), cell(value, style="red" if rejected else ""))
     return table, png

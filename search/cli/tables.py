@@ -25,6 +25,7 @@ from typing import IO, Any
 import discovered_rules
 from discovered_rules import RuleRecord
 from dsl import known_rules, to_sympy
+from dsl.printable import visible
 from search.cli.browse import RunListing, mean_std, record_gain
 from search.store import Evaluation, RunStore
 
@@ -108,7 +109,10 @@ def write_rows(rows: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) -> Non
         return
     if fmt != "csv":
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    _write_csv([_flat(r) for r in rows], stream)
+    # JSON escapes every hidden character itself (ensure_ascii); a CSV table is text read on a terminal
+    # too, so its text is written `visible` (a record's or a store's escape sequence never acts).
+    _write_csv([{k: visible(v) if isinstance(v, str) else v for k, v in _flat(r).items()} for r in rows],
+               stream)
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], stream: IO[str], columns: Sequence[str] = ()) -> None:
@@ -127,7 +131,7 @@ EVALUATION_COLUMNS = ["run_id", *(f.name for f in fields(Evaluation))]
 
 def evaluation_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every evaluation of the run as a flat row (JSON columns as JSON text), with its run id first."""
-    with RunStore(run_dir, config=None, create=False) as store:
+    with RunStore(run_dir, read_only=True) as store:
         run_id, rows = store.run_id, store.evaluations()
     return [_flat({"run_id": run_id, **{f.name: getattr(e, f.name) for f in fields(Evaluation)}})
             for e in rows]

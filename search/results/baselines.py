@@ -65,7 +65,7 @@ def run_baselines(run_dir: str | Path, baselines: Sequence[str], *, compute: boo
                   console: Console | None = None) -> BaselineCache | None:
     """The run's baselines at its budget: from the cache, training (and caching) those missing when
     ``compute``; None when some are missing and ``compute`` is False."""
-    with RunStore(run_dir, config=None, create=False) as store:
+    with RunStore(run_dir, read_only=True) as store:
         run_id = store.run_id
         config = SearchConfig.from_mapping(store.config, source=f"{store.path} (the run's config)")
     task, seed = config.suite, config.search.eval_seed
