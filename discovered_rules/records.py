@@ -38,6 +38,7 @@ from dsl.source import unprintable
 from dsl.vocabulary import HYPERS, LEARNING_RATE
 
 MAX_RECORD_BYTES = 4 * 2**20  # a record holds curves per seed and transfer tables: kilobytes, not megabytes
+MAX_NAME_TEXT = 4096  # a task's name or path, a run id, a baseline's or a task's name in a table
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 HYPER_KEYS = ("lr", *HYPERS)
 FILLED_FROM_RULE = ("formula", "latex", "canonical_key")
@@ -67,8 +68,11 @@ def rule_forms(rule: Rule) -> dict[str, str]:
 
 
 def _printable(text: str) -> str:
+    # Bounded before it is looked at further, and quoted in part: a 4 MB name is refused in one line.
+    if len(text) > MAX_NAME_TEXT:
+        raise ValueError(f"is {len(text)} characters long, more than {MAX_NAME_TEXT}, got {text[:40]!r}...")
     if (problem := unprintable(text)) is not None:
-        raise ValueError(f"holds {problem} (it would go into the generated .py), got {text!r}")
+        raise ValueError(f"holds {problem} (it would go into the generated .py), got {text[:60]!r}")
     return text
 
 

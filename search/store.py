@@ -278,6 +278,7 @@ class RunStore:
         if not read_only:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # one transaction at a time when threads share the store
+        self._skipped: set[str] = set()  # the malformed rows said (`skip`)
         mode = "ro" if read_only else "rwc" if create else "rw"
         uri = self.path.resolve().as_uri() + f"?mode={mode}"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -356,8 +357,11 @@ class RunStore:
 
     def skip(self, row: str, problem: Malformed | str) -> None:
         """Say once that ``row`` (e.g. "evaluation 12 (batch 3, position 1)") was skipped, and why."""
+        if row in self._skipped:  # read again (best, then every row): said already
+            return
+        self._skipped.add(row)
         warnings.warn(f"{self.path}: skipped {row}: {problem}; the store's other rows are read (the row is "
-                      "left in the file)", StoreWarning, stacklevel=3)
+                      "left in the file)", StoreWarning, stacklevel=2)
 
     def _evaluations(self, where: str, params: tuple = (), tail: str = "ORDER BY id") -> list[Evaluation]:
         rows = self._rows(f"SELECT {_COLUMNS} FROM evaluations WHERE {where} {tail}", params)

@@ -28,8 +28,10 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from dsl.printable import visible
 from search.cli.report import register as register_report
-from search.cli.rules import RULE_TEXT_SETTINGS, print_confirmation, register
+from search.cli.rules import RULE_TEXT_SETTINGS, not_a_rule, print_confirmation, register
+from search.cli.terminal import shown
 
 if TYPE_CHECKING:
     from dsl import Rule
@@ -64,7 +66,7 @@ class NosGroup(TyperGroup):
         except Exception as err:
             if ctx.params.get("debug"):
                 raise
-            message = " ".join(str(err).split())
+            message = visible(" ".join(str(err).split()), limit=2000)  # nothing hidden, nothing huge
             Console(stderr=True).print(f"error: {type(err).__name__}: {message} (run with --debug for the "
                                        "traceback)", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -74,7 +76,8 @@ class NosGroup(TyperGroup):
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
-    return f"warning: {' '.join(str(message).split())}\n"
+    # Every warning of every command passes here: a store's, a record's or a path's text is shown visible.
+    return f"warning: {visible(' '.join(str(message).split()), limit=2000)}\n"
 
 
 app = typer.Typer(help="Neural optimizer search: discover optimizer update rules, and use them in PyTorch.",
@@ -119,8 +122,7 @@ def _rule(name_or_text: str) -> tuple[str | None, Rule]:
     try:
         return None, parse(name_or_text)
     except RuleError as err:
-        console.print(f"[red]not a known rule name nor valid rule text:[/red]\n{err}", highlight=False)
-        raise typer.Exit(2) from None
+        raise not_a_rule(err) from None
 
 
 @rules_app.command("check", context_settings=RULE_TEXT_SETTINGS)
@@ -259,10 +261,10 @@ def search_command(
                              controller_kind=kind, progress=progress, records_dir=records_dir,
                              show_ray_output=debug)
     except (ConfigError, FileNotFoundError, FileExistsError, ImportError) as err:
-        console.print(f"[red]error[/red]: {escape(str(err))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red]: {shown(err)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (ClusterError, StoreError, ValueError) as err:
-        console.print(f"[red]error[/red]: {escape(str(err))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error[/red]: {shown(err)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/yellow]; continue with: nos search --resume {directory}",

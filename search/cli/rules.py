@@ -66,7 +66,7 @@ def _fail(err: BaseException, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _not_a_rule(err: BaseException) -> typer.Exit:
+def not_a_rule(err: BaseException) -> typer.Exit:
     """Text that is neither a rule's name nor a rule: the parse error (its caret under the fault), exit 2."""
     from search.cli.terminal import shown
 
@@ -166,7 +166,7 @@ def show(
     try:
         found = find_rule(rule, run_dir=run, directory=directory)
     except RuleError as err:
-        raise _not_a_rule(err) from None
+        raise not_a_rule(err) from None
     except (UnknownRule, LookupError) as err:
         raise _fail(err, 2) from None
     except (StoreError, RecordError, OSError) as err:
@@ -285,7 +285,7 @@ def transfer(
     try:  # found as nos rules show finds it: a name, a record's key, else rule text
         found = find_rule(name, directory=directory)
     except RuleError as err:
-        raise _not_a_rule(err) from None
+        raise not_a_rule(err) from None
     except (UnknownRule, LookupError) as err:
         raise _fail(err, 2) from None
     except (RecordError, OSError) as err:
