@@ -25,6 +25,7 @@ import socket
 from dataclasses import dataclass
 
 CONNECT_TIMEOUT_S = 5.0
+TOKEN_HINT = "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token (or in RAY_AUTH_TOKEN)"
 GCS_PROBE_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"  # every Ray GCS since 2.x serves it
 
 
@@ -57,8 +58,7 @@ def connect(address: str | None, num_cpus: int | None = None, worker_logs: bool 
     except (ConnectionError, ray.exceptions.AuthenticationError) as err:
         hint = ""
         if _caused_by(err, ray.exceptions.AuthenticationError):
-            hint = ("\nThe cluster uses token authentication: run with RAY_AUTH_MODE=token and the cluster's "
-                    "token in ~/.ray/auth_token (or in RAY_AUTH_TOKEN).")
+            hint = f"\nThe cluster uses token authentication: run with {TOKEN_HINT}."
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: {err}{hint}") from None
     return True
 
@@ -142,7 +142,11 @@ def check_gcs(address: str, target: tuple[str, int], timeout: float = CONNECT_TI
     except grpc.RpcError as err:
         code, details = err.code(), (err.details() or "").strip()
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return  # a Ray GCS that wants a token; ray.init says so
+            if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                # Else ray.init retries for about 20 s, printing Ray's C++ warning once a second.
+                raise ClusterError(f"the Ray cluster at {address} wants a token (token authentication) and "
+                                   f"this process sends none: run with {TOKEN_HINT}") from None
+            return  # a Ray GCS that wants a token, which this process sends: ray.init checks it
         if code == grpc.StatusCode.UNIMPLEMENTED and "http2 header" not in details:
             return  # a gRPC server without this method: perhaps another Ray version; let ray.init judge
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
