@@ -206,6 +206,9 @@ class Evaluation:
 
 
 _COLUMNS = _bounded_columns(f.name for f in fields(Evaluation))
+# The malformed rows this process has warned about (file, row): each is said once, however often it is read
+# (Python's own once-per-location filter is reset whenever a library adds a filter).
+_SKIPPED: set[tuple[str, str]] = set()
 
 
 def _json(value: Any, what: str) -> str:
@@ -278,7 +281,6 @@ class RunStore:
         if not read_only:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # one transaction at a time when threads share the store
-        self._skipped: set[str] = set()  # the malformed rows said (`skip`)
         mode = "ro" if read_only else "rwc" if create else "rw"
         uri = self.path.resolve().as_uri() + f"?mode={mode}"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -357,9 +359,9 @@ class RunStore:
 
     def skip(self, row: str, problem: Malformed | str) -> None:
         """Say once that ``row`` (e.g. "evaluation 12 (batch 3, position 1)") was skipped, and why."""
-        if row in self._skipped:  # read again (best, then every row): said already
+        if (str(self.path), row) in _SKIPPED:  # read again (best, then every row; a second open): said
             return
-        self._skipped.add(row)
+        _SKIPPED.add((str(self.path), row))
         warnings.warn(f"{self.path}: skipped {row}: {problem}; the store's other rows are read (the row is "
                       "left in the file)", StoreWarning, stacklevel=2)
 

@@ -111,8 +111,8 @@ def write_rows(rows: Sequence[dict[str, Any]], fmt: str, stream: IO[str]) -> Non
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     # JSON escapes every hidden character itself (ensure_ascii); a CSV table is text read on a terminal
     # too, so its text is written `visible` (a record's or a store's escape sequence never acts).
-    _write_csv([{k: visible(v) if isinstance(v, str) else v for k, v in _flat(r).items()} for r in rows],
-               stream)
+    _write_csv([{visible(k): visible(v) if isinstance(v, str) else v for k, v in _flat(r).items()}
+                for r in rows], stream)
 
 
 def _write_csv(rows: Iterable[dict[str, Any]], stream: IO[str], columns: Sequence[str] = ()) -> None:
