@@ -12,7 +12,10 @@
    and ``store.add_batch`` writes the batch in one transaction: an undecodable rule or one
    `dsl.why_invalid` rejects is ``invalid`` with ``invalid_reward``; a rule whose canonical key finished
    in the store is a ``duplicate`` with the stored reward; the rest is ``pending`` and joins the queue of
-   trainings (`search.trainings`: one training per rule, across batches).
+   trainings (`search.trainings`: one training per rule, across batches). The batch whose trainings
+   reach the budget is cut after the sample that reaches it, before it is stored: a search never trains
+   more than ``search.budget`` rules (the funnel's and the confirmation's trainings are extra), and the
+   controller learns from the rows kept (a smaller last batch).
 2. Feed: every idle worker starts the oldest queued training.
 3. Learn: once every row of the oldest drawn batch has finished, ``controller.update(samples, rewards)``,
    ``store.record_update``, the controller checkpoint (``controller.pt``, temp file + rename), and back
@@ -202,6 +205,9 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         with ray_output(run_dir / RAY_LOG, show=show_ray_output):
             started = connect(address, num_cpus=num_cpus, worker_logs=True)
             try:
+                # Before anything trains: workers the cluster cannot hold are one line, not actors that
+                # wait in Ray for ever.
+                worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction, "search.workers")
                 to_beat = _baselines(config, run_dir, address, progress)
                 summary = _search(config, controller, store, run_dir, progress, worker_class, data,
                                   stage_data, to_beat)
@@ -268,7 +274,7 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
 
     start = time.perf_counter()
     search, ahead = config.search, config.search.max_batches_ahead
-    options = worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction)
+    options = worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction, "search.workers")
     tracker = Tracker(config.wandb, run_dir, store.run_id, config.to_mapping())
     checkpointed = controller.updates  # stored batches of this version or later are drawn again (docstring)
     last = store.last_batch()
@@ -311,8 +317,15 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
                         samples = rebuild_samples(rows, controller.space)
                     elif b not in stored and len(drawn) <= ahead and _stop_reason(trained, search) is None:
                         samples = controller.sample()
-                        store.add_batch(b, [screen(s, i, store, search.invalid_reward)
-                                            for i, s in enumerate(samples)])
+                        screened = [screen(s, i, store, search.invalid_reward) for i, s in enumerate(samples)]
+                        # The budget is a budget: the batch that reaches it ends with the sample that does.
+                        # Cut before it is stored, so that every stored row is trained (or costs nothing)
+                        # and gets its reward, and the update learns from exactly the rows kept; a sample
+                        # dropped from the update instead would need a stored status of its own that
+                        # every reader and a resume would have to know.
+                        screened = trainings.within(screened, search.budget - sum(trained))
+                        samples = samples[:len(screened)]
+                        store.add_batch(b, screened)
                         rows = store.batch(b)
                         bar.sampled(rows)
                     else:
@@ -384,9 +397,10 @@ def _stop_reason(trained: list[int], search: SearchSection) -> str | None:
 
 def _draw_again(controller: Any, batch: int, rows: list[Evaluation]) -> None:
     """Draw a stored batch again, to move the controller's generator past it as the first draw did; the
-    stored rows stay the batch (module docstring)."""
-    again = controller.sample(len(rows))
-    if [s.tokens.tolist() for s in again] != [row.tokens for row in rows]:
+    stored rows stay the batch (module docstring). Every batch was drawn whole, the one the budget cut too
+    (its stored rows are the first of that draw)."""
+    again = controller.sample()
+    if [s.tokens.tolist() for s in again[:len(rows)]] != [row.tokens for row in rows]:
         log.warning("batch %d drawn again differs from its stored samples (another torch version?); the "
                     "stored samples are used, later batches will differ from an uninterrupted run", batch)
 

@@ -196,7 +196,8 @@ class SearchProgress(Bar):
 
     def trained(self, reward: float | None = None, rule: str | None = None) -> None:
         """One training finished; ``reward`` and ``rule`` when it is an ok one (the best so far is kept).
-        Past the budget (the last batch may take the run there), the bar's total grows with it."""
+        Past the budget (a run resumed from a version of nos whose last batch could overrun it), the bar's
+        total grows with it."""
         self.fields["session"] += 1
         if reward is not None and self._better(reward):
             self.best_reward, self.best_rule = reward, rule

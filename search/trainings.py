@@ -92,6 +92,20 @@ class Trainings:
                 trained += 1
         return trained
 
+    def within(self, rows: list[dict[str, Any]], room: int) -> list[dict[str, Any]]:
+        """A new batch's screened rows (`search.driver.screen`) up to the one that costs the ``room``-th
+        training (all of them if they cost fewer), counted as `add` will: a pending row costs one, unless
+        a row of its rule is queued or training, or comes earlier in the batch (it waits for that one)."""
+        keys = set(self.leaders)
+        for end, row in enumerate(rows):
+            if row.get("status", "pending") != "pending" or row["canonical_key"] in keys:
+                continue
+            keys.add(row["canonical_key"])
+            room -= 1
+            if room <= 0:
+                return rows[:end + 1]
+        return rows
+
     def feed(self) -> None:
         """Start the oldest queued trainings on every idle worker."""
         self.scheduler.feed()

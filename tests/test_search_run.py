@@ -46,7 +46,10 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
         assert store.config == config.to_mapping()
     batches = sorted({r.batch for r in rows})
     assert batches == list(range(len(batches))) and len(batches) >= 2
-    assert sorted((r.batch, r.position) for r in rows) == [(b, p) for b in batches for p in range(6)]
+    # Every batch whole but the last, which the budget may cut (positions 0..n-1 of it kept).
+    sizes = [sum(r.batch == b for r in rows) for b in batches]
+    assert sizes[:-1] == [6] * (len(batches) - 1) and 1 <= sizes[-1] <= 6
+    assert sorted((r.batch, r.position) for r in rows) == [(b, p) for b in batches for p in range(sizes[b])]
     assert {r.status for r in rows} <= {"ok", "diverged", "invalid", "duplicate"}
     for row in rows:
         if row.status == "invalid":
@@ -62,9 +65,11 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
     assert ok, "the small space always yields trainable rules"
     # The worker trained with the run's task and seed: the same training here gives the same reward.
     assert train(ok[0].rule, config.task_config, seed=0).reward == pytest.approx(ok[0].reward, abs=1e-9)
-    # The budget counts trainings: batches were drawn until their trainings reached it, and no further.
+    # The budget counts trainings: batches were drawn until their trainings reached it, the last one cut
+    # after the sample that did: exactly the budget is trained.
     trained = [sum(r.attempts > 0 for r in rows if r.batch == b) for b in batches]
-    assert sum(trained[:-1]) < 12 <= sum(trained) == summary.trained and summary.stopped == "budget"
+    assert sum(trained[:-1]) < 12 == sum(trained) == summary.trained and summary.stopped == "budget"
+    assert rows[-1].attempts == 1, "the cut batch ends with the training that reached the budget"
     # Pipelined: batch b came from the policy after update b - 2 (max_batches_ahead 1), each update
     # learned from exactly the rewards in the store's reward column, and the last update is checkpointed.
     assert all(r.version == max(0, r.batch - 1) for r in rows)
@@ -72,7 +77,7 @@ def test_tiny_search_end_to_end(ray_session, tmp_path) -> None:
     for update in updates:
         rewards = [r.reward for r in rows if r.batch == update["batch"]]
         assert update["mean_reward"] == pytest.approx(sum(rewards) / len(rewards))
-        assert update["samples"] == 6 and update["staleness"] == min(update["batch"], 1)
+        assert update["samples"] == sizes[update["batch"]] and update["staleness"] == min(update["batch"], 1)
     controller = make_searcher(config.controller)
     controller.load(tmp_path / "run" / CHECKPOINT)
     assert controller.updates == len(batches)
@@ -187,8 +192,9 @@ def test_exception_inside_an_evaluation_is_recorded_as_failed(ray_session, tmp_p
             assert row.attempts == 1, "an exception is the rule's outcome, not retried"
     assert all("sign" not in r.rule for r in rows if r.status == "ok")
     for update in updates:
-        batch = [r.reward for r in rows if r.batch == update["batch"]]
-        assert update["mean_reward"] == pytest.approx(sum(batch) / 12)
+        batch = [r.reward for r in rows if r.batch == update["batch"]]  # (cut at the budget's 6 trainings)
+        assert update["samples"] == len(batch)
+        assert update["mean_reward"] == pytest.approx(sum(batch) / len(batch))
 
 
 class BrokenWorker(EvaluationWorker):
