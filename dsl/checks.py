@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import torch
 
-from dsl.equivalence import probes
+from dsl.equivalence import RULE_CACHE_SIZE, probes
 from dsl.expr import Rule
 
 MIN_COSINE = 0.15  # ENOS's threshold on the mean cosine between the update and the gradient
@@ -67,7 +67,7 @@ def mean_cosine(update: torch.Tensor, g: torch.Tensor, block: torch.Tensor) -> f
     return float(everything.mean()) if everything.numel() else 0.0
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=RULE_CACHE_SIZE)
 def why_invalid(rule: Rule) -> str | None:
     """A short reason why the rule cannot train (see the module docstring), or None."""
     if not isinstance(rule, Rule):

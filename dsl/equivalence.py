@@ -167,7 +167,14 @@ def canonical_form(rule: Rule) -> Rule:
     return canonical_form_noted(rule)[0]
 
 
-@lru_cache(maxsize=1 << 12)
+# Rules remembered by each per-rule cache here and in `dsl.checks` (least recently used dropped): a
+# search's driver screens every sample, and a rule with its results holds about 6 KB, so a long search
+# would otherwise keep ~400 MB (65,536 rules) in them; its repeats are recent ones (a 5,000-training soak,
+# benchmarks/soak.py: 22 more misses of 39,750 than an unbounded cache).
+RULE_CACHE_SIZE = 1 << 12
+
+
+@lru_cache(maxsize=RULE_CACHE_SIZE)
 def canonical_form_noted(rule: Rule) -> tuple[Rule, str | None]:
     """`canonical_form`, and None or why it is less than sympy's full canonicalisation: the rule as
     written (no sympy form), or Max and Min kept as written (`dsl.symbolic.EXTREMA_UNEVALUATED`)."""
@@ -202,7 +209,7 @@ def quantise(values: torch.Tensor) -> torch.Tensor:
     return torch.stack([q.to(torch.int64), exponent.to(torch.int64)])
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=RULE_CACHE_SIZE)
 def canonical_key(rule: Rule) -> str:
     """A 16-hex-digit key under which equivalent rules coincide (see the module docstring)."""
     if not isinstance(rule, Rule):
