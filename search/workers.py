@@ -194,7 +194,10 @@ class WorkerPool:
                  stages_ref: Any = None, follow: Callable[[], int] | None = None) -> None:
         import ray
 
-        self._actor_class = ray.remote(worker_class).options(max_restarts=0, **ray_options)
+        # No task events: Ray's GCS would keep a record of every evaluation (~4 KB each, up to 100,000 of
+        # them: hundreds of MB over a long search; benchmarks/soak.py), and nothing of ours reads them.
+        self._actor_class = ray.remote(worker_class).options(max_restarts=0, enable_task_events=False,
+                                                             **ray_options)
         stages = (stages_ref,) if stages_ref is not None else ()
         self._args = (task, data_ref, threads, time_limit_s, *stages)
         self.ray_options = ray_options
