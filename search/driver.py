@@ -66,6 +66,7 @@ run's records of those rules exist already (a resume of a finished run).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -82,12 +83,13 @@ from search.cluster import check_address, connect, disconnect, worker_options
 from search.config import SearchConfig, SearchSection, load_search_config
 from search.funnel import Funnel, ranked
 from search.lock import RunLock
+from search.head_watch import gcs_address, watch_head
 from search.progress import SearchProgress
 from search.ray_output import RAY_LOG, ray_output
 from search.results.baselines import run_baselines
 from search.results.comparison import ComparisonError
 from search.results.winners import Confirmation, confirm_and_export, records_folder, run_records
-from search.store import FILENAME, Evaluation, RunStore
+from search.store import FILENAME, Evaluation, RunStore, StoreError
 from search.tracking import Tracker
 from search.trainings import Trainings
 from search.workers import EvaluationWorker, WorkerPool
@@ -201,25 +203,30 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path | None, run
         data = [load_data(task) for task in config.suite.tasks]
         stage_data = [[load_data(task) for task in stage.tasks] for stage in config.stages]
         num_cpus = search.workers * search.cpus_per_worker if search.workers else None
-        # Ray's own lines (lost nodes' state dumps, the workers' output) to run_dir/ray.log, not the terminal.
-        with ray_output(run_dir / RAY_LOG, show=show_ray_output):
-            started = connect(address, num_cpus=num_cpus, worker_logs=True)
-            try:
-                # Before anything trains: workers the cluster cannot hold are one line, not actors that
-                # wait in Ray for ever.
-                worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction, "search.workers")
-                to_beat = _baselines(config, run_dir, address, progress)
-                summary = _search(config, controller, store, run_dir, progress, worker_class, data,
-                                  stage_data, to_beat)
-                if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
-                    summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address,
-                                                                           progress, records_dir)
-                return summary
-            finally:
-                disconnect(started)
+        with contextlib.ExitStack() as stack:  # undone in reverse: the watch, Ray, Ray's output
+            # Ray's own lines (lost nodes' state dumps, the workers' output) to run_dir/ray.log, not the
+            # terminal.
+            stack.enter_context(ray_output(run_dir / RAY_LOG, show=show_ray_output))
+            stack.callback(disconnect, connect(address, num_cpus=num_cpus, worker_logs=True))
+            # A head that stops answering: one line with the resume command, not Ray's exit after 60 s.
+            stack.enter_context(watch_head(gcs_address(), lambda: _resume_command(run_dir, address)))
+            # Before anything trains: workers the cluster cannot hold are one line, not actors that wait
+            # in Ray for ever.
+            worker_options(search.workers, search.cpus_per_worker, search.gpu_fraction, "search.workers")
+            to_beat = _baselines(config, run_dir, address, progress)
+            summary = _search(config, controller, store, run_dir, progress, worker_class, data, stage_data,
+                              to_beat)
+            if config.confirm.top_k and not summary.all_failed:  # nothing to confirm; the CLI says why
+                summary.confirmation, summary.confirm_error = _confirm(config, run_dir, address, progress,
+                                                                       records_dir)
+            return summary
     finally:
         store.close()
         lock.release()
+
+
+def _resume_command(run_dir: Path, address: str | None) -> str:
+    return f"nos search --resume {run_dir}" + (f" --address {address}" if address else "")
 
 
 def _open_store(config: SearchConfig | Mapping[str, Any] | str | Path | None, run_dir: Path, resume: bool,
@@ -279,6 +286,9 @@ def _search(config: SearchConfig, controller: Any, store: RunStore, run_dir: Pat
     checkpointed = controller.updates  # stored batches of this version or later are drawn again (docstring)
     last = store.last_batch()
     stored = {b: store.batch(b) for b in range(checkpointed, -1 if last is None else last + 1)}
+    if unreadable := [b for b, rows in stored.items() if not rows]:  # every row skipped as malformed
+        raise StoreError(f"{store.path}: every row of batch {unreadable[0]} is unreadable (the warnings "
+                         "above say why), so the run cannot be resumed past it; its rows stay in the file")
     trained_before = store.trained_by_batch()
     trained = [trained_before.get(b, 0) for b in range(checkpointed)]  # per batch, for budget and patience
     best = store.best(1)

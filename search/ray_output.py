@@ -56,9 +56,10 @@ def ray_output(path: Path | None, show: bool = False) -> Iterator[Path | None]:
         handlers, propagate = list(ray_logger.handlers), ray_logger.propagate
         file_handler = logging.StreamHandler(sink)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        ray_worker.print_to_stdstream = sink.print_to_stdstream
+        writer = sink.print_to_stdstream  # one bound method: each attribute access makes a new one
+        ray_worker.print_to_stdstream = writer
         # A handler of an already-connected driver was bound to the old function: move it too.
-        replaced = _replace_handler(dispatcher, original, sink.print_to_stdstream)
+        replaced = _replace_handler(dispatcher, original, writer)
         for handler in handlers:
             ray_logger.removeHandler(handler)
         ray_logger.addHandler(file_handler)
@@ -69,7 +70,7 @@ def ray_output(path: Path | None, show: bool = False) -> Iterator[Path | None]:
             sink.note_session()
             ray_worker.print_to_stdstream = original
             if replaced:
-                _replace_handler(dispatcher, sink.print_to_stdstream, original)
+                _replace_handler(dispatcher, writer, original)
             ray_logger.removeHandler(file_handler)
             for handler in handlers:
                 ray_logger.addHandler(handler)
@@ -144,7 +145,7 @@ def _replace_handler(dispatcher: Any, old: Any, new: Any) -> bool:
 
     found = False
     for name, handler in list(getattr(dispatcher, "handlers", [])):
-        if getattr(handler, "func", handler) is old:
+        if getattr(handler, "func", handler) == old:  # ==: a bound method equals another of its own
             keywords = getattr(handler, "keywords", None) or {}
             dispatcher.remove_handler(name)
             dispatcher.add_handler(name, functools.partial(new, **keywords))

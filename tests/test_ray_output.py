@@ -11,8 +11,8 @@ import pytest
 from search.ray_output import ray_output
 
 # What Ray's error listener sends a driver when a node's raylet dies (abridged).
-RAYLET_DEATH = {"lines": ["Raylet is terminated. Termination is unexpected.", "    [state-dump] NodeManager: 1"],
-                "pid": "raylet", "is_err": False}
+RAYLET_DEATH = {"lines": ["Raylet is terminated. Termination is unexpected.",
+                          "    [state-dump] NodeManager: 1"], "pid": "raylet", "is_err": False}
 
 
 def test_the_private_hooks_it_replaces_still_exist():
@@ -70,6 +70,16 @@ def test_a_workers_output_reaches_the_file(ray_session, tmp_path, capsys):
         print("err-line-from-a-worker", file=sys.stderr)
         return 1
 
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    def handlers() -> list:
+        return [(name, getattr(h, "func", h), getattr(h, "keywords", None))
+                for name, h in dispatcher.handlers]
+
+    before = handlers()
+    with ray_output(tmp_path / "before.log"):  # one redirection after another, as searches in a session
+        assert handlers() != before
+    assert handlers() == before, "the worker-log handlers are put back as they were"
     path = tmp_path / "ray.log"
     with ray_output(path):
         assert ray.get(speak.remote()) == 1
