@@ -29,6 +29,7 @@ file read-only (``mode=ro``): a reader never changes a store.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -340,14 +341,20 @@ class RunStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it is on disk when the block ends, or none of it on an error."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # a full disk may refuse this too
+                            self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as err:  # a full or read-only disk, an I/O error, a lock held
+                raise StoreError(f"{self.path}: cannot write the results store ({err}); every result "
+                                 "recorded before is kept. Free space or make it writable, then continue "
+                                 f"with: nos search --resume {self.path.parent}") from err
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:

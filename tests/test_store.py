@@ -346,3 +346,24 @@ def test_threads_may_share_a_store(store) -> None:
 
 def test_statuses_match_the_schema() -> None:
     assert STATUSES == ("pending", "ok", "diverged", "invalid", "duplicate", "failed")
+
+
+@pytest.mark.parametrize("pragma, reason", [
+    ("max_page_count = {pages}", "database or disk is full"),  # SQLite's own "disk full", at this size
+    ("query_only = ON", "readonly"),  # as a read-only disk refuses writes
+])
+def test_a_full_or_read_only_disk_is_one_error_and_loses_nothing(tmp_path, pragma, reason) -> None:
+    with RunStore(tmp_path / "run", {"task": "digits"}) as store:
+        ids = store.add_batch(0, [row(0), row(1)])
+        store.record(ids[0], "ok", 1.5, lr=0.1)
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute("PRAGMA " + pragma.format(pages=pages))
+        with pytest.raises(StoreError) as caught:
+            store.add_batch(1, [row(i, rule="g * " + "1.5 * " * 2000 + "g") for i in range(50)])
+            store.record(ids[1], "ok", 2.5, lr=0.1)
+    message = str(caught.value)
+    assert "\n" not in message and reason in message and str(tmp_path / "run" / FILENAME) in message
+    assert message.endswith(f"continue with: nos search --resume {tmp_path / 'run'}")
+    with RunStore(tmp_path / "run", create=False) as store:
+        rows = store.evaluations()
+        assert [(r.id, r.status, r.reward) for r in rows] == [(ids[0], "ok", 1.5), (ids[1], "pending", None)]
