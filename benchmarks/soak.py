@@ -10,7 +10,7 @@ every ``--every`` seconds:
 
 - the driver's resident memory (VmRSS), the evaluation workers' (the ``ray::EvaluationWorker``
   processes among this process's descendants, so another session's Ray is never counted) and Ray's own
-  processes' (raylet, GCS and the rest of the descendants);
+  processes' (GCS, raylet, dashboard, agents, log monitor: the rest of the descendants, summed);
 - the store's bytes (results.sqlite with its -wal), and the trainings it holds (rows sent to a worker);
 - the time the controller spent in ``update`` and in ``sample`` and the driver in `search.driver.screen`
   (their functions wrapped), and the time the driver was blocked in ``ray.wait``: the rest of the wall
@@ -19,10 +19,13 @@ every ``--every`` seconds:
 The table has a row every ``--interval`` trainings (1,000 by default, a fifth of the run when it is
 shorter), then the ratios the issue asks for: driver memory at the last row against the first (the first
 interval is the warm-up; goal: under 10% growth), the store's bytes per training, the controller's seconds
-per update over the first 10 updates and the last 10, and the driver's own seconds per training in the
-first interval and the last. ``--tracemalloc`` also prints the driver's allocations that grew most from
-the first row to the end (slower; to find what grows). The load average is printed at the start and the
-end: other jobs on the machine slow the workers and the driver alike.
+per update over the first 10 updates and the last 10, and the driver's own time per training in the
+second interval (the first holds Ray's start) and the last. As PPO converges, more of its samples are
+rules it has trained (duplicates: no training, but screened, stored and learned from), so the samples
+per training (``rows/train``) rise and the driver's time per training with them; its time per sample
+(``ms/row``) is the figure that should stay flat. ``--tracemalloc`` also prints the driver's allocations
+that grew most from the first row to the end (much slower; to find what grows). The load average is
+printed at the start and the end: other jobs on the machine slow the workers and the driver alike.
 """
 
 from __future__ import annotations
@@ -195,7 +198,7 @@ class Probe:
         trained, rows = self._store_counts()
         below = descendants(os.getpid())
         workers = sorted(rss_bytes(p) for p, cmd in below.items() if cmd.startswith("ray::EvaluationWorker"))
-        ray_rss = sum(rss_bytes(p) for p, cmd in below.items() if not cmd.startswith("ray::"))
+        ray_rss = sum(rss_bytes(p) for p, cmd in below.items() if not cmd.startswith("ray::EvaluationWorker"))
         store = store_bytes(self.run_dir)
         sample = {"t": time.perf_counter() - self.start, "trainings": trained, "rows": rows,
                   "driver_rss": rss_bytes(), "worker_rss": workers, "ray_rss": ray_rss, "store_bytes": store,
@@ -227,20 +230,23 @@ def rows_at(samples: list[dict[str, Any]], interval: int, total: int) -> list[di
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """One line per row: memory, store, rates and the driver's time per training over the interval."""
     lines = [f"{'trainings':>9} {'time s':>7} {'train/s':>7} {'driver MiB':>10} {'workers MiB':>13} "
-             f"{'ray MiB':>7} {'store MiB':>9} {'B/train':>7} {'s/update':>8} {'driver ms/train':>15} "
-             f"{'load':>4}"]
-    before = {"t": 0.0, "trainings": 0, "updates": 0, "update_s": 0.0, "wait_s": 0.0}
+             f"{'ray MiB':>7} {'store MiB':>9} {'B/train':>7} {'s/update':>8} {'rows/train':>10} "
+             f"{'driver ms/train':>15} {'ms/row':>6} {'load':>4}"]
+    before = {"t": 0.0, "trainings": 0, "rows": 0, "updates": 0, "update_s": 0.0, "wait_s": 0.0}
     for r in rows:
         done = r["trainings"] - before["trainings"]
         span = r["t"] - before["t"]
         updates = r["updates"] - before["updates"]
         per_update = (r["update_s"] - before["update_s"]) / updates if updates else float("nan")
-        driver_ms = 1000 * (span - (r["wait_s"] - before["wait_s"])) / done if done else float("nan")
+        drawn = r["rows"] - before["rows"]
+        driver_ms = 1000 * (span - (r["wait_s"] - before["wait_s"]))
         workers = "+".join(f"{w / MIB:.0f}" for w in r["worker_rss"]) or "-"
         lines.append(f"{r['trainings']:>9} {r['t']:>7.0f} {done / span if span else 0:>7.1f} "
                      f"{r['driver_rss'] / MIB:>10.1f} {workers:>13} {r['ray_rss'] / MIB:>7.0f} "
                      f"{r['store_bytes'] / MIB:>9.2f} {r['store_bytes'] / max(1, r['trainings']):>7.0f} "
-                     f"{per_update:>8.4f} {driver_ms:>15.2f} {r['load']:>4.1f}")
+                     f"{per_update:>8.4f} {drawn / done if done else 0:>10.1f} "
+                     f"{driver_ms / done if done else 0:>15.2f} {driver_ms / drawn if drawn else 0:>6.2f} "
+                     f"{r['load']:>4.1f}")
         before = r
     return lines
 
@@ -249,11 +255,14 @@ def ratios(rows: list[dict[str, Any]], update_s: list[float], summary: Any, clos
     """The figures of the closing note (module docstring)."""
     first, last = rows[0], rows[-1]
 
-    def driver_s_per_training(a: dict[str, Any], b: dict[str, Any]) -> float:
-        done = b["trainings"] - a["trainings"]
-        return ((b["t"] - a["t"]) - (b["wait_s"] - a["wait_s"])) / done if done else float("nan")
+    def driver_ms_per(a: dict[str, Any], b: dict[str, Any], what: str) -> float:
+        done = b[what] - a[what]
+        return 1000 * ((b["t"] - a["t"]) - (b["wait_s"] - a["wait_s"])) / done if done else float("nan")
 
-    zero = {"t": 0.0, "trainings": 0, "wait_s": 0.0}
+    # The first interval holds Ray's start: the driver's own time is compared from the second on.
+    zero = {"t": 0.0, "trainings": 0, "rows": 0, "wait_s": 0.0}
+    second = rows[:2] if len(rows) > 2 else (zero, first)
+    final = (rows[-2] if len(rows) > 1 else zero, last)
     return {
         "driver_rss_first_mib": first["driver_rss"] / MIB, "driver_rss_last_mib": last["driver_rss"] / MIB,
         "driver_growth_pct": 100 * (last["driver_rss"] / first["driver_rss"] - 1),
@@ -264,11 +273,10 @@ def ratios(rows: list[dict[str, Any]], update_s: list[float], summary: Any, clos
         "store_bytes_per_row": closed / max(1, last["rows"]),
         "update_s_first10": statistics.mean(update_s[:10]) if update_s else None,
         "update_s_last10": statistics.mean(update_s[-10:]) if update_s else None,
-        # The first interval holds Ray's start: the driver's time per training from the second on.
-        "driver_ms_per_training_first": 1000 * driver_s_per_training(*(rows[:2] if len(rows) > 2 else
-                                                                       (zero, first))),
-        "driver_ms_per_training_last": 1000 * driver_s_per_training(rows[-2] if len(rows) > 1 else zero,
-                                                                    last),
+        "driver_ms_per_training_first": driver_ms_per(*second, "trainings"),
+        "driver_ms_per_training_last": driver_ms_per(*final, "trainings"),
+        "driver_ms_per_row_first": driver_ms_per(*second, "rows"),
+        "driver_ms_per_row_last": driver_ms_per(*final, "rows"),
         "overhead_fraction": 1 - last["wait_s"] / last["t"] if last["t"] else None,
         "sample_s": last["sample_s"], "screen_s": last["screen_s"], "update_s": last["update_s"],
         "wait_s": last["wait_s"], "wall_s": last["t"], "trainings": last["trainings"], "rows": last["rows"],
@@ -333,9 +341,9 @@ def main() -> None:
         print(f"controller update: {out['update_s_first10']:.4f} s (first 10) -> "
               f"{out['update_s_last10']:.4f} s (last 10) of {len(probe.update_s)}; sample "
               f"{out['sample_s']:.1f} s, screen {out['screen_s']:.1f} s in all")
-    last_ms = out["driver_ms_per_training_last"]
-    print(f"scheduling overhead: driver {out['driver_ms_per_training_first']:.2f} ms per training in the "
-          f"second interval, {last_ms:.2f} in the last; "
+    print(f"scheduling overhead: driver {out['driver_ms_per_training_first']:.2f} ms per training "
+          f"({out['driver_ms_per_row_first']:.2f} per sample) in the second interval, "
+          f"{out['driver_ms_per_training_last']:.2f} ({out['driver_ms_per_row_last']:.2f}) in the last; "
           f"{100 * (out['overhead_fraction'] or 0):.0f}% of the wall time outside ray.wait; "
           f"workers busy {100 * (summary.busy_fraction or 0):.0f}%")
     print(f"wall {out['wall_s']:.0f} s, {out['trainings']} trainings, {out['trainings_per_s']:.2f}/s, "
